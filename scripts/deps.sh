@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing qnxcompat needs on a fresh Debian
+# machine: a C compiler, make, python3, util-linux's flock(1), and a Rust
+# toolchain new enough for edition 2024 (rustup when cargo is missing).
+# Does nothing when everything is already there.
+set -euo pipefail
+
+need=()
+command -v cc >/dev/null || need+=(gcc libc6-dev)
+command -v make >/dev/null || need+=(make)
+command -v python3 >/dev/null || need+=(python3)
+command -v flock >/dev/null || need+=(util-linux)
+command -v curl >/dev/null || command -v cargo >/dev/null || need+=(curl ca-certificates)
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+if [ ${#need[@]} -gt 0 ]; then
+    echo "deps: installing ${need[*]}" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null; then
+    echo "deps: installing the Rust toolchain with rustup" >&2
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    echo "deps: add \$HOME/.cargo/bin to PATH (or open a new shell)" >&2
+fi

@@ -1,0 +1,131 @@
+/*
+ * The C-ABI edge of libqnxcompat: entry points that stable Rust cannot
+ * define. fcntl() is variadic; fcntl, lockf and flock are cancellation points
+ * whose blocking wait must let pthread_cancel() unwind, which it must never
+ * do through Rust frames (they are nounwind and would abort).
+ *
+ * So every function here reads its arguments the way glibc does, calls a
+ * fixed-signature Rust function, and loops: Rust waits in bounded slices and
+ * returns QNXCOMPAT_AGAIN between them, and this loop offers cancellation.
+ * No policy lives in C.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <unistd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <sys/file.h>
+#include <fcntl.h>
+
+/* Sentinels shared with src/hooks/entry.rs. */
+#define QNXCOMPAT_AGAIN (-1000) /* a wait slice ended: offer cancellation, call again */
+#define QNXCOMPAT_EINTR (-1001) /* a signal interrupted the wait: offer cancellation, fail EINTR */
+
+/* Which exported spelling was called, so traces name it. */
+enum qnxcompat_entry { ENTRY_FCNTL = 0, ENTRY_FCNTL64 = 1, ENTRY___FCNTL = 2, ENTRY_LOCKF = 3, ENTRY_LOCKF64 = 4 };
+
+/* State that spans the slices of one call: its start time, for tracing. */
+struct qnxcompat_call {
+    uint64_t start_ns;
+    uint32_t slices;
+};
+
+extern long qnxcompat_fcntl(int fd, int cmd, uintptr_t arg, int entry, struct qnxcompat_call *call);
+extern long qnxcompat_lockf(int fd, int function, int64_t size, int entry, struct qnxcompat_call *call);
+extern long qnxcompat_flock(int fd, int operation, struct qnxcompat_call *call);
+
+static int settle(long r)
+{
+    if (r == QNXCOMPAT_EINTR) {
+        pthread_testcancel();
+        errno = EINTR;
+        return -1;
+    }
+    return (int)r;
+}
+
+static int blocking_fcntl_cmd(int cmd)
+{
+    return cmd == F_SETLKW
+#ifdef F_SETLKW64
+           || cmd == F_SETLKW64
+#endif
+#ifdef F_OFD_SETLKW
+           || cmd == F_OFD_SETLKW
+#endif
+        ;
+}
+
+static int fcntl_entry(int fd, int cmd, uintptr_t arg, int entry)
+{
+    struct qnxcompat_call call = {0, 0};
+    long r;
+    if (blocking_fcntl_cmd(cmd))
+        pthread_testcancel();
+    while ((r = qnxcompat_fcntl(fd, cmd, arg, entry, &call)) == QNXCOMPAT_AGAIN)
+        pthread_testcancel();
+    return settle(r);
+}
+
+/* glibc's __libc_fcntl64 reads the third argument as one void *; so do we. */
+#define READ_ARG(cmd, arg)                                                                         \
+    do {                                                                                           \
+        va_list ap;                                                                                \
+        va_start(ap, cmd);                                                                         \
+        arg = (uintptr_t)va_arg(ap, void *);                                                       \
+        va_end(ap);                                                                                \
+    } while (0)
+
+__attribute__((visibility("default"))) int fcntl(int fd, int cmd, ...)
+{
+    uintptr_t arg;
+    READ_ARG(cmd, arg);
+    return fcntl_entry(fd, cmd, arg, ENTRY_FCNTL);
+}
+
+__attribute__((visibility("default"))) int fcntl64(int fd, int cmd, ...)
+{
+    uintptr_t arg;
+    READ_ARG(cmd, arg);
+    return fcntl_entry(fd, cmd, arg, ENTRY_FCNTL64);
+}
+
+__attribute__((visibility("default"))) int __fcntl(int fd, int cmd, ...)
+{
+    uintptr_t arg;
+    READ_ARG(cmd, arg);
+    return fcntl_entry(fd, cmd, arg, ENTRY___FCNTL);
+}
+
+static int lockf_entry(int fd, int function, int64_t size, int entry)
+{
+    struct qnxcompat_call call = {0, 0};
+    long r;
+    if (function == F_LOCK)
+        pthread_testcancel();
+    while ((r = qnxcompat_lockf(fd, function, size, entry, &call)) == QNXCOMPAT_AGAIN)
+        pthread_testcancel();
+    return settle(r);
+}
+
+__attribute__((visibility("default"))) int lockf(int fd, int function, off_t size)
+{
+    return lockf_entry(fd, function, (int64_t)size, ENTRY_LOCKF);
+}
+
+__attribute__((visibility("default"))) int lockf64(int fd, int function, off64_t size)
+{
+    return lockf_entry(fd, function, (int64_t)size, ENTRY_LOCKF64);
+}
+
+__attribute__((visibility("default"))) int flock(int fd, int operation)
+{
+    struct qnxcompat_call call = {0, 0};
+    long r;
+    if (!(operation & LOCK_NB))
+        pthread_testcancel();
+    while ((r = qnxcompat_flock(fd, operation, &call)) == QNXCOMPAT_AGAIN)
+        pthread_testcancel();
+    return settle(r);
+}

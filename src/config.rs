@@ -1,0 +1,237 @@
+//! Settings from the environment, read once by the library constructor.
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `QNXCOMPAT=off` | every hook is a pure pass-through (A/B runs) |
+//! | `QNXCOMPAT_TRACE` | `1`/`all`, or a comma list of functions (`lockf,flock`) |
+//! | `QNXCOMPAT_TRACE_FILE` | append trace lines to this file instead of stderr |
+//! | `QNXCOMPAT_REGISTRY` | the registry segment's name (default `qnxcompat-v1-<uid>`) |
+//!
+//! # Safety
+//! The string settings are copied into static buffers by the constructor,
+//! before any other thread of the process can run, and only read afterwards.
+#![allow(unsafe_code)]
+
+use core::cell::UnsafeCell;
+use core::ffi::CStr;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+
+use crate::sys;
+
+/// Every interposed symbol, one bit each in the trace mask.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u32)]
+pub enum Func {
+    Fcntl,
+    Fcntl64,
+    UFcntl,
+    Lockf,
+    Lockf64,
+    Flock,
+    Close,
+    UClose,
+    Fclose,
+    Fcloseall,
+    Dup2,
+    Dup3,
+    CloseRange,
+    Closefrom,
+    Mlock,
+    Munlock,
+    Mlockall,
+    Munlockall,
+    Mmap,
+    Mmap64,
+    Munmap,
+}
+
+impl Func {
+    pub const ALL: [Func; 21] = [
+        Func::Fcntl,
+        Func::Fcntl64,
+        Func::UFcntl,
+        Func::Lockf,
+        Func::Lockf64,
+        Func::Flock,
+        Func::Close,
+        Func::UClose,
+        Func::Fclose,
+        Func::Fcloseall,
+        Func::Dup2,
+        Func::Dup3,
+        Func::CloseRange,
+        Func::Closefrom,
+        Func::Mlock,
+        Func::Munlock,
+        Func::Mlockall,
+        Func::Munlockall,
+        Func::Mmap,
+        Func::Mmap64,
+        Func::Munmap,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Fcntl => "fcntl",
+            Func::Fcntl64 => "fcntl64",
+            Func::UFcntl => "__fcntl",
+            Func::Lockf => "lockf",
+            Func::Lockf64 => "lockf64",
+            Func::Flock => "flock",
+            Func::Close => "close",
+            Func::UClose => "__close",
+            Func::Fclose => "fclose",
+            Func::Fcloseall => "fcloseall",
+            Func::Dup2 => "dup2",
+            Func::Dup3 => "dup3",
+            Func::CloseRange => "close_range",
+            Func::Closefrom => "closefrom",
+            Func::Mlock => "mlock",
+            Func::Munlock => "munlock",
+            Func::Mlockall => "mlockall",
+            Func::Munlockall => "munlockall",
+            Func::Mmap => "mmap",
+            Func::Mmap64 => "mmap64",
+            Func::Munmap => "munmap",
+        }
+    }
+
+    fn bit(self) -> u32 {
+        1 << self as u32
+    }
+
+    /// Whether a name in QNXCOMPAT_TRACE selects this symbol: its own name,
+    /// or the family name (`fcntl` selects `fcntl64` and `__fcntl`).
+    fn selected_by(self, word: &[u8]) -> bool {
+        let name = self.name().as_bytes();
+        let base = name.strip_prefix(b"__").unwrap_or(name);
+        let base = base.strip_suffix(b"64").unwrap_or(base);
+        word == name || word == base
+    }
+}
+
+/// Parses a QNXCOMPAT_TRACE value into a mask of `Func` bits.
+pub fn parse_trace(value: &[u8]) -> u32 {
+    match value {
+        b"" | b"0" | b"off" | b"no" => 0,
+        b"1" | b"all" | b"yes" | b"on" => u32::MAX,
+        list => list
+            .split(|&c| c == b',')
+            .map(|w| w.trim_ascii())
+            .flat_map(|w| Func::ALL.iter().filter(move |f| f.selected_by(w)))
+            .fold(0, |m, f| m | f.bit()),
+    }
+}
+
+const MODE_UNINIT: u8 = 0;
+const MODE_ON: u8 = 1;
+const MODE_OFF: u8 = 2;
+
+static MODE: AtomicU8 = AtomicU8::new(MODE_UNINIT);
+static TRACE_MASK: AtomicU32 = AtomicU32::new(0);
+
+/// A fixed buffer written once by the constructor, then only read.
+struct StaticBuf {
+    bytes: UnsafeCell<[u8; 256]>,
+    len: AtomicU32,
+}
+
+// SAFETY: written only by the constructor before any reader exists (the
+// length is published with Release and read with Acquire).
+unsafe impl Sync for StaticBuf {}
+
+impl StaticBuf {
+    const fn new() -> StaticBuf {
+        StaticBuf { bytes: UnsafeCell::new([0; 256]), len: AtomicU32::new(0) }
+    }
+
+    /// # Safety
+    /// Only the constructor calls this, before other threads exist.
+    unsafe fn set(&self, v: &[u8]) {
+        let n = v.len().min(255);
+        // SAFETY: per the contract, nobody reads concurrently.
+        unsafe { (&mut *self.bytes.get())[..n].copy_from_slice(&v[..n]) };
+        self.len.store(n as u32, Ordering::Release);
+    }
+
+    fn get(&self) -> &[u8] {
+        let n = self.len.load(Ordering::Acquire) as usize;
+        // SAFETY: bytes [..n] were written before `len` was published and
+        // never change afterwards.
+        unsafe { &(&*self.bytes.get())[..n] }
+    }
+}
+
+static TRACE_FILE: StaticBuf = StaticBuf::new();
+static REGISTRY_NAME: StaticBuf = StaticBuf::new();
+
+/// Reads the environment. Called once from the library constructor.
+pub fn load() {
+    let off = sys::getenv(c"QNXCOMPAT").is_some_and(|v| matches!(v.to_bytes(), b"off" | b"0" | b"no"));
+    let mask = sys::getenv(c"QNXCOMPAT_TRACE").map_or(0, |v| parse_trace(v.to_bytes()));
+    TRACE_MASK.store(mask, Ordering::Relaxed);
+    // SAFETY: we are the constructor; no other thread runs yet.
+    unsafe {
+        if let Some(path) = sys::getenv(c"QNXCOMPAT_TRACE_FILE") {
+            TRACE_FILE.set(path.to_bytes());
+        }
+        match sys::getenv(c"QNXCOMPAT_REGISTRY") {
+            Some(name) => REGISTRY_NAME.set(name.to_bytes()),
+            None => {
+                let mut buf = [0u8; 64];
+                let mut c = crate::trace::Cursor::new(&mut buf);
+                let _ = write!(c, "qnxcompat-v{}-{}", crate::registry::layout::LAYOUT_VERSION, sys::geteuid());
+                let n = c.len();
+                REGISTRY_NAME.set(&buf[..n]);
+            }
+        }
+    }
+    MODE.store(if off { MODE_OFF } else { MODE_ON }, Ordering::Release);
+}
+
+/// Whether hooks apply QNX semantics (false before the constructor ran and
+/// under QNXCOMPAT=off).
+pub fn active() -> bool {
+    MODE.load(Ordering::Acquire) == MODE_ON
+}
+
+/// Whether calls to `f` are traced.
+pub fn traced(f: Func) -> bool {
+    active() && TRACE_MASK.load(Ordering::Relaxed) & f.bit() != 0
+}
+
+/// The trace file path, if set (NUL-terminated copy in `buf`).
+pub fn trace_file(buf: &mut [u8; 257]) -> Option<&CStr> {
+    let p = TRACE_FILE.get();
+    if p.is_empty() {
+        return None;
+    }
+    buf[..p.len()].copy_from_slice(p);
+    buf[p.len()] = 0;
+    CStr::from_bytes_with_nul(&buf[..=p.len()]).ok()
+}
+
+pub fn registry_name() -> &'static [u8] {
+    REGISTRY_NAME.get()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_lists() {
+        assert_eq!(parse_trace(b"1"), u32::MAX);
+        assert_eq!(parse_trace(b""), 0);
+        let m = parse_trace(b"lockf, flock");
+        assert!(m & Func::Lockf.bit() != 0 && m & Func::Lockf64.bit() != 0);
+        assert!(m & Func::Flock.bit() != 0);
+        assert_eq!(m & Func::Fcntl.bit(), 0);
+        let m = parse_trace(b"fcntl");
+        assert!(m & Func::UFcntl.bit() != 0 && m & Func::Fcntl64.bit() != 0);
+        let m = parse_trace(b"fcntl64");
+        assert_eq!(m, Func::Fcntl64.bit());
+        assert_eq!(parse_trace(b"nonsense"), 0);
+    }
+}

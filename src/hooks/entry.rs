@@ -1,0 +1,218 @@
+//! `fcntl` (every spelling), `lockf`/`lockf64` and `flock`: the Rust halves
+//! of the C entry points in `shim/shim.c`.
+//!
+//! The C side reads the variadic argument and loops while we return
+//! `AGAIN`, offering pthread cancellation between wait slices; `EINTR` tells
+//! it to offer cancellation once more before failing with EINTR.
+//!
+//! # Safety
+//! `arg` is the caller's third fcntl argument; for the lock commands it must
+//! point to a `struct flock`, as fcntl(2) requires. NULL gives EFAULT.
+#![allow(unsafe_code)]
+
+use core::ffi::{c_int, c_long};
+use core::fmt::Write;
+
+use super::table;
+use crate::config::{self, Func};
+use crate::locks::{self, CallState, Outcome};
+use crate::sys::{self, Errno};
+use crate::trace::{self, Cursor, Ret, decode};
+
+/// Sentinels shared with shim/shim.c.
+const AGAIN: c_long = -1000;
+const EINTR: c_long = -1001;
+
+const ENTRY_FCNTL64: c_int = 1;
+const ENTRY_UFCNTL: c_int = 2;
+const ENTRY_LOCKF64: c_int = 4;
+
+/// The lock commands we own; every other command passes through.
+fn is_lock_cmd(cmd: c_int) -> bool {
+    matches!(cmd, libc::F_GETLK | libc::F_SETLK | libc::F_SETLKW)
+}
+
+/// The real fcntl, or the raw syscall when libc's cannot be found.
+///
+/// # Safety
+/// `arg` must be what `cmd` expects.
+unsafe fn real_fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_long {
+    match table::fcntl64::get().or_else(table::fcntl::get) {
+        // SAFETY: forwarding the caller's own arguments to libc's fcntl.
+        Some(f) => unsafe { f(fd, cmd, arg) as c_long },
+        // SAFETY: as above, to the kernel.
+        None => match unsafe { sys::fcntl_raw(fd, cmd, arg) } {
+            Ok(v) => v,
+            Err(e) => {
+                e.set();
+                -1
+            }
+        },
+    }
+}
+
+/// Turns an outcome into the value handed back to C, tracing final ones.
+fn settle(out: Outcome, native: &mut dyn FnMut() -> c_long, trace_line: &mut dyn FnMut(Ret)) -> c_long {
+    let saved = Errno::last();
+    match out {
+        Outcome::Again => AGAIN,
+        Outcome::Interrupted => {
+            trace_line(Ret::Int(-1, Errno::INTR));
+            EINTR
+        }
+        Outcome::Done(v) => {
+            trace_line(Ret::Int(v, Errno(0)));
+            saved.set();
+            v as c_long
+        }
+        Outcome::Failed(e) => {
+            trace_line(Ret::Int(-1, e));
+            e.set();
+            -1
+        }
+        Outcome::Native => {
+            let r = native();
+            let e = Errno::last();
+            trace_line(Ret::Int(r, e));
+            e.set();
+            r
+        }
+    }
+}
+
+fn start_of(call: &mut CallState, f: Func) -> u64 {
+    if call.start_ns == 0 && config::traced(f) {
+        call.start_ns = sys::monotonic_ns();
+    }
+    call.start_ns
+}
+
+/// # Safety
+/// `call` points to the C caller's `struct qnxcompat_call`; `arg` is as in
+/// the module header.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qnxcompat_fcntl(
+    fd: c_int,
+    cmd: c_int,
+    arg: usize,
+    entry: c_int,
+    call: *mut CallState,
+) -> c_long {
+    let func = match entry {
+        ENTRY_FCNTL64 => Func::Fcntl64,
+        ENTRY_UFCNTL => Func::UFcntl,
+        _ => Func::Fcntl,
+    };
+    // SAFETY: the shim passes a pointer to its own live local.
+    let call = unsafe { &mut *call };
+    let start = start_of(call, func);
+    if !config::active() || !is_lock_cmd(cmd) {
+        // SAFETY: the caller's own arguments, forwarded.
+        let r = unsafe { real_fcntl(fd, cmd, arg) };
+        trace::line(func, start, Ret::Int(r as i64, super::errno_of(r as i64)), &|c: &mut Cursor| {
+            write!(c, "fd={fd}, ")?;
+            decode::cmd(c, cmd)?;
+            write!(c, ", {arg:#x}")
+        });
+        return r;
+    }
+    let before = if arg == 0 {
+        None
+    } else {
+        // SAFETY: per fcntl(2), a lock command's argument points to a struct
+        // flock; we copy it before use.
+        Some(unsafe { core::ptr::read(arg as *const libc::flock) })
+    };
+    let mut after = before;
+    let out = match (&mut after, cmd) {
+        (None, _) => Outcome::Failed(Errno::FAULT),
+        (Some(fl), libc::F_GETLK) => locks::fcntl_get(fd, fl),
+        (Some(fl), libc::F_SETLK) => locks::fcntl_set(fd, fl, false, call),
+        (Some(fl), _) => locks::fcntl_set(fd, fl, true, call),
+    };
+    if let (Outcome::Done(_), Some(fl), libc::F_GETLK) = (out, after, cmd) {
+        // SAFETY: `arg` points to the caller's struct flock (checked non-NULL).
+        unsafe { core::ptr::write(arg as *mut libc::flock, fl) };
+    }
+    settle(
+        out,
+        // SAFETY: the caller's own arguments, forwarded.
+        &mut || unsafe { real_fcntl(fd, cmd, arg) },
+        &mut |ret| {
+            trace::line(func, start, ret, &|c: &mut Cursor| {
+                write!(c, "fd={fd}, ")?;
+                decode::cmd(c, cmd)?;
+                match (before, after) {
+                    (None, _) => c.write_str(", NULL"),
+                    (Some(b), Some(a)) if cmd == libc::F_GETLK => {
+                        c.write_str(", ")?;
+                        decode::flock(c, &b)?;
+                        c.write_str(" -> ")?;
+                        decode::flock(c, &a)
+                    }
+                    (Some(b), _) => {
+                        c.write_str(", ")?;
+                        decode::flock(c, &b)
+                    }
+                }
+            })
+        },
+    )
+}
+
+/// # Safety
+/// `call` points to the C caller's `struct qnxcompat_call`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qnxcompat_lockf(
+    fd: c_int,
+    function: c_int,
+    size: i64,
+    entry: c_int,
+    call: *mut CallState,
+) -> c_long {
+    let func = if entry == ENTRY_LOCKF64 { Func::Lockf64 } else { Func::Lockf };
+    // SAFETY: the shim passes a pointer to its own live local.
+    let call = unsafe { &mut *call };
+    let start = start_of(call, func);
+    let real = &mut || match table::lockf64::get() {
+        // SAFETY: the caller's own arguments, forwarded to libc.
+        Some(f) => unsafe { f(fd, function, size) as c_long },
+        None => {
+            Errno::NOSYS.set();
+            -1
+        }
+    };
+    let out = if config::active() { locks::lockf(fd, function, size, call) } else { Outcome::Native };
+    settle(out, real, &mut |ret| {
+        trace::line(func, start, ret, &|c: &mut Cursor| {
+            write!(c, "fd={fd}, ")?;
+            decode::lockf_function(c, function)?;
+            write!(c, ", size={size}")
+        })
+    })
+}
+
+/// # Safety
+/// `call` points to the C caller's `struct qnxcompat_call`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qnxcompat_flock(fd: c_int, operation: c_int, call: *mut CallState) -> c_long {
+    // SAFETY: the shim passes a pointer to its own live local.
+    let call = unsafe { &mut *call };
+    let start = start_of(call, Func::Flock);
+    let real = &mut || match table::flock::get() {
+        // SAFETY: the caller's own arguments, forwarded to libc.
+        Some(f) => unsafe { f(fd, operation) as c_long },
+        None => {
+            Errno::NOSYS.set();
+            -1
+        }
+    };
+    // flock() joins the shared lock list in the flock issue; until then the
+    // kernel's flock keeps its Linux meaning.
+    settle(Outcome::Native, real, &mut |ret| {
+        trace::line(Func::Flock, start, ret, &|c: &mut Cursor| {
+            write!(c, "fd={fd}, ")?;
+            decode::flock_op(c, operation)
+        })
+    })
+}

@@ -1,0 +1,64 @@
+//! The interposed entry points. Each decodes its C arguments, calls
+//! [`crate::locks`] (or the real function), traces, and encodes the result as
+//! a return value plus errno. No lock or range logic lives here.
+//!
+//! Rules every hook keeps:
+//! - it never panics (the crate aborts on panic, and FFI must not unwind);
+//! - before the constructor has run, and under `QNXCOMPAT=off`, it is a pure
+//!   pass-through to the real function;
+//! - on success it leaves errno as the caller had it;
+//! - the re-entrancy guard is the thread-local "in registry" flag
+//!   ([`crate::local`]): a hook reached from a signal handler while its thread
+//!   holds the registry mutex never blocks on it again.
+//!
+//! # Safety
+//! This module defines the exported `extern "C"` symbols and the library
+//! constructor; pointer arguments come from C callers and are checked for
+//! NULL before use.
+#![allow(unsafe_code)]
+
+pub mod close;
+pub mod entry;
+pub mod mem;
+pub mod table;
+
+use crate::sys::Errno;
+use crate::{config, local, locks, owner};
+
+/// Runs once when the library is loaded, before `main`.
+extern "C" fn init() {
+    config::load();
+    table::resolve_all();
+    // SAFETY: registering a plain function as the fork-child handler.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+    if config::active() {
+        locks::adopt_after_exec();
+    }
+}
+
+/// Runs at normal exit: releases what this process still holds, so waiters
+/// are granted at once rather than when they notice the death.
+extern "C" fn fini() {
+    if config::active() && local::holds_any() {
+        locks::release_all();
+    }
+}
+
+/// A fork child is a new process owner with no locks.
+extern "C" fn after_fork_child() {
+    owner::forget_after_fork();
+    local::forget_after_fork();
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static INIT: extern "C" fn() = init;
+
+#[used]
+#[unsafe(link_section = ".fini_array")]
+static FINI: extern "C" fn() = fini;
+
+/// The errno to report with a raw return value.
+fn errno_of(r: i64) -> Errno {
+    if r == -1 { Errno::last() } else { Errno(0) }
+}

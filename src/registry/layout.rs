@@ -1,0 +1,152 @@
+//! The shared segment's layout: `repr(C)` structs, their sizes and offsets.
+//! No logic lives here.
+//!
+//! ```text
+//! [Header][OwnerSlot; OWNERS][FileSlot; FILES][u32 bucket; BUCKETS][LockRecord; RECORDS]
+//! ```
+//!
+//! Locks legend for every field: (c) constant once the creator has published
+//! the header; (r) guarded by the registry mutex; (a) atomic, read without
+//! the mutex.
+//!
+//! The segment holds indices, never pointers: every process maps it at its
+//! own address. Structs are never `Clone` or `Copy`: the mutex must not move.
+
+use core::sync::atomic::{AtomicU32, AtomicU64};
+
+pub use crate::engine::tree::LockRecord;
+
+/// "QNXCREG1" once the creator has finished initialising.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"QNXCREG1");
+/// Bumped whenever any struct below changes shape.
+pub const LAYOUT_VERSION: u32 = 1;
+
+pub const OWNERS: u32 = 4096;
+pub const FILES: u32 = 8192;
+pub const BUCKETS: u32 = 8192;
+pub const RECORDS: u32 = 131_072;
+/// Records that only unlocks may use, so that an unlock that splits a lock
+/// still succeeds when lock requests already get ENOLCK.
+pub const UNLOCK_RESERVE: u32 = 256;
+
+#[repr(C)]
+pub struct Header {
+    /// (a) `MAGIC` once initialised; 0 while the creator works.
+    pub magic: AtomicU64,
+    /// (c) `LAYOUT_VERSION`.
+    pub version: u32,
+    /// (c) Table sizes, checked against ours on attach.
+    pub owners: u32,
+    pub files: u32,
+    pub buckets: u32,
+    pub records: u32,
+    pub _pad0: u32,
+    /// (c) Total segment size in bytes.
+    pub size: u64,
+    /// (a) Number of repairs after a mutex holder died (diagnostics).
+    pub repairs: AtomicU32,
+    pub _pad1: [u32; 5],
+    /// The registry mutex: robust, process-shared, error-checking. Never
+    /// covered by a Rust reference while other processes may lock it.
+    pub mutex: libc::pthread_mutex_t,
+    pub _pad2: [u8; 24],
+    /// (r) The free lists, apart from the mutex so `&mut` never spans it.
+    pub free: FreeLists,
+}
+
+/// Slots are handed out from a free list, else from above a high-water
+/// mark: slots at or above the mark have never been used, so creating the
+/// registry touches none of their pages.
+#[repr(C)]
+pub struct FreeLists {
+    /// (r) Head of the free record list (linked through `onext`).
+    pub record: u32,
+    /// (r) Number of free records, counting those above the mark.
+    pub nrecords: u32,
+    /// (r) Head of the free file-slot list (linked through `next`).
+    pub file: u32,
+    /// (r) Head of the free owner-slot list (linked through `next_free`).
+    pub owner: u32,
+    /// (r) High-water marks: slots `>= mark` are unused.
+    pub record_high: u32,
+    pub file_high: u32,
+    pub owner_high: u32,
+    pub _pad: u32,
+}
+
+/// Kinds of lock owner.
+pub const OWNER_FREE: u8 = 0;
+/// A process, for fcntl and lockf locks: identified by (pid, start time).
+pub const OWNER_PROCESS: u8 = 1;
+
+#[repr(C)]
+pub struct OwnerSlot {
+    /// (r) `OWNER_*`.
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    /// (r) The process id (F_GETLK's l_pid).
+    pub pid: i32,
+    /// (r) The process start time in clock ticks since boot; with `pid`, an
+    /// identity that survives pid reuse.
+    pub starttime: u64,
+    /// (r) Head of this owner's record list (linked through `onext`/`oprev`).
+    pub lock_head: u32,
+    /// (r) Number of records this owner holds.
+    pub nlocks: u32,
+    /// (r) Next free owner slot.
+    pub next_free: u32,
+    pub _pad2: u32,
+}
+
+#[repr(C)]
+pub struct FileSlot {
+    /// (r) The file's identity, `(st_dev, st_ino)`.
+    pub dev: u64,
+    pub ino: u64,
+    /// (r) Root of the file's lock treap.
+    pub root: u32,
+    /// (r) Next slot in the hash chain, or in the free list.
+    pub next: u32,
+    /// (r) Records in the treap.
+    pub nrecords: u32,
+    /// (r) 1 while the slot names a file.
+    pub in_use: u32,
+    /// (a) Futex word: bumped under the mutex whenever locks on this file
+    /// are released, woken after the mutex is dropped.
+    pub wake: AtomicU32,
+    pub _pad: u32,
+}
+
+/// Byte offsets of each table from the start of the segment.
+pub struct Offsets {
+    pub owners: usize,
+    pub files: usize,
+    pub buckets: usize,
+    pub records: usize,
+    pub size: usize,
+}
+
+const fn align_up(x: usize, a: usize) -> usize {
+    (x + a - 1) & !(a - 1)
+}
+
+pub const OFFSETS: Offsets = {
+    let owners = align_up(size_of::<Header>(), 64);
+    let files = align_up(owners + OWNERS as usize * size_of::<OwnerSlot>(), 64);
+    let buckets = align_up(files + FILES as usize * size_of::<FileSlot>(), 64);
+    let records = align_up(buckets + BUCKETS as usize * size_of::<u32>(), 64);
+    let size = align_up(records + RECORDS as usize * size_of::<LockRecord>(), 4096);
+    Offsets { owners, files, buckets, records, size }
+};
+
+// Layout checks (rustix's check_types): a change here must bump LAYOUT_VERSION.
+const _: () = {
+    assert!(size_of::<LockRecord>() == 56);
+    assert!(size_of::<OwnerSlot>() == 32);
+    assert!(size_of::<FileSlot>() == 40);
+    assert!(size_of::<libc::pthread_mutex_t>() == 40);
+    assert!(core::mem::offset_of!(Header, mutex) == 64);
+    assert!(core::mem::offset_of!(Header, free) == 128);
+    assert!(OFFSETS.records.is_multiple_of(align_of::<LockRecord>()));
+    assert!(UNLOCK_RESERVE < RECORDS);
+};

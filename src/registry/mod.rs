@@ -1,0 +1,692 @@
+//! The cross-process lock registry: one shared segment, one robust mutex.
+//!
+//! Everything in the segment is read and written only under the mutex, held
+//! through a [`Guard`]. The guard hands out `&mut` views of the tables (never
+//! of the mutex itself), collects files whose waiters must be woken, and
+//! wakes them after the mutex is dropped (parking_lot's "decide under the
+//! lock, wake outside it").
+//!
+//! When a process dies holding the mutex, the next locker gets `EOWNERDEAD`
+//! and [`Tables::repair`] rebuilds every derived structure (treaps, owner
+//! lists, hash chains, free lists) from the flat record array. That discards
+//! whatever half-finished update the dead process left, then reaps the locks
+//! of every dead owner, before `pthread_mutex_consistent`.
+//!
+//! # Safety
+//! This file turns the mapped segment into references. The mapping is never
+//! unmapped; the tables are only referenced while the mutex is held, and the
+//! header's mutex is only ever touched through raw pointers.
+#![allow(unsafe_code)]
+
+pub mod layout;
+pub mod shm;
+
+use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, Ordering};
+
+use crate::engine::lockset::{self, Pool, SetError, SetOutcome};
+use crate::engine::range::{LockType, Range, Request};
+use crate::engine::tree::{self, Arena, Corrupt, LockRecord, NIL, RECORD_FREE, RECORD_LIVE};
+use crate::owner::{self, Liveness, ProcessIdentity};
+use crate::sys::{self, Errno};
+use layout::*;
+
+/// The mutable tables of the segment, valid while the mutex is held.
+pub struct Tables<'g> {
+    pub free: &'g mut FreeLists,
+    pub owners: &'g mut [OwnerSlot],
+    pub files: &'g mut [FileSlot],
+    pub buckets: &'g mut [u32],
+    pub records: &'g mut [LockRecord],
+}
+
+impl Arena for Tables<'_> {
+    fn records(&self) -> &[LockRecord] {
+        self.records
+    }
+    fn records_mut(&mut self) -> &mut [LockRecord] {
+        self.records
+    }
+}
+
+impl Pool for Tables<'_> {
+    fn alloc(&mut self, owner: u32, file: u32) -> Option<u32> {
+        let head = self.owners.get(owner as usize)?.lock_head;
+        let i = if self.free.record != NIL {
+            let i = self.free.record;
+            self.free.record = self.records.get(i as usize)?.onext;
+            i
+        } else if self.free.record_high < RECORDS {
+            self.free.record_high += 1;
+            self.free.record_high - 1
+        } else {
+            return None;
+        };
+        self.free.nrecords -= 1;
+        self.records[i as usize] = LockRecord {
+            owner,
+            file,
+            state: RECORD_LIVE,
+            left: NIL,
+            right: NIL,
+            onext: head,
+            oprev: NIL,
+            ..Default::default()
+        };
+        if let Some(h) = self.records.get_mut(head as usize) {
+            h.oprev = i;
+        }
+        let o = &mut self.owners[owner as usize];
+        o.lock_head = i;
+        o.nlocks += 1;
+        if let Some(f) = self.files.get_mut(file as usize) {
+            f.nrecords += 1;
+        }
+        Some(i)
+    }
+
+    fn free(&mut self, i: u32) -> Result<(), Corrupt> {
+        let (owner, file, next, prev) = {
+            let r = self.rec(i)?;
+            (r.owner, r.file, r.onext, r.oprev)
+        };
+        match self.records.get_mut(prev as usize) {
+            Some(p) => p.onext = next,
+            None => {
+                let o = self.owners.get_mut(owner as usize).ok_or(Corrupt)?;
+                o.lock_head = next;
+            }
+        }
+        if let Some(n) = self.records.get_mut(next as usize) {
+            n.oprev = prev;
+        }
+        if let Some(o) = self.owners.get_mut(owner as usize) {
+            o.nlocks = o.nlocks.saturating_sub(1);
+        }
+        if let Some(f) = self.files.get_mut(file as usize) {
+            f.nrecords = f.nrecords.saturating_sub(1);
+        }
+        let free_head = self.free.record;
+        let r = self.rec_mut(i)?;
+        *r = LockRecord { state: RECORD_FREE, onext: free_head, ..Default::default() };
+        self.free.record = i;
+        self.free.nrecords += 1;
+        Ok(())
+    }
+
+    fn can_alloc(&self, n: u32, for_unlock: bool) -> bool {
+        let need = if for_unlock { n } else { n + UNLOCK_RESERVE };
+        self.free.nrecords >= need
+    }
+}
+
+fn bucket_of(dev: u64, ino: u64) -> usize {
+    let h = (dev.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ino).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    (h >> 40) as usize % BUCKETS as usize
+}
+
+impl Tables<'_> {
+    /// Empties every table: no slot is below a high-water mark.
+    pub fn reset(&mut self) {
+        *self.free = FreeLists {
+            record: NIL,
+            nrecords: RECORDS,
+            file: NIL,
+            owner: NIL,
+            record_high: 0,
+            file_high: 0,
+            owner_high: 0,
+            _pad: 0,
+        };
+        self.buckets.fill(NIL);
+    }
+
+    /// The owner slots ever used.
+    pub fn used_owners(&self) -> &[OwnerSlot] {
+        &self.owners[..self.owner_high()]
+    }
+
+    /// The high-water marks, clamped: they are read from shared memory.
+    fn owner_high(&self) -> usize {
+        (self.free.owner_high as usize).min(self.owners.len())
+    }
+    fn file_high(&self) -> usize {
+        (self.free.file_high as usize).min(self.files.len())
+    }
+    fn record_high(&self) -> usize {
+        (self.free.record_high as usize).min(self.records.len())
+    }
+
+    /// The file slot of `(dev, ino)`, if it has one.
+    pub fn find_file(&self, dev: u64, ino: u64) -> Option<u32> {
+        let mut i = self.buckets[bucket_of(dev, ino)];
+        for _ in 0..FILES {
+            let f = self.files.get(i as usize)?;
+            if f.in_use == 1 && f.dev == dev && f.ino == ino {
+                return Some(i);
+            }
+            i = f.next;
+        }
+        None
+    }
+
+    /// The file slot of `(dev, ino)`, created if needed; ENOLCK when full.
+    pub fn file_slot(&mut self, dev: u64, ino: u64) -> Result<u32, Errno> {
+        if let Some(i) = self.find_file(dev, ino) {
+            return Ok(i);
+        }
+        let i = if self.free.file != NIL {
+            let i = self.free.file;
+            self.free.file = self.files.get(i as usize).ok_or(Errno::NOLCK)?.next;
+            i
+        } else if self.free.file_high < FILES {
+            self.free.file_high += 1;
+            self.free.file_high - 1
+        } else {
+            return Err(Errno::NOLCK);
+        };
+        let f = &mut self.files[i as usize];
+        let b = bucket_of(dev, ino);
+        *f = FileSlot {
+            dev,
+            ino,
+            root: NIL,
+            next: self.buckets[b],
+            nrecords: 0,
+            in_use: 1,
+            wake: AtomicU32::new(f.wake.load(Ordering::Relaxed)),
+            _pad: 0,
+        };
+        self.buckets[b] = i;
+        Ok(i)
+    }
+
+    /// Returns an empty file slot to the free list.
+    pub fn release_file_if_empty(&mut self, i: u32) {
+        let Some(f) = self.files.get(i as usize) else { return };
+        if f.in_use != 1 || f.nrecords != 0 || f.root != NIL {
+            return;
+        }
+        let (dev, ino) = (f.dev, f.ino);
+        let b = bucket_of(dev, ino);
+        // Unlink from the hash chain.
+        let mut prev = NIL;
+        let mut cur = self.buckets[b];
+        for _ in 0..FILES {
+            if cur == i || cur == NIL {
+                break;
+            }
+            prev = cur;
+            cur = self.files.get(cur as usize).map_or(NIL, |f| f.next);
+        }
+        if cur != i {
+            return;
+        }
+        let next = self.files[i as usize].next;
+        if prev == NIL {
+            self.buckets[b] = next;
+        } else {
+            self.files[prev as usize].next = next;
+        }
+        let f = &mut self.files[i as usize];
+        f.in_use = 0;
+        f.next = self.free.file;
+        self.free.file = i;
+    }
+
+    /// The owner slot of a process, created if needed.
+    pub fn process_owner(&mut self, me: ProcessIdentity, hint: u32) -> Result<u32, Errno> {
+        let is_me = |o: &OwnerSlot| o.kind == OWNER_PROCESS && o.pid == me.pid && o.starttime == me.starttime;
+        if self.owners.get(hint as usize).is_some_and(is_me) {
+            return Ok(hint);
+        }
+        if let Some(i) = self.used_owners().iter().position(is_me) {
+            return Ok(i as u32);
+        }
+        let i = if self.free.owner != NIL {
+            let i = self.free.owner;
+            self.free.owner = self.owners.get(i as usize).ok_or(Errno::NOLCK)?.next_free;
+            i
+        } else if self.free.owner_high < OWNERS {
+            self.free.owner_high += 1;
+            self.free.owner_high - 1
+        } else {
+            return Err(Errno::NOLCK);
+        };
+        let o = &mut self.owners[i as usize];
+        *o = OwnerSlot {
+            kind: OWNER_PROCESS,
+            pid: me.pid,
+            starttime: me.starttime,
+            lock_head: NIL,
+            nlocks: 0,
+            next_free: NIL,
+            _pad: [0; 3],
+            _pad2: 0,
+        };
+        Ok(i)
+    }
+
+    /// Returns an owner slot with no locks to the free list.
+    pub fn release_owner_if_idle(&mut self, i: u32) {
+        let free_head = self.free.owner;
+        let Some(o) = self.owners.get_mut(i as usize) else { return };
+        if o.kind == OWNER_FREE || o.nlocks != 0 {
+            return;
+        }
+        o.kind = OWNER_FREE;
+        o.lock_head = NIL;
+        o.next_free = free_head;
+        self.free.owner = i;
+    }
+
+    /// Applies a lock request to a file's treap.
+    pub fn set(&mut self, file: u32, owner: u32, req: Request, q: Range) -> Result<SetOutcome, SetError> {
+        let mut root = self.files.get(file as usize).ok_or(SetError::Corrupt)?.root;
+        let r = lockset::set(self, &mut root, file, owner, req, q);
+        self.files[file as usize].root = root;
+        r
+    }
+
+    /// The first lock of another owner in `file` that conflicts.
+    pub fn first_conflict(&self, file: u32, owner: u32, t: LockType, q: Range) -> Result<Option<u32>, Corrupt> {
+        let root = self.files.get(file as usize).ok_or(Corrupt)?.root;
+        lockset::first_conflict(self, root, owner, t, q)
+    }
+
+    /// Whether `owner` holds a lock in `file` on `q` that runs to EOF.
+    pub fn holds_lock_to_eof(&self, file: u32, owner: u32, q: Range) -> Result<bool, Corrupt> {
+        let root = self.files.get(file as usize).ok_or(Corrupt)?.root;
+        lockset::holds_lock_to_eof(self, root, owner, q)
+    }
+
+    /// Removes all of `owner`'s locks in `file`; returns how many went.
+    pub fn remove_owner_in_file(&mut self, file: u32, owner: u32) -> Result<u32, Corrupt> {
+        let mut root = self.files.get(file as usize).ok_or(Corrupt)?.root;
+        let r = lockset::remove_owner(self, &mut root, owner);
+        self.files[file as usize].root = root;
+        r
+    }
+
+    /// Removes every lock of `owner`, in every file, and frees its slot.
+    /// Calls `touched` with each file that lost locks.
+    pub fn reap_owner(&mut self, owner: u32, touched: &mut dyn FnMut(u32)) -> Result<(), Corrupt> {
+        for _ in 0..RECORDS {
+            let head = self.owners.get(owner as usize).ok_or(Corrupt)?.lock_head;
+            if head == NIL {
+                break;
+            }
+            let file = self.rec(head)?.file;
+            let mut root = self.files.get(file as usize).ok_or(Corrupt)?.root;
+            tree::remove(self, &mut root, head)?;
+            self.files[file as usize].root = root;
+            self.free(head)?;
+            touched(file);
+            self.release_file_if_empty(file);
+        }
+        if let Some(o) = self.owners.get_mut(owner as usize) {
+            o.nlocks = 0;
+            o.lock_head = NIL;
+        }
+        self.release_owner_if_idle(owner);
+        Ok(())
+    }
+
+    /// Rebuilds every derived structure from the record array, then reaps
+    /// dead owners. Used after a mutex holder died and when a walk met an
+    /// inconsistency. Locks of live owners survive; a lock list that still
+    /// breaks its invariants afterwards is dropped rather than trusted.
+    pub fn repair(&mut self, touched: &mut dyn FnMut(u32)) {
+        // Owners: keep identities, rebuild lists and the free list.
+        self.free.owner = NIL;
+        self.free.owner_high = self.owner_high() as u32;
+        self.free.file_high = self.file_high() as u32;
+        self.free.record_high = self.record_high() as u32;
+        for i in (0..self.owner_high()).rev() {
+            let o = &mut self.owners[i];
+            o.lock_head = NIL;
+            o.nlocks = 0;
+            if o.kind != OWNER_PROCESS {
+                o.kind = OWNER_FREE;
+                o.next_free = self.free.owner;
+                self.free.owner = i as u32;
+            }
+        }
+        // Files: keep identities, rebuild chains and the free list.
+        self.buckets.fill(NIL);
+        self.free.file = NIL;
+        for i in (0..self.file_high()).rev() {
+            let f = &mut self.files[i];
+            f.root = NIL;
+            f.nrecords = 0;
+            if f.in_use == 1 {
+                let b = bucket_of(f.dev, f.ino);
+                f.next = self.buckets[b];
+                self.buckets[b] = i as u32;
+            } else {
+                f.in_use = 0;
+                f.next = self.free.file;
+                self.free.file = i as u32;
+            }
+        }
+        // Records: live ones with a valid owner and file go back in.
+        self.free.record = NIL;
+        self.free.nrecords = RECORDS - self.record_high() as u32;
+        for i in (0..self.record_high()).rev() {
+            let r = &self.records[i];
+            let valid = r.state == RECORD_LIVE
+                && LockType::from_raw(r.ltype).is_some()
+                && r.start >= 0
+                && r.start <= r.end
+                && self.owners.get(r.owner as usize).is_some_and(|o| o.kind != OWNER_FREE)
+                && self.files.get(r.file as usize).is_some_and(|f| f.in_use == 1);
+            let i = i as u32;
+            if valid {
+                let (owner, file) = (r.owner, r.file);
+                let head = self.owners[owner as usize].lock_head;
+                {
+                    let r = &mut self.records[i as usize];
+                    r.onext = head;
+                    r.oprev = NIL;
+                }
+                if let Some(h) = self.records.get_mut(head as usize) {
+                    h.oprev = i;
+                }
+                self.owners[owner as usize].lock_head = i;
+                self.owners[owner as usize].nlocks += 1;
+                self.files[file as usize].nrecords += 1;
+                let mut root = self.files[file as usize].root;
+                if tree::insert(self, &mut root, i).is_ok() {
+                    self.files[file as usize].root = root;
+                }
+            } else {
+                let head = self.free.record;
+                self.records[i as usize] = LockRecord { state: RECORD_FREE, onext: head, ..Default::default() };
+                self.free.record = i;
+                self.free.nrecords += 1;
+            }
+        }
+        // A list that still breaks its invariants is dropped, not trusted.
+        for f in 0..self.file_high() as u32 {
+            if self.files[f as usize].in_use == 1 && lockset::check(self, self.files[f as usize].root).is_err() {
+                self.drop_file_locks(f);
+                touched(f);
+            }
+        }
+        self.reap_dead(touched);
+        for f in 0..self.file_high() as u32 {
+            self.release_file_if_empty(f);
+        }
+        for o in 0..self.owner_high() as u32 {
+            self.release_owner_if_idle(o);
+        }
+    }
+
+    fn drop_file_locks(&mut self, file: u32) {
+        for i in 0..self.record_high() as u32 {
+            if self.records[i as usize].state == RECORD_LIVE && self.records[i as usize].file == file {
+                let _ = self.free(i);
+            }
+        }
+        self.files[file as usize].root = NIL;
+    }
+
+    /// Reaps every owner whose process has died.
+    pub fn reap_dead(&mut self, touched: &mut dyn FnMut(u32)) {
+        for i in 0..self.owner_high() as u32 {
+            if self.owner_is_dead(i) && self.reap_owner(i, touched).is_err() {
+                // A broken owner list: drop the slot; repair rebuilds later.
+                self.owners[i as usize].kind = OWNER_FREE;
+            }
+        }
+    }
+
+    /// Whether the owner in slot `i` is a process that has died.
+    pub fn owner_is_dead(&self, i: u32) -> bool {
+        match self.owners.get(i as usize) {
+            Some(o) if o.kind == OWNER_PROCESS => {
+                owner::liveness(ProcessIdentity { pid: o.pid, starttime: o.starttime }) == Liveness::Dead
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where the registry stands for this process.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Attach {
+    /// Not attached yet.
+    None = 0,
+    /// Another thread is attaching.
+    Busy = 1,
+    Attached = 2,
+    /// Refused (the message was printed): locks fall back to the kernel.
+    Fallback = 3,
+}
+
+static STATE: AtomicU8 = AtomicU8::new(Attach::None as u8);
+static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The registry, attached on first use.
+pub struct Registry {
+    base: *mut u8,
+}
+
+// SAFETY: the segment is shared memory guarded by a process-shared mutex;
+// `Registry` only holds its (immutable) address.
+unsafe impl Sync for Registry {}
+// SAFETY: as above.
+unsafe impl Send for Registry {}
+
+/// Outcome of trying to reach the registry.
+pub enum Reach {
+    Ready(Registry),
+    /// No segment exists and `create` was false: nothing is locked anywhere.
+    Absent,
+    /// The registry is refused; use kernel locks.
+    Fallback,
+}
+
+/// Reaches the registry, attaching (and with `create`, creating) it first.
+pub fn reach(create: bool) -> Reach {
+    loop {
+        match STATE.load(Ordering::Acquire) {
+            s if s == Attach::Attached as u8 => return Reach::Ready(Registry { base: BASE.load(Ordering::Acquire) }),
+            s if s == Attach::Fallback as u8 => return Reach::Fallback,
+            s if s == Attach::Busy as u8 => core::hint::spin_loop(),
+            _ => {
+                if STATE
+                    .compare_exchange(Attach::None as u8, Attach::Busy as u8, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    continue;
+                }
+                let mut buf = [0u8; 256];
+                let verdict =
+                    shm::path_for(crate::config::registry_name(), &mut buf).and_then(|p| shm::attach(p, create));
+                match verdict {
+                    Ok(seg) => {
+                        BASE.store(seg.base, Ordering::Release);
+                        STATE.store(Attach::Attached as u8, Ordering::Release);
+                    }
+                    Err(shm::Refusal::Io(e)) if e == Errno::NOENT && !create => {
+                        STATE.store(Attach::None as u8, Ordering::Release);
+                        return Reach::Absent;
+                    }
+                    Err(refusal) => {
+                        crate::trace::refusal_message(&buf, refusal);
+                        STATE.store(Attach::Fallback as u8, Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether this process has attached (cheap; no syscall).
+pub fn attached() -> Option<Registry> {
+    if STATE.load(Ordering::Acquire) == Attach::Attached as u8 {
+        Some(Registry { base: BASE.load(Ordering::Acquire) })
+    } else {
+        None
+    }
+}
+
+impl Registry {
+    fn mutex(&self) -> *mut libc::pthread_mutex_t {
+        // SAFETY: the header is at offset 0 of a live mapping; we take the
+        // field's address without creating a reference to the header.
+        unsafe { &raw mut (*(self.base as *mut Header)).mutex }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the header lives as long as the mapping (forever); the
+        // fields read through this reference are atomics or constants.
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    /// Takes the registry mutex, repairing the segment if its last holder
+    /// died. ENOLCK if the mutex is unusable or this thread already holds it
+    /// (a signal handler interrupted a registry call).
+    pub fn lock(&self) -> Result<Guard, Errno> {
+        if crate::local::in_registry() {
+            return Err(Errno::NOLCK);
+        }
+        // SAFETY: the mutex was initialised by the segment's creator and
+        // stays at this address.
+        let r = unsafe { libc::pthread_mutex_lock(self.mutex()) };
+        let mut guard = match r {
+            0 | libc::EOWNERDEAD => Guard { base: self.base, mutex: self.mutex(), wake: WakeSet::default() },
+            _ => return Err(Errno::NOLCK),
+        };
+        crate::local::set_in_registry(true);
+        if r == libc::EOWNERDEAD {
+            self.header().repairs.fetch_add(1, Ordering::Relaxed);
+            let (mut t, wake) = guard.split();
+            let mut touched = WakeSet::default();
+            t.repair(&mut |f| touched.add(f));
+            wake.absorb(t.files, &touched);
+            // SAFETY: we hold the (inconsistent) mutex and have repaired it.
+            unsafe { libc::pthread_mutex_consistent(self.mutex()) };
+        }
+        Ok(guard)
+    }
+
+    /// The futex word of file slot `i` (it lives as long as the mapping).
+    pub fn wake_word(&self, i: u32) -> &'static AtomicU32 {
+        let i = i.min(FILES - 1) as usize;
+        // SAFETY: the slot lies within the mapping, which is never unmapped;
+        // only the atomic field is referenced.
+        unsafe { &(*(self.base.add(OFFSETS.files) as *const FileSlot).add(i)).wake }
+    }
+}
+
+/// Files whose waiters to wake once the mutex is dropped.
+#[derive(Default)]
+pub struct WakeSet {
+    files: [u32; 8],
+    n: usize,
+    all: bool,
+}
+
+impl WakeSet {
+    /// Marks file `f`'s waiters for waking: its futex word changes now,
+    /// under the mutex, so a waiter that read the old value never sleeps
+    /// through; the wake itself happens when the guard drops.
+    pub fn notify(&mut self, files: &[FileSlot], f: u32) {
+        if let Some(slot) = files.get(f as usize) {
+            slot.wake.fetch_add(1, Ordering::Release);
+            self.add(f);
+        }
+    }
+
+    /// Notifies every file collected in `touched` (see `notify`).
+    pub fn absorb(&mut self, files: &[FileSlot], touched: &WakeSet) {
+        for &f in &touched.files[..touched.n] {
+            self.notify(files, f);
+        }
+        self.all |= touched.all;
+    }
+
+    /// Collects `f` without notifying it yet (for use inside a walk that
+    /// borrows the tables).
+    pub fn add(&mut self, f: u32) {
+        if self.files[..self.n].contains(&f) {
+            return;
+        }
+        if self.n == self.files.len() {
+            self.all = true;
+        } else {
+            self.files[self.n] = f;
+            self.n += 1;
+        }
+    }
+}
+
+/// The held registry mutex.
+pub struct Guard {
+    base: *mut u8,
+    mutex: *mut libc::pthread_mutex_t,
+    wake: WakeSet,
+}
+
+impl Guard {
+    /// The tables and the wake set, borrowed for as long as the guard.
+    pub fn split(&mut self) -> (Tables<'_>, &mut WakeSet) {
+        // SAFETY: see `tables`; the wake set is process-local.
+        let t = unsafe { Self::tables_at(self.base) };
+        (t, &mut self.wake)
+    }
+
+    /// The tables, borrowed for as long as the guard.
+    pub fn tables(&mut self) -> Tables<'_> {
+        // SAFETY: we hold the mutex (see `tables_at`).
+        unsafe { Self::tables_at(self.base) }
+    }
+
+    /// # Safety
+    /// The caller holds the mutex of the segment at `base` for `'a`.
+    unsafe fn tables_at<'a>(base: *mut u8) -> Tables<'a> {
+        // SAFETY: the caller holds the mutex, so no other thread or process touches
+        // the tables; each slice lies within the mapping at the layout's
+        // offsets and the slices do not overlap each other or the mutex.
+        unsafe {
+            Tables {
+                free: &mut (*(base as *mut Header)).free,
+                owners: core::slice::from_raw_parts_mut(base.add(OFFSETS.owners) as *mut OwnerSlot, OWNERS as usize),
+                files: core::slice::from_raw_parts_mut(base.add(OFFSETS.files) as *mut FileSlot, FILES as usize),
+                buckets: core::slice::from_raw_parts_mut(base.add(OFFSETS.buckets) as *mut u32, BUCKETS as usize),
+                records: core::slice::from_raw_parts_mut(
+                    base.add(OFFSETS.records) as *mut LockRecord,
+                    RECORDS as usize,
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.wake.all {
+            for i in 0..FILES {
+                // SAFETY: as in `tables`, but only the atomic field is touched.
+                let f = unsafe { &*(self.base.add(OFFSETS.files) as *const FileSlot).add(i as usize) };
+                f.wake.fetch_add(1, Ordering::Release);
+            }
+        }
+        // SAFETY: this guard holds the mutex.
+        unsafe { libc::pthread_mutex_unlock(self.mutex) };
+        crate::local::set_in_registry(false);
+        let reg = Registry { base: self.base };
+        if self.wake.all {
+            for i in 0..FILES {
+                sys::futex_wake_all(reg.wake_word(i));
+            }
+        } else {
+            for &f in &self.wake.files[..self.wake.n] {
+                sys::futex_wake_all(reg.wake_word(f));
+            }
+        }
+        crate::local::run_deferred_releases();
+    }
+}

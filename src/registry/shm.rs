@@ -1,0 +1,224 @@
+//! Creating, checking and mapping the registry segment. The only module that
+//! maps it.
+//!
+//! The segment is `/dev/shm/<name>`, mode 0600, mapped once at its fixed size
+//! (glibc's robust-mutex list needs the mutex to stay at one address), and
+//! its descriptor is closed straight after mapping: test suites count fds.
+//!
+//! First-use races: every attacher holds the kernel's `flock(LOCK_EX)` on the
+//! segment file while it checks or initialises it. Whoever finds it empty, or
+//! left half-initialised by a creator that died (the kernel dropped that
+//! creator's flock), initialises it; everyone else sees a published header.
+//!
+//! # Safety
+//! This file maps shared memory and initialises the process-shared mutex in
+//! place. The mapping is never unmapped while the process runs.
+#![allow(unsafe_code)]
+
+use core::ffi::CStr;
+use core::sync::atomic::Ordering;
+
+use super::layout::*;
+use crate::sys::{self, Errno};
+
+/// Why a segment was not used; each has a one-line explanation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Refusal {
+    /// The name is empty, too long, or has a '/'.
+    BadName,
+    /// open/fstat/mmap failed with this errno.
+    Io(Errno),
+    /// Another uid owns the segment.
+    Foreign { uid: u32 },
+    /// Group or others may access it.
+    Permissive { mode: u32 },
+    /// Its size is not ours: another layout, or truncated.
+    WrongSize { size: u64 },
+    /// The header names another layout or table sizes.
+    WrongVersion { version: u32 },
+    /// The header's magic is neither ours nor the "initialising" zero.
+    Scribbled,
+    /// The robust process-shared mutex could not be set up.
+    NoRobustMutex(i32),
+}
+
+impl Refusal {
+    /// Writes the one-line explanation.
+    pub fn describe(self, w: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        match self {
+            Refusal::BadName => write!(w, "invalid registry name (QNXCOMPAT_REGISTRY)"),
+            Refusal::Io(e) => write!(w, "cannot open or map it: {}", e.name()),
+            Refusal::Foreign { uid } => write!(w, "it is owned by uid {uid}, not by us"),
+            Refusal::Permissive { mode } => write!(w, "its mode {mode:o} lets other users in (want 0600)"),
+            Refusal::WrongSize { size } => {
+                write!(w, "its size {size} is not {} (another version, or truncated)", OFFSETS.size)
+            }
+            Refusal::WrongVersion { version } => write!(w, "it has layout version {version}, we use {LAYOUT_VERSION}"),
+            Refusal::Scribbled => write!(w, "its header is corrupt"),
+            Refusal::NoRobustMutex(e) => write!(w, "robust process-shared mutexes are unavailable ({e})"),
+        }
+    }
+}
+
+/// The mapped segment.
+pub struct Segment {
+    pub base: *mut u8,
+}
+
+/// Builds `/dev/shm/<name>` into `buf`.
+pub fn path_for<'a>(name: &[u8], buf: &'a mut [u8; 256]) -> Result<&'a CStr, Refusal> {
+    const DIR: &[u8] = b"/dev/shm/";
+    if name.is_empty() || name.len() + DIR.len() + 1 > buf.len() || name.iter().any(|&c| c == b'/' || c == 0) {
+        return Err(Refusal::BadName);
+    }
+    buf[..DIR.len()].copy_from_slice(DIR);
+    buf[DIR.len()..DIR.len() + name.len()].copy_from_slice(name);
+    buf[DIR.len() + name.len()] = 0;
+    CStr::from_bytes_with_nul(&buf[..DIR.len() + name.len() + 1]).map_err(|_| Refusal::BadName)
+}
+
+/// Opens (creating if needed) and maps the segment at `path`.
+/// With `create == false`, a missing segment is `Io(ENOENT)`.
+pub fn attach(path: &CStr, create: bool) -> Result<Segment, Refusal> {
+    let flags = libc::O_RDWR | libc::O_NOFOLLOW | if create { libc::O_CREAT } else { 0 };
+    let fd = sys::open(path, flags, 0o600).map_err(Refusal::Io)?;
+    let result = attach_fd(fd);
+    let _ = sys::close(fd);
+    result
+}
+
+fn kernel_flock(fd: i32, op: i32) -> Result<(), Errno> {
+    loop {
+        // SAFETY: integer-only syscall on our own descriptor.
+        let r = unsafe { libc::syscall(libc::SYS_flock, fd, op) };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = Errno::last();
+        if e != Errno::INTR {
+            return Err(e);
+        }
+    }
+}
+
+fn attach_fd(fd: i32) -> Result<Segment, Refusal> {
+    let st = sys::fstat(fd).map_err(Refusal::Io)?;
+    if st.st_uid != sys::geteuid() {
+        return Err(Refusal::Foreign { uid: st.st_uid });
+    }
+    if st.st_mode & 0o077 != 0 {
+        return Err(Refusal::Permissive { mode: st.st_mode & 0o7777 });
+    }
+    kernel_flock(fd, libc::LOCK_EX).map_err(Refusal::Io)?;
+    let result = map_checked(fd);
+    let _ = kernel_flock(fd, libc::LOCK_UN);
+    result
+}
+
+/// With the init flock held: maps the segment, initialising it if it is
+/// new or was abandoned half-way.
+fn map_checked(fd: i32) -> Result<Segment, Refusal> {
+    let st = sys::fstat(fd).map_err(Refusal::Io)?;
+    let size = st.st_size as u64;
+    let fresh = size == 0;
+    if fresh {
+        sys::ftruncate(fd, OFFSETS.size as u64).map_err(Refusal::Io)?;
+    } else if size != OFFSETS.size as u64 {
+        return Err(Refusal::WrongSize { size });
+    }
+    let base = sys::map_shared(fd, OFFSETS.size).map_err(Refusal::Io)?;
+    // SAFETY: the mapping is OFFSETS.size bytes, page aligned, and Header
+    // sits at offset 0.
+    let header = unsafe { &*(base as *const Header) };
+    let magic = header.magic.load(Ordering::Acquire);
+    let verdict = if fresh || magic == 0 {
+        // SAFETY: we hold the init flock, so nobody else writes the segment,
+        // and no process uses an unpublished (magic 0) header.
+        unsafe { initialise(base) }
+    } else if magic != MAGIC {
+        Err(Refusal::Scribbled)
+    } else if header.version != LAYOUT_VERSION
+        || header.owners != OWNERS
+        || header.files != FILES
+        || header.buckets != BUCKETS
+        || header.records != RECORDS
+        || header.size != OFFSETS.size as u64
+    {
+        Err(Refusal::WrongVersion { version: header.version })
+    } else {
+        Ok(())
+    };
+    match verdict {
+        Ok(()) => Ok(Segment { base }),
+        Err(r) => {
+            // SAFETY: nothing refers into the mapping yet.
+            unsafe { sys::unmap(base, OFFSETS.size) };
+            Err(r)
+        }
+    }
+}
+
+/// Lays out an empty registry and publishes it.
+///
+/// # Safety
+/// `base` maps `OFFSETS.size` bytes that no other process uses until the
+/// magic is stored.
+unsafe fn initialise(base: *mut u8) -> Result<(), Refusal> {
+    // A fresh file reads as zeros already; only a segment a dead creator
+    // abandoned mid-way needs its header area cleared. Tables are only ever
+    // read below their high-water marks, which start at zero.
+    // SAFETY: per the contract, the whole mapping is ours to write.
+    unsafe { core::ptr::write_bytes(base, 0, OFFSETS.owners) };
+    // SAFETY: offset 0 holds the header; the mapping is exclusively ours.
+    let h = unsafe { &mut *(base as *mut Header) };
+    h.version = LAYOUT_VERSION;
+    h.owners = OWNERS;
+    h.files = FILES;
+    h.buckets = BUCKETS;
+    h.records = RECORDS;
+    h.size = OFFSETS.size as u64;
+    // SAFETY: the mutex lives in shared memory that stays mapped at this
+    // address for the life of the process; we initialise it exactly once
+    // before anyone can see it.
+    unsafe { init_robust_mutex(&mut h.mutex)? };
+    // SAFETY: the tables lie within the mapping at the offsets computed by
+    // the layout; u32 and the slot structs are valid for any bit pattern.
+    let (owners, files, buckets, records) = unsafe {
+        (
+            core::slice::from_raw_parts_mut(base.add(OFFSETS.owners) as *mut OwnerSlot, OWNERS as usize),
+            core::slice::from_raw_parts_mut(base.add(OFFSETS.files) as *mut FileSlot, FILES as usize),
+            core::slice::from_raw_parts_mut(base.add(OFFSETS.buckets) as *mut u32, BUCKETS as usize),
+            core::slice::from_raw_parts_mut(base.add(OFFSETS.records) as *mut LockRecord, RECORDS as usize),
+        )
+    };
+    super::Tables { free: &mut h.free, owners, files, buckets, records }.reset();
+    h.magic.store(MAGIC, Ordering::Release);
+    Ok(())
+}
+
+/// Initialises a robust, process-shared, error-checking mutex.
+///
+/// # Safety
+/// `m` must not be in use and must stay at this address while used.
+unsafe fn init_robust_mutex(m: *mut libc::pthread_mutex_t) -> Result<(), Refusal> {
+    // SAFETY: an all-zero attr is only storage; pthread_mutexattr_init
+    // initialises it before use, and each call gets valid pointers.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = core::mem::zeroed();
+        let mut r = libc::pthread_mutexattr_init(&mut attr);
+        if r == 0 {
+            r = libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        }
+        if r == 0 {
+            r = libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        }
+        if r == 0 {
+            r = libc::pthread_mutexattr_settype(&mut attr, libc::PTHREAD_MUTEX_ERRORCHECK);
+        }
+        if r == 0 {
+            r = libc::pthread_mutex_init(m, &attr);
+        }
+        libc::pthread_mutexattr_destroy(&mut attr);
+        if r == 0 { Ok(()) } else { Err(Refusal::NoRobustMutex(r)) }
+    }
+}

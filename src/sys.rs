@@ -1,0 +1,317 @@
+//! Thin, typed wrappers over the raw Linux syscalls the library makes itself.
+//!
+//! Every call here goes straight to `syscall(2)`. None goes through the libc
+//! symbol, because our own exports (`close`, `fcntl`, `mmap`, ...) would win
+//! symbol resolution and re-enter the hooks. Nothing here allocates, and
+//! every function is async-signal-safe.
+//!
+//! # Safety
+//! This file issues raw syscalls. Each wrapper states what its pointers must
+//! satisfy; the integer-only ones are safe.
+#![allow(unsafe_code)]
+
+use core::ffi::{CStr, c_int, c_long};
+
+/// An errno value (rustix's shape: a newtype, because the host may know
+/// values we do not, and an unknown value must never be undefined behaviour).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub struct Errno(pub c_int);
+
+impl Errno {
+    pub const PERM: Errno = Errno(libc::EPERM);
+    pub const NOENT: Errno = Errno(libc::ENOENT);
+    pub const SRCH: Errno = Errno(libc::ESRCH);
+    pub const INTR: Errno = Errno(libc::EINTR);
+    pub const BADF: Errno = Errno(libc::EBADF);
+    pub const AGAIN: Errno = Errno(libc::EAGAIN);
+    pub const NOMEM: Errno = Errno(libc::ENOMEM);
+    pub const ACCES: Errno = Errno(libc::EACCES);
+    pub const FAULT: Errno = Errno(libc::EFAULT);
+    pub const EXIST: Errno = Errno(libc::EEXIST);
+    pub const INVAL: Errno = Errno(libc::EINVAL);
+    pub const DEADLK: Errno = Errno(libc::EDEADLK);
+    pub const NOLCK: Errno = Errno(libc::ENOLCK);
+    pub const NOSYS: Errno = Errno(libc::ENOSYS);
+    pub const OVERFLOW: Errno = Errno(libc::EOVERFLOW);
+    pub const TIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
+    pub const WOULDBLOCK: Errno = Errno(libc::EWOULDBLOCK);
+
+    /// The calling thread's errno.
+    pub fn last() -> Errno {
+        // SAFETY: __errno_location always returns the calling thread's errno slot.
+        Errno(unsafe { *libc::__errno_location() })
+    }
+
+    /// Sets the calling thread's errno.
+    pub fn set(self) {
+        // SAFETY: as in `last`.
+        unsafe { *libc::__errno_location() = self.0 }
+    }
+
+    /// The symbolic name, e.g. `"EAGAIN"`, for traces.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            0 => "OK",
+            libc::EPERM => "EPERM",
+            libc::ENOENT => "ENOENT",
+            libc::ESRCH => "ESRCH",
+            libc::EINTR => "EINTR",
+            libc::EIO => "EIO",
+            libc::EBADF => "EBADF",
+            libc::ECHILD => "ECHILD",
+            libc::EAGAIN => "EAGAIN",
+            libc::ENOMEM => "ENOMEM",
+            libc::EACCES => "EACCES",
+            libc::EFAULT => "EFAULT",
+            libc::EBUSY => "EBUSY",
+            libc::EEXIST => "EEXIST",
+            libc::ENODEV => "ENODEV",
+            libc::ENOTDIR => "ENOTDIR",
+            libc::EISDIR => "EISDIR",
+            libc::EINVAL => "EINVAL",
+            libc::ENFILE => "ENFILE",
+            libc::EMFILE => "EMFILE",
+            libc::ESPIPE => "ESPIPE",
+            libc::EROFS => "EROFS",
+            libc::EPIPE => "EPIPE",
+            libc::ERANGE => "ERANGE",
+            libc::EDEADLK => "EDEADLK",
+            libc::ENOLCK => "ENOLCK",
+            libc::ENOSYS => "ENOSYS",
+            libc::EOVERFLOW => "EOVERFLOW",
+            libc::EOPNOTSUPP => "EOPNOTSUPP",
+            libc::ETIMEDOUT => "ETIMEDOUT",
+            libc::EOWNERDEAD => "EOWNERDEAD",
+            libc::ENOTRECOVERABLE => "ENOTRECOVERABLE",
+            _ => "E?",
+        }
+    }
+}
+
+pub type Result<T> = core::result::Result<T, Errno>;
+
+/// Decodes a raw syscall return: `-1` means errno holds the reason.
+fn check(r: c_long) -> Result<c_long> {
+    if r == -1 { Err(Errno::last()) } else { Ok(r) }
+}
+
+/// `close(fd)` without passing through our own `close` hook.
+pub fn close(fd: c_int) -> Result<()> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_close, fd) }).map(drop)
+}
+
+/// `fstat(fd)`.
+pub fn fstat(fd: c_int) -> Result<libc::stat> {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat buffer for the kernel to fill.
+    check(unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) })?;
+    Ok(st)
+}
+
+/// `fcntl(fd, cmd, arg)` for commands whose argument is an integer.
+pub fn fcntl_int(fd: c_int, cmd: c_int, arg: c_long) -> Result<c_long> {
+    // SAFETY: integer commands only; the caller never passes a pointer command.
+    check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
+}
+
+/// `fcntl(fd, cmd, arg)` passed through verbatim, for commands we do not
+/// handle ourselves.
+///
+/// # Safety
+/// `arg` must be what the kernel expects for `cmd` (the caller's own
+/// argument, forwarded unchanged).
+pub unsafe fn fcntl_raw(fd: c_int, cmd: c_int, arg: usize) -> Result<c_long> {
+    // SAFETY: forwarded per this function's contract.
+    check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) })
+}
+
+/// `lseek(fd, 0, SEEK_CUR)`: the current file offset.
+pub fn current_offset(fd: c_int) -> Result<i64> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_lseek, fd, 0 as libc::off_t, libc::SEEK_CUR) })
+}
+
+/// `open(path, flags, mode)`; flags always gain O_CLOEXEC so that a
+/// concurrent fork+exec never inherits a descriptor of ours.
+pub fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> Result<c_int> {
+    // SAFETY: `path` is NUL-terminated by construction of CStr.
+    check(unsafe {
+        libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags | libc::O_CLOEXEC, mode as c_long)
+    })
+    .map(|fd| fd as c_int)
+}
+
+/// `read(fd, buf)`.
+pub fn read(fd: c_int, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length.
+    check(unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) }).map(|n| n as usize)
+}
+
+/// `write(fd, buf)`; one call, so a line lands whole.
+pub fn write(fd: c_int, buf: &[u8]) -> Result<usize> {
+    // SAFETY: `buf` is valid for reads of its length.
+    check(unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) }).map(|n| n as usize)
+}
+
+/// `ftruncate(fd, len)`.
+pub fn ftruncate(fd: c_int, len: u64) -> Result<()> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_ftruncate, fd, len as libc::off_t) }).map(drop)
+}
+
+/// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)`.
+pub fn map_shared(fd: c_int, len: usize) -> Result<*mut u8> {
+    // SAFETY: a fresh mapping chosen by the kernel aliases nothing of ours.
+    let p = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            core::ptr::null_mut::<u8>(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0 as libc::off_t,
+        )
+    };
+    if (-4095..0).contains(&p) {
+        return Err(Errno(-p as c_int));
+    }
+    check(p).map(|p| p as *mut u8)
+}
+
+/// `munmap(addr, len)`.
+///
+/// # Safety
+/// No reference into `[addr, addr+len)` may outlive the call.
+pub unsafe fn unmap(addr: *mut u8, len: usize) {
+    // SAFETY: per this function's contract.
+    unsafe { libc::syscall(libc::SYS_munmap, addr, len) };
+}
+
+/// `unlinkat(AT_FDCWD, path, 0)`.
+pub fn unlink(path: &CStr) -> Result<()> {
+    // SAFETY: `path` is NUL-terminated.
+    check(unsafe { libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, path.as_ptr(), 0) }).map(drop)
+}
+
+/// The caller's process id.
+pub fn getpid() -> i32 {
+    // SAFETY: integer-only syscall that cannot fail.
+    unsafe { libc::syscall(libc::SYS_getpid) as i32 }
+}
+
+/// The caller's thread id.
+pub fn gettid() -> i32 {
+    // SAFETY: integer-only syscall that cannot fail.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// The caller's effective uid.
+pub fn geteuid() -> u32 {
+    // SAFETY: integer-only syscall that cannot fail.
+    unsafe { libc::syscall(libc::SYS_geteuid) as u32 }
+}
+
+/// Nanoseconds on CLOCK_MONOTONIC (through the vDSO; no syscall).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `FUTEX_WAIT` on a word that other processes share (no PRIVATE flag),
+/// for at most `timeout_ns`. `Ok` on a wake, a changed word or a timeout;
+/// `Err(EINTR)` when a signal arrived.
+pub fn futex_wait_shared(word: &core::sync::atomic::AtomicU32, expected: u32, timeout_ns: u64) -> Result<()> {
+    let ts = libc::timespec {
+        tv_sec: (timeout_ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (timeout_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: `word` is a live 4-byte aligned atomic; `ts` outlives the call.
+    let r = unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAIT, expected, &ts as *const libc::timespec)
+    };
+    match check(r) {
+        Ok(_) => Ok(()),
+        Err(e) if e == Errno::AGAIN || e == Errno::TIMEDOUT => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `FUTEX_WAKE` every waiter of a shared word.
+pub fn futex_wake_all(word: &core::sync::atomic::AtomicU32) {
+    // SAFETY: `word` is a live 4-byte aligned atomic.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+}
+
+/// Reads a whole small file (e.g. `/proc/<pid>/stat`) into `buf`.
+pub fn read_small_file(path: &CStr, buf: &mut [u8]) -> Result<usize> {
+    let fd = open(path, libc::O_RDONLY, 0)?;
+    let mut filled = 0;
+    let result = loop {
+        match read(fd, &mut buf[filled..]) {
+            Ok(0) => break Ok(filled),
+            Ok(n) => {
+                filled += n;
+                if filled == buf.len() {
+                    break Ok(filled);
+                }
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    let _ = close(fd);
+    result
+}
+
+/// Reads an environment variable without allocating.
+pub fn getenv(name: &CStr) -> Option<&'static CStr> {
+    // SAFETY: getenv returns NULL or a pointer into the environment, which
+    // we only read; programs that setenv() concurrently are already racy.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: a non-NULL getenv result is a NUL-terminated string.
+        Some(unsafe { CStr::from_ptr(p) })
+    }
+}
+
+/// Calls `f` with every open descriptor of this process (except the one used
+/// for the listing), read from `/proc/self/fd` without allocating.
+pub fn for_each_open_fd(f: &mut dyn FnMut(c_int)) -> Result<()> {
+    let dir = open(c"/proc/self/fd", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let mut buf = [0u8; 2048];
+    let result = loop {
+        // SAFETY: `buf` is valid for writes of its length.
+        let n = match check(unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) }) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n as usize,
+            Err(e) => break Err(e),
+        };
+        let mut off = 0;
+        while off + 19 < n {
+            // linux_dirent64: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name[].
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen == 0 || off + reclen > n {
+                break;
+            }
+            let name = &buf[off + 19..off + reclen];
+            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
+            if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
+                let fd = name.iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
+                if fd != dir as i64 && fd <= c_int::MAX as i64 {
+                    f(fd as c_int);
+                }
+            }
+            off += reclen;
+        }
+    };
+    let _ = close(dir);
+    result
+}

@@ -1,0 +1,822 @@
+/*
+ * qtest.h - tiny header-only test framework for the qnxcompat C tests.
+ *
+ * Every test program is run twice by tests/c/run.sh: natively
+ * (QTEST_MODE=native, no LD_PRELOAD) and under the shim (QTEST_MODE=shim,
+ * LD_PRELOAD=libqnxcompat.so).  Behaviour on which QNX Neutrino and Linux
+ * agree is checked in both modes; QNX-only behaviour is checked inside
+ * `if (qtest_mode_shim()) { ... } else { ...native expectation... }`.
+ *
+ * Checks:
+ *   CHECK(cond, fmt, ...)       cond must hold; fmt/... describe it on failure
+ *   CHECK_OK(expr)              expr must return 0
+ *   CHECK_ERR(expr, E)          expr must return -1 with errno == E
+ *   CHECK_ERR2(expr, E1, E2)    expr must return -1 with errno E1 or E2
+ *   CHECK_EQ(actual, expected)  two integer values must be equal
+ *
+ * The pass/fail counters live in a MAP_SHARED|MAP_ANONYMOUS page, so checks
+ * made by forked children are counted too; the parent additionally checks
+ * that every child exits with status 0 (a crash or hang is a failure).
+ * QTEST_DONE() prints the single summary line "N passed, N failed" and gives
+ * the exit status (0 iff nothing failed).
+ *
+ * Cross-process lock observation: POSIX locks belong to a process, so the
+ * CHECK_CAN_LOCK / CHECK_CANNOT_LOCK / CHECK_GETLK / CHECK_GETLK_FREE macros
+ * fork a short-lived "probe" process that tries F_SETLK or F_GETLK on an
+ * inherited descriptor and reports back.
+ *
+ * Nothing can hang: qtest_init() arms alarm(QTEST_TIMEOUT_S), every child
+ * arms its own alarm, and every wait for a child or a message is bounded.
+ */
+#ifndef QTEST_H
+#define QTEST_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QTEST_TIMEOUT_S 90       /* whole test program */
+#define QTEST_CHILD_TIMEOUT_S 60 /* any forked child */
+#define QTEST_WAIT_MS 10000      /* default bound for waiting on a child */
+#define QTEST_MAX_TMP 32
+
+/* ------------------------------------------------------------------------ */
+/* Counters and reporting                                                    */
+/* ------------------------------------------------------------------------ */
+
+struct qtest_state {
+    long passed;
+    long failed;
+};
+
+static struct qtest_state *qtest_st;
+static pid_t qtest_main_pid;
+static char qtest_tmp_paths[QTEST_MAX_TMP][64];
+static int qtest_ntmp;
+
+/* Name of an errno value ("EAGAIN"), "0" for none. */
+static inline const char *qtest_errname(int e)
+{
+    if (e == 0)
+        return "0";
+    const char *n = strerrorname_np(e);
+    return n ? n : "E???";
+}
+
+/* Print one line with a single write(2) so that lines from several
+ * processes do not interleave. */
+static inline void qtest_print(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+static inline void qtest_print(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (n > (int)sizeof buf - 2)
+        n = (int)sizeof buf - 2;
+    buf[n++] = '\n';
+    ssize_t w = write(STDOUT_FILENO, buf, (size_t)n);
+    (void)w;
+}
+
+/* Setup failure (pipe, fork, mkstemp ...): not a check result, abort. */
+#define qtest_fatal(what)                                                     \
+    do {                                                                      \
+        qtest_print("FATAL %s:%d: %s failed (errno %s)", __FILE__, __LINE__,  \
+                    (what), qtest_errname(errno));                            \
+        _exit(99);                                                            \
+    } while (0)
+
+static inline void qtest_alloc_state(void)
+{
+    if (qtest_st)
+        return;
+    void *p = mmap(NULL, sizeof *qtest_st, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        qtest_fatal("mmap counters");
+    qtest_st = p;
+}
+
+static inline void qtest_record(int ok, const char *file, int line,
+                                const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static inline void qtest_record(int ok, const char *file, int line,
+                                const char *fmt, ...)
+{
+    qtest_alloc_state();
+    if (ok) {
+        __atomic_add_fetch(&qtest_st->passed, 1, __ATOMIC_SEQ_CST);
+        return;
+    }
+    __atomic_add_fetch(&qtest_st->failed, 1, __ATOMIC_SEQ_CST);
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (getpid() == qtest_main_pid)
+        qtest_print("FAIL %s:%d: %s", file, line, msg);
+    else
+        qtest_print("FAIL %s:%d [child %d]: %s", file, line, (int)getpid(),
+                    msg);
+}
+
+#define CHECK(cond, ...) qtest_record(!!(cond), __FILE__, __LINE__, __VA_ARGS__)
+
+static inline void qtest_check_err(long rc, int err, int want1, int want2,
+                                   const char *expr, const char *file,
+                                   int line)
+{
+    int ok = rc == -1 && (err == want1 || err == want2);
+    if (want1 == want2)
+        qtest_record(ok, file, line, "%s: expected -1 %s, got %ld %s", expr,
+                     qtest_errname(want1), rc, rc == -1 ? qtest_errname(err) : "");
+    else
+        qtest_record(ok, file, line, "%s: expected -1 %s or %s, got %ld %s",
+                     expr, qtest_errname(want1), qtest_errname(want2), rc,
+                     rc == -1 ? qtest_errname(err) : "");
+}
+
+#define CHECK_ERR2(expr, e1, e2)                                              \
+    do {                                                                      \
+        errno = 0;                                                            \
+        long qt_rc_ = (long)(expr);                                           \
+        int qt_e_ = errno;                                                    \
+        qtest_check_err(qt_rc_, qt_e_, (e1), (e2), #expr, __FILE__, __LINE__); \
+    } while (0)
+
+#define CHECK_ERR(expr, e) CHECK_ERR2(expr, e, e)
+
+#define CHECK_OK(expr)                                                        \
+    do {                                                                      \
+        errno = 0;                                                            \
+        long qt_rc_ = (long)(expr);                                           \
+        int qt_e_ = errno;                                                    \
+        CHECK(qt_rc_ == 0, "%s: expected 0, got %ld %s", #expr, qt_rc_,       \
+              qt_rc_ == -1 ? qtest_errname(qt_e_) : "");                      \
+    } while (0)
+
+#define CHECK_EQ(actual, expected)                                            \
+    do {                                                                      \
+        long long qt_a_ = (long long)(actual);                                \
+        long long qt_x_ = (long long)(expected);                              \
+        CHECK(qt_a_ == qt_x_, "%s == %lld, expected %s == %lld", #actual,     \
+              qt_a_, #expected, qt_x_);                                       \
+    } while (0)
+
+/* 1 when run under the shim (QTEST_MODE=shim), 0 natively. */
+static inline int qtest_mode_shim(void)
+{
+    const char *m = getenv("QTEST_MODE");
+    if (m && strcmp(m, "shim") == 0)
+        return 1;
+    if (m && strcmp(m, "native") == 0)
+        return 0;
+    const char *p = getenv("LD_PRELOAD");
+    return p && strstr(p, "qnxcompat") != NULL;
+}
+
+static inline void qtest_on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "FAIL qtest: timeout (alarm) - process killed\n";
+    ssize_t w = write(STDOUT_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    _exit(124);
+}
+
+/* Call first thing in main(). */
+static inline void qtest_init(void)
+{
+    qtest_main_pid = getpid();
+    qtest_alloc_state();
+    setvbuf(stdout, NULL, _IONBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, qtest_on_alarm);
+    alarm(QTEST_TIMEOUT_S);
+}
+
+static inline int qtest_done(void)
+{
+    if (getpid() != qtest_main_pid)
+        _exit(0);
+    for (int i = 0; i < qtest_ntmp; i++)
+        unlink(qtest_tmp_paths[i]);
+    alarm(0);
+    long p = __atomic_load_n(&qtest_st->passed, __ATOMIC_SEQ_CST);
+    long f = __atomic_load_n(&qtest_st->failed, __ATOMIC_SEQ_CST);
+    qtest_print("%ld passed, %ld failed", p, f);
+    return f == 0 ? 0 : 1;
+}
+
+#define QTEST_DONE() qtest_done()
+
+/* ------------------------------------------------------------------------ */
+/* Small utilities                                                           */
+/* ------------------------------------------------------------------------ */
+
+static inline double qtest_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static inline void qtest_msleep(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+/* Create a unique file /tmp/qtest-PID-XXXXXX of `size` bytes, open O_RDWR.
+ * It is unlinked by QTEST_DONE().  *path (if not NULL) receives its name. */
+static inline int qtest_tmpfile(off_t size, const char **path)
+{
+    if (qtest_ntmp >= QTEST_MAX_TMP)
+        qtest_fatal("too many temp files");
+    char *p = qtest_tmp_paths[qtest_ntmp];
+    snprintf(p, sizeof qtest_tmp_paths[0], "/tmp/qtest-%d-XXXXXX",
+             (int)getpid());
+    int fd = mkstemp(p);
+    if (fd < 0)
+        qtest_fatal("mkstemp");
+    qtest_ntmp++;
+    if (ftruncate(fd, size) != 0)
+        qtest_fatal("ftruncate");
+    if (path)
+        *path = p;
+    return fd;
+}
+
+static inline int qtest_open(const char *path, int flags)
+{
+    int fd = open(path, flags);
+    if (fd < 0)
+        qtest_fatal("open");
+    return fd;
+}
+
+static inline void qtest_seek(int fd, off_t off)
+{
+    if (lseek(fd, off, SEEK_SET) != off)
+        qtest_fatal("lseek");
+}
+
+/* A struct flock for [start, start+len) relative to `whence`. */
+static inline struct flock qtest_fl(short type, short whence, off_t start,
+                                    off_t len)
+{
+    struct flock fl;
+    memset(&fl, 0, sizeof fl);
+    fl.l_type = type;
+    fl.l_whence = whence;
+    fl.l_start = start;
+    fl.l_len = len;
+    return fl;
+}
+
+/* fcntl(fd, cmd, {type, SEEK_SET, start, len}) */
+static inline int qtest_lk(int fd, int cmd, short type, off_t start, off_t len)
+{
+    struct flock fl = qtest_fl(type, SEEK_SET, start, len);
+    return fcntl(fd, cmd, &fl);
+}
+
+#define setlk(fd, type, start, len) qtest_lk(fd, F_SETLK, type, start, len)
+#define setlkw(fd, type, start, len) qtest_lk(fd, F_SETLKW, type, start, len)
+#define unlock(fd, start, len) qtest_lk(fd, F_SETLK, F_UNLCK, start, len)
+
+/* ------------------------------------------------------------------------ */
+/* Children                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Wait up to timeout_ms for pid; on timeout kill it (SIGKILL) and reap it.
+ * Returns the wait status, or -1 on timeout. */
+static inline int qtest_wait(pid_t pid, int timeout_ms)
+{
+    double end = qtest_now_ms() + timeout_ms;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return st;
+        if (r < 0 && errno != EINTR)
+            return -2;
+        if (qtest_now_ms() > end)
+            break;
+        qtest_msleep(2);
+    }
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return -1;
+}
+
+static inline void qtest_describe_status(int st, char *buf, size_t n)
+{
+    if (st == -1)
+        snprintf(buf, n, "timed out (killed)");
+    else if (st < -1)
+        snprintf(buf, n, "waitpid failed");
+    else if (WIFEXITED(st))
+        snprintf(buf, n, "exit status %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+        snprintf(buf, n, "killed by signal %d (%s)", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    else
+        snprintf(buf, n, "status 0x%x", st);
+}
+
+/* CHECK that pid exits with status 0 within QTEST_WAIT_MS. */
+#define CHECK_EXIT0(pid)                                                      \
+    do {                                                                      \
+        int qt_st_ = qtest_wait((pid), QTEST_WAIT_MS);                        \
+        char qt_d_[96];                                                       \
+        qtest_describe_status(qt_st_, qt_d_, sizeof qt_d_);                   \
+        CHECK(qt_st_ >= 0 && WIFEXITED(qt_st_) && WEXITSTATUS(qt_st_) == 0,   \
+              "child %d: %s", (int)(pid), qt_d_);                             \
+    } while (0)
+
+/* Message exchanged between a test process and its child over pipes. */
+struct qtest_msg {
+    int tag;       /* a character such as 'L' (locked), 'R' (ready) ... */
+    int err;       /* errno accompanying a result */
+    long long val; /* return value */
+};
+
+/* A child started by qtest_child_start(), seen from the parent. */
+typedef struct {
+    pid_t pid;
+    int from_child; /* read end of child -> parent pipe */
+    int to_child;   /* write end of parent -> child pipe */
+} qtest_child;
+
+/* In a child started by qtest_child_start(): its ends of the two pipes. */
+static int qtest_up_fd = -1;
+static int qtest_down_fd = -1;
+
+static inline void qtest_put(int fd, int tag, long long val, int err)
+{
+    struct qtest_msg m = {tag, err, val};
+    ssize_t w;
+    do
+        w = write(fd, &m, sizeof m);
+    while (w < 0 && errno == EINTR);
+}
+
+/* Read one message within timeout_ms: 1 = got it, 0 = timeout, -1 = EOF. */
+static inline int qtest_get(int fd, int timeout_ms, struct qtest_msg *m)
+{
+    double end = qtest_now_ms() + timeout_ms;
+    for (;;) {
+        int left = (int)(end - qtest_now_ms());
+        struct pollfd p = {fd, POLLIN, 0};
+        int r = poll(&p, 1, left < 0 ? 0 : left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return 0;
+        ssize_t n = read(fd, m, sizeof *m);
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n == (ssize_t)sizeof *m ? 1 : -1;
+    }
+}
+
+/* Fork a child running fn(arg) then _exit(0).  The child talks to the
+ * parent with child_say()/child_report()/child_await(). */
+static inline qtest_child qtest_child_start(void (*fn)(void *), void *arg)
+{
+    int up[2], down[2];
+    if (pipe2(up, O_CLOEXEC) != 0 || pipe2(down, O_CLOEXEC) != 0)
+        qtest_fatal("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        qtest_fatal("fork");
+    if (pid == 0) {
+        alarm(QTEST_CHILD_TIMEOUT_S);
+        close(up[0]);
+        close(down[1]);
+        qtest_up_fd = up[1];
+        qtest_down_fd = down[0];
+        fn(arg);
+        _exit(0);
+    }
+    close(up[1]);
+    close(down[0]);
+    qtest_child c = {pid, up[0], down[1]};
+    return c;
+}
+
+/* Child side. */
+static inline void child_say(int tag) { qtest_put(qtest_up_fd, tag, 0, 0); }
+static inline void child_report(int tag, long long rc, int err)
+{
+    qtest_put(qtest_up_fd, tag, rc, err);
+}
+/* Wait (bounded) for the parent to send `tag`; returns 1 if it did. */
+static inline int child_await(int tag, int timeout_ms)
+{
+    struct qtest_msg m;
+    return qtest_get(qtest_down_fd, timeout_ms, &m) == 1 && m.tag == tag;
+}
+
+/* Parent side. */
+static inline void qtest_say(qtest_child *c, int tag)
+{
+    qtest_put(c->to_child, tag, 0, 0);
+}
+
+/* CHECK that the child sends `tag` within timeout_ms; fills *m if given. */
+#define CHECK_HEAR(c, want_tag, timeout_ms, m)                                \
+    qtest_check_hear((c), (want_tag), (timeout_ms), (m), __FILE__, __LINE__)
+
+static inline int qtest_check_hear(qtest_child *c, int want, int timeout_ms,
+                                   struct qtest_msg *out, const char *file,
+                                   int line)
+{
+    struct qtest_msg m = {0, 0, 0};
+    int r = qtest_get(c->from_child, timeout_ms, &m);
+    int ok = r == 1 && m.tag == want;
+    qtest_record(ok, file, line, "message '%c' from child %d: %s (tag '%c')",
+                 want, (int)c->pid,
+                 r == 1 ? "wrong message" : r == 0 ? "timed out" : "child gone",
+                 m.tag ? m.tag : '-');
+    if (out)
+        *out = m;
+    return ok;
+}
+
+/* 1 if the child sends nothing for `ms` milliseconds. */
+static inline int qtest_silent(qtest_child *c, int ms)
+{
+    struct pollfd p = {c->from_child, POLLIN, 0};
+    qtest_msleep(ms);
+    return poll(&p, 1, 0) == 0;
+}
+
+/* Scheduler state of a process from /proc/PID/stat ('S', 'R', ...). */
+static inline char qtest_proc_state(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return '?';
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* The child announced it is about to block (it sent a message just before
+ * the blocking call).  Wait until it sleeps (best effort, <= 1 s), then 200 ms
+ * more, and return 1 if it has still not reported anything, i.e. it is
+ * blocked in the call. */
+static inline int qtest_wait_blocked(qtest_child *c)
+{
+    double end = qtest_now_ms() + 1000;
+    while (qtest_now_ms() < end) {
+        char s = qtest_proc_state(c->pid);
+        if (s == 'S' || s == 'D')
+            break;
+        qtest_msleep(5);
+    }
+    return qtest_silent(c, 200);
+}
+
+/* Tell the child to quit ('Q'), CHECK it exits with status 0, close pipes. */
+#define CHECK_CHILD_FINISH(c)                                                 \
+    do {                                                                      \
+        qtest_say((c), 'Q');                                                  \
+        CHECK_EXIT0((c)->pid);                                                \
+        close((c)->from_child);                                               \
+        close((c)->to_child);                                                 \
+    } while (0)
+
+/* ------------------------------------------------------------------------ */
+/* Probes: a fresh process tries F_SETLK / F_GETLK on an inherited fd        */
+/* ------------------------------------------------------------------------ */
+
+/* Returns 0 if another process could F_SETLK `type` on [start, start+len)
+ * (it then unlocks it again before exiting), otherwise its errno (or -1 if
+ * the probe crashed or hung). */
+static inline int qtest_probe_setlk(int fd, short type, off_t start, off_t len)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        qtest_fatal("fork");
+    if (pid == 0) {
+        alarm(QTEST_CHILD_TIMEOUT_S);
+        int r = setlk(fd, type, start, len);
+        int e = errno;
+        if (r == 0)
+            unlock(fd, start, len);
+        errno = e;
+        _exit(r == 0 ? 0 : r == -1 ? (errno & 0xff) : 255);
+    }
+    int st = qtest_wait(pid, QTEST_WAIT_MS);
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
+        return -1;
+    return WEXITSTATUS(st);
+}
+
+/* Another process does F_GETLK with `type` on [start, start+len) and
+ * returns the resulting struct in *out.  Returns 0, errno, or -1 (probe
+ * crashed).  The query struct is prefilled with l_pid = -7 so that a
+ * "free" answer can be seen to leave the other fields alone. */
+static inline int qtest_probe_getlk(int fd, short type, off_t start, off_t len,
+                                    struct flock *out)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        qtest_fatal("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        qtest_fatal("fork");
+    if (pid == 0) {
+        alarm(QTEST_CHILD_TIMEOUT_S);
+        close(p[0]);
+        struct flock fl = qtest_fl(type, SEEK_SET, start, len);
+        fl.l_pid = -7;
+        int r = fcntl(fd, F_GETLK, &fl);
+        int e = r == -1 ? errno : 0;
+        ssize_t w = write(p[1], &fl, sizeof fl);
+        (void)w;
+        _exit(r == 0 ? 0 : r == -1 ? (e & 0xff) : 255);
+    }
+    close(p[1]);
+    memset(out, 0, sizeof *out);
+    out->l_type = -1;
+    struct pollfd pf = {p[0], POLLIN, 0};
+    if (poll(&pf, 1, QTEST_WAIT_MS) == 1) {
+        ssize_t n = read(p[0], out, sizeof *out);
+        (void)n;
+    }
+    close(p[0]);
+    int st = qtest_wait(pid, QTEST_WAIT_MS);
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
+        return -1;
+    return WEXITSTATUS(st);
+}
+
+static inline const char *qtest_typename(int t)
+{
+    switch (t) {
+    case F_RDLCK: return "F_RDLCK";
+    case F_WRLCK: return "F_WRLCK";
+    case F_UNLCK: return "F_UNLCK";
+    default: return "?";
+    }
+}
+
+/* Another process can lock `type` on [start, start+len). */
+#define CHECK_CAN_LOCK(fd, type, start, len)                                  \
+    do {                                                                      \
+        int qt_r_ = qtest_probe_setlk((fd), (type), (start), (len));          \
+        CHECK(qt_r_ == 0,                                                     \
+              "other process F_SETLK %s start=%lld len=%lld: expected 0, "    \
+              "got %s",                                                       \
+              qtest_typename(type), (long long)(start), (long long)(len),     \
+              qt_r_ < 0 ? "probe died" : qtest_errname(qt_r_));               \
+    } while (0)
+
+/* Another process gets -1 EAGAIN for F_SETLK `type` on [start, start+len). */
+#define CHECK_CANNOT_LOCK(fd, type, start, len)                               \
+    do {                                                                      \
+        int qt_r_ = qtest_probe_setlk((fd), (type), (start), (len));          \
+        CHECK(qt_r_ == EAGAIN,                                                \
+              "other process F_SETLK %s start=%lld len=%lld: expected -1 "    \
+              "EAGAIN, got %s",                                               \
+              qtest_typename(type), (long long)(start), (long long)(len),     \
+              qt_r_ == 0 ? "0" : qt_r_ < 0 ? "probe died"                     \
+                                           : qtest_errname(qt_r_));           \
+    } while (0)
+
+static inline void qtest_check_getlk(int fd, off_t start, off_t len,
+                                     short want_type, off_t want_start,
+                                     off_t want_len, pid_t want_pid,
+                                     const char *file, int line)
+{
+    struct flock fl;
+    int r = qtest_probe_getlk(fd, F_WRLCK, start, len, &fl);
+    int ok;
+    if (want_type == F_UNLCK) /* free: only l_type changes */
+        ok = r == 0 && fl.l_type == F_UNLCK && fl.l_whence == SEEK_SET &&
+             fl.l_start == start && fl.l_len == len && fl.l_pid == -7;
+    else
+        ok = r == 0 && fl.l_type == want_type && fl.l_whence == SEEK_SET &&
+             fl.l_start == want_start && fl.l_len == want_len &&
+             fl.l_pid == want_pid;
+    char want[128];
+    if (want_type == F_UNLCK)
+        snprintf(want, sizeof want, "no lock {F_UNLCK, whence=0, start=%lld, "
+                 "len=%lld, pid=-7 (unchanged)}", (long long)start,
+                 (long long)len);
+    else
+        snprintf(want, sizeof want, "{%s, whence=0, start=%lld, len=%lld, "
+                 "pid=%d}", qtest_typename(want_type), (long long)want_start,
+                 (long long)want_len, (int)want_pid);
+    qtest_record(ok, file, line,
+                 "other process F_GETLK start=%lld len=%lld: expected %s, "
+                 "got rc=%s {%s, whence=%d, start=%lld, len=%lld, pid=%d}",
+                 (long long)start, (long long)len, want,
+                 r < 0 ? "probe died" : qtest_errname(r),
+                 qtest_typename(fl.l_type), fl.l_whence,
+                 (long long)fl.l_start, (long long)fl.l_len, (int)fl.l_pid);
+}
+
+/* Another process's F_GETLK(F_WRLCK) on [start, start+len) reports exactly
+ * the lock {type, SEEK_SET, lstart, llen, pid}. */
+#define CHECK_GETLK(fd, start, len, type, lstart, llen, pid)                  \
+    qtest_check_getlk((fd), (start), (len), (type), (lstart), (llen), (pid),  \
+                      __FILE__, __LINE__)
+
+/* Another process's F_GETLK(F_WRLCK) on [start, start+len) finds no lock
+ * and changes nothing but l_type (set to F_UNLCK). */
+#define CHECK_GETLK_FREE(fd, start, len)                                      \
+    qtest_check_getlk((fd), (start), (len), F_UNLCK, 0, 0, 0, __FILE__,       \
+                      __LINE__)
+
+/* Another process calls lockf(func, size) at offset `off` on its own open
+ * file description of fd's file (so the file offset is not shared with us).
+ * A lock it obtains is released before it exits.  Returns 0 or errno (-1 if
+ * the probe died). */
+static inline int qtest_probe_lockf(int fd, int func, off_t off, off_t size)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        qtest_fatal("fork");
+    if (pid == 0) {
+        alarm(QTEST_CHILD_TIMEOUT_S);
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        int nfd = open(path, fcntl(fd, F_GETFL) & O_ACCMODE);
+        if (nfd < 0 || lseek(nfd, off, SEEK_SET) != off)
+            _exit(255);
+        int r = lockf(nfd, func, size);
+        int e = errno;
+        if (r == 0 && (func == F_LOCK || func == F_TLOCK)) {
+            lseek(nfd, off, SEEK_SET);
+            lockf(nfd, F_ULOCK, size);
+        }
+        _exit(r == 0 ? 0 : r == -1 ? (e & 0xff) : 255);
+    }
+    int st = qtest_wait(pid, QTEST_WAIT_MS);
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
+        return -1;
+    return WEXITSTATUS(st);
+}
+
+static inline const char *qtest_lockfname(int func)
+{
+    switch (func) {
+    case F_LOCK: return "F_LOCK";
+    case F_TLOCK: return "F_TLOCK";
+    case F_TEST: return "F_TEST";
+    case F_ULOCK: return "F_ULOCK";
+    default: return "?";
+    }
+}
+
+static inline void qtest_check_lockf(int fd, int func, off_t off, off_t size,
+                                     int ok1, int ok2, const char *file,
+                                     int line)
+{
+    int r = qtest_probe_lockf(fd, func, off, size);
+    char want[64];
+    if (ok1 == ok2)
+        snprintf(want, sizeof want, "%s", ok1 ? qtest_errname(ok1) : "0");
+    else
+        snprintf(want, sizeof want, "%s or %s",
+                 ok1 ? qtest_errname(ok1) : "0", ok2 ? qtest_errname(ok2) : "0");
+    qtest_record(r == ok1 || r == ok2, file, line,
+                 "other process lockf(%s, size=%lld) at offset %lld: expected "
+                 "%s, got %s",
+                 qtest_lockfname(func), (long long)size, (long long)off, want,
+                 r < 0 ? "probe died" : r == 0 ? "0" : qtest_errname(r));
+}
+
+/* Another process's lockf(func, size) at offset off gives `result` (0 for
+ * success, else the errno of a -1 return); CHECK_OTHER_LOCKF2 accepts
+ * either of two results. */
+#define CHECK_OTHER_LOCKF2(fd, func, off, size, r1, r2)                       \
+    qtest_check_lockf((fd), (func), (off), (size), (r1), (r2), __FILE__,      \
+                      __LINE__)
+#define CHECK_OTHER_LOCKF(fd, func, off, size, r)                             \
+    CHECK_OTHER_LOCKF2(fd, func, off, size, r, r)
+
+/* Run fn(arg) in a forked child (its checks are counted) and CHECK that it
+ * exits with status 0. */
+#define RUN_IN_CHILD(fn, arg)                                                 \
+    do {                                                                      \
+        qtest_child qt_c_ = qtest_child_start((fn), (arg));                   \
+        CHECK_EXIT0(qt_c_.pid);                                               \
+        close(qt_c_.from_child);                                              \
+        close(qt_c_.to_child);                                                \
+    } while (0)
+
+/* lseek to off, then lockf */
+static inline int qtest_lockf_at(int fd, off_t off, int func, off_t size)
+{
+    qtest_seek(fd, off);
+    return lockf(fd, func, size);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Misc                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Mark in set[] (size n) every fd open in this process. Returns the count. */
+static inline int qtest_open_fds(char *set, int n)
+{
+    memset(set, 0, (size_t)n);
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        qtest_fatal("opendir /proc/self/fd");
+    int self = dirfd(d), count = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        int fd = atoi(e->d_name);
+        if (fd == self || fd < 0 || fd >= n)
+            continue;
+        set[fd] = 1;
+        count++;
+    }
+    closedir(d);
+    return count;
+}
+
+/* Describe the fds present in exactly one of two sets (for messages). */
+static inline void qtest_fd_diff(const char *a, const char *b, int n,
+                                 char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < n && used + 16 < len; i++)
+        if (a[i] != b[i])
+            used += (size_t)snprintf(buf + used, len - used, "%s%d ",
+                                     a[i] ? "-" : "+", i);
+}
+
+/* Read a whole (small) file into a malloc'd NUL-terminated string. */
+static inline char *qtest_slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return strdup("");
+    size_t cap = 4096, len = 0;
+    char *s = malloc(cap);
+    size_t n;
+    while ((n = fread(s + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            cap *= 2;
+            s = realloc(s, cap);
+        }
+    }
+    s[len] = 0;
+    fclose(f);
+    return s;
+}
+
+/* 1 if some line of text contains `a` and (if not NULL) `b` after it. */
+static inline int qtest_has_line(const char *text, const char *a, const char *b)
+{
+    const char *p = text;
+    while ((p = strstr(p, a)) != NULL) {
+        const char *eol = strchr(p, '\n');
+        if (!b)
+            return 1;
+        const char *q = strstr(p + strlen(a), b);
+        if (q && (!eol || q < eol))
+            return 1;
+        p += strlen(a);
+    }
+    return 0;
+}
+
+#endif /* QTEST_H */

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Build and run the C tests natively and under the shim.
+#
+# usage: tests/c/run.sh LIBPATH [t_name ...]
+#
+#   LIBPATH   the shim, e.g. target/release/libqnxcompat.so
+#   t_name    tests to run (default: every tests/c/t_*.c, plus programs.sh)
+#
+# Each test is compiled into target/ctests/ and run twice, each run under
+# `timeout 120`:
+#   native:  QTEST_MODE=native
+#   shim:    QTEST_MODE=shim LD_PRELOAD=LIB QNXCOMPAT_REGISTRY=qnxcompat-test-$$-NAME
+# A run passes when it exits 0 and its last summary line says "N passed,
+# 0 failed".  The last line printed is the total "N passed, N failed" over
+# all checks; the exit status is non-zero if anything failed.
+#
+# Environment: QTEST_RUNS="native shim" (default) selects the runs, e.g.
+# QTEST_RUNS=native to check the native expectations without a library.
+# QNXCOMPAT, QNXCOMPAT_TRACE and QNXCOMPAT_TRACE_FILE are cleared so that
+# results do not depend on the caller's environment.
+set -u -o pipefail
+
+if [ $# -lt 1 ]; then
+    echo "usage: $0 LIBPATH [t_name ...]" >&2
+    exit 2
+fi
+
+LIB=$1
+shift
+case $LIB in
+/*) ;;
+*) LIB=$PWD/$LIB ;;
+esac
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd) || exit 2
+cd "$ROOT" || exit 2
+
+RUNS=${QTEST_RUNS:-native shim}
+case " $RUNS " in
+*" shim "*)
+    if [ ! -f "$LIB" ]; then
+        echo "run.sh: library $LIB not found (set QTEST_RUNS=native to skip shim runs)" >&2
+        exit 2
+    fi
+    ;;
+esac
+
+unset QNXCOMPAT QNXCOMPAT_TRACE QNXCOMPAT_TRACE_FILE QNXCOMPAT_REGISTRY LD_PRELOAD
+
+OUT=target/ctests
+mkdir -p "$OUT" || exit 2
+LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/qtest-logs.XXXXXX") || exit 2
+cleanup() {
+    rm -rf "$LOGDIR"
+    rm -f /dev/shm/qnxcompat-test-$$-*
+}
+trap cleanup EXIT
+
+CFLAGS=(-O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I shim/include)
+
+if [ $# -gt 0 ]; then
+    TESTS=("$@")
+else
+    TESTS=()
+    for src in tests/c/t_*.c; do
+        TESTS+=("$(basename "$src" .c)")
+    done
+    TESTS+=(programs)
+fi
+
+total_pass=0
+total_fail=0
+bad_runs=0
+
+# record NAME MODE RC LOG: judge one run from its exit status and summary.
+record() {
+    local name=$1 mode=$2 rc=$3 log=$4 summary p f why=""
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+    if [ -z "$summary" ]; then
+        why="no summary line"
+        p=0
+        f=1
+    else
+        p=${summary%% passed*}
+        f=${summary#*, }
+        f=${f%% failed}
+    fi
+    if [ "$rc" -eq 124 ]; then
+        why="timed out"
+    elif [ "$rc" -gt 128 ]; then
+        why="killed by signal $((rc - 128))"
+    elif [ "$rc" -ne 0 ] && [ -z "$why" ] && [ "$f" -eq 0 ]; then
+        why="exit status $rc"
+    fi
+    if [ -n "$why" ] && [ "$f" -eq 0 ]; then
+        f=1 # count a crash / timeout / missing summary as one failure
+    fi
+    total_pass=$((total_pass + p))
+    total_fail=$((total_fail + f))
+    if [ "$rc" -eq 0 ] && [ "$f" -eq 0 ] && [ -z "$why" ]; then
+        echo "PASS $name [$mode] ($p passed)"
+    else
+        bad_runs=$((bad_runs + 1))
+        echo "FAIL $name [$mode] ($p passed, $f failed${why:+, $why})"
+        sed 's/^/    /' "$log"
+    fi
+}
+
+for name in "${TESTS[@]}"; do
+    name=$(basename "$name" .c)
+    if [ "$name" = programs ]; then
+        for mode in $RUNS; do
+            [ "$mode" = shim ] || continue
+            log=$LOGDIR/$name.$mode.log
+            timeout 120 bash tests/c/programs.sh "$LIB" "qnxcompat-test-$$-$name" >"$log" 2>&1
+            record "$name" "$mode" $? "$log"
+        done
+        continue
+    fi
+    src=tests/c/$name.c
+    bin=$OUT/$name
+    if [ ! -f "$src" ]; then
+        echo "FAIL $name (no such test $src)"
+        total_fail=$((total_fail + 1))
+        bad_runs=$((bad_runs + 1))
+        continue
+    fi
+    if ! cc "${CFLAGS[@]}" -o "$bin" "$src" >"$LOGDIR/$name.cc.log" 2>&1; then
+        echo "FAIL $name (compile)"
+        sed 's/^/    /' "$LOGDIR/$name.cc.log"
+        total_fail=$((total_fail + 1))
+        bad_runs=$((bad_runs + 1))
+        continue
+    fi
+    for mode in $RUNS; do
+        log=$LOGDIR/$name.$mode.log
+        case $mode in
+        native)
+            QTEST_MODE=native timeout 120 "$bin" >"$log" 2>&1
+            ;;
+        shim)
+            QTEST_MODE=shim timeout 120 env LD_PRELOAD="$LIB" \
+                QNXCOMPAT_REGISTRY="qnxcompat-test-$$-$name" "$bin" >"$log" 2>&1
+            ;;
+        *)
+            echo "run.sh: unknown run mode '$mode' in QTEST_RUNS" >&2
+            exit 2
+            ;;
+        esac
+        record "$name" "$mode" $? "$log"
+    done
+done
+
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ] && [ "$bad_runs" -eq 0 ]
