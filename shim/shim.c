@@ -129,3 +129,129 @@ __attribute__((visibility("default"))) int flock(int fd, int operation)
         pthread_testcancel();
     return settle(r);
 }
+
+/*
+ * exec: QNX releases a process's locks on the first close of any descriptor
+ * for a file, and exec closes the close-on-exec ones. Rust marks the locks
+ * such a close releases; the new image drops them as it loads, and a failed
+ * exec clears the marks. glibc's exec family calls __execve internally, so
+ * each spelling is wrapped; the variadic execl* build their argv here, as
+ * glibc does, and go through the wrapped execv* spelling.
+ */
+#include <dlfcn.h>
+#include <stddef.h>
+
+extern void qnxcompat_before_exec(void);
+extern void qnxcompat_exec_failed(void);
+
+typedef int (*exec_path_fn)(const char *, char *const[], char *const[]);
+typedef int (*exec_argv_fn)(const char *, char *const[]);
+typedef int (*exec_fd_fn)(int, char *const[], char *const[]);
+
+static void *real_symbol(const char *name)
+{
+    return dlsym(RTLD_NEXT, name);
+}
+
+static int exec_done(int r)
+{
+    int saved = errno;
+    qnxcompat_exec_failed();
+    errno = saved;
+    return r;
+}
+
+#define REAL_OR_ENOSYS(type, var, name)                                                            \
+    type var = (type)real_symbol(name);                                                            \
+    if (!var) {                                                                                    \
+        errno = ENOSYS;                                                                            \
+        return -1;                                                                                 \
+    }
+
+__attribute__((visibility("default"))) int execve(const char *path, char *const argv[], char *const envp[])
+{
+    REAL_OR_ENOSYS(exec_path_fn, real, "execve");
+    qnxcompat_before_exec();
+    return exec_done(real(path, argv, envp));
+}
+
+__attribute__((visibility("default"))) int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    REAL_OR_ENOSYS(exec_path_fn, real, "execvpe");
+    qnxcompat_before_exec();
+    return exec_done(real(file, argv, envp));
+}
+
+__attribute__((visibility("default"))) int execv(const char *path, char *const argv[])
+{
+    REAL_OR_ENOSYS(exec_argv_fn, real, "execv");
+    qnxcompat_before_exec();
+    return exec_done(real(path, argv));
+}
+
+__attribute__((visibility("default"))) int execvp(const char *file, char *const argv[])
+{
+    REAL_OR_ENOSYS(exec_argv_fn, real, "execvp");
+    qnxcompat_before_exec();
+    return exec_done(real(file, argv));
+}
+
+__attribute__((visibility("default"))) int fexecve(int fd, char *const argv[], char *const envp[])
+{
+    REAL_OR_ENOSYS(exec_fd_fn, real, "fexecve");
+    qnxcompat_before_exec();
+    return exec_done(real(fd, argv, envp));
+}
+
+/* Counts execl's arguments up to the terminating NULL. */
+#define COUNT_ARGS(last, n)                                                                        \
+    do {                                                                                           \
+        va_list ap;                                                                                \
+        va_start(ap, last);                                                                        \
+        for (n = 1; va_arg(ap, char *) != NULL; n++)                                               \
+            ;                                                                                      \
+        va_end(ap);                                                                                \
+    } while (0)
+
+/* Fills argv[0..n] (argv[n] = NULL); for execle, also reads the envp that
+ * follows the NULL. */
+#define FILL_ARGS(last, argv, n, envp)                                                             \
+    do {                                                                                           \
+        va_list ap;                                                                                \
+        va_start(ap, last);                                                                        \
+        argv[0] = (char *)(last);                                                                  \
+        for (size_t i = 1; i <= (n); i++)                                                          \
+            argv[i] = va_arg(ap, char *);                                                          \
+        char *const **envp_out = (envp);                                                           \
+        if (envp_out)                                                                              \
+            *envp_out = va_arg(ap, char *const *);                                                 \
+        va_end(ap);                                                                                \
+    } while (0)
+
+__attribute__((visibility("default"))) int execl(const char *path, const char *arg, ...)
+{
+    size_t n;
+    COUNT_ARGS(arg, n);
+    char *argv[n + 1];
+    FILL_ARGS(arg, argv, n, (char *const **)NULL);
+    return execv(path, argv);
+}
+
+__attribute__((visibility("default"))) int execlp(const char *file, const char *arg, ...)
+{
+    size_t n;
+    COUNT_ARGS(arg, n);
+    char *argv[n + 1];
+    FILL_ARGS(arg, argv, n, (char *const **)NULL);
+    return execvp(file, argv);
+}
+
+__attribute__((visibility("default"))) int execle(const char *path, const char *arg, ...)
+{
+    size_t n;
+    COUNT_ARGS(arg, n);
+    char *argv[n + 1];
+    char *const *envp = NULL;
+    FILL_ARGS(arg, argv, n, &envp);
+    return execve(path, argv, envp);
+}

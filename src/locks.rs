@@ -14,6 +14,7 @@
 
 use crate::engine::lockset::SetError;
 use crate::engine::range::{EOF, LockType, Range, Request};
+use crate::engine::tree::{NIL, RECORD_EXEC_RELEASE};
 use crate::local;
 use crate::owner::{self, ProcessIdentity};
 use crate::registry::{self, Reach, Tables, WakeSet};
@@ -210,7 +211,7 @@ pub fn test(file: &OpenFile, t: LockType, q: Range) -> Result<Option<Conflict>, 
     let me_slot = if tb.owners.get(me_slot as usize).is_some_and(|o| o.pid == me.pid && o.starttime == me.starttime) {
         me_slot
     } else {
-        tree_nil()
+        NIL
     };
     for _ in 0..registry::layout::OWNERS {
         let Some(rec) = tb.first_conflict(slot, me_slot, t, q).map_err(|_| Outcome::Failed(Errno::NOLCK))? else {
@@ -233,10 +234,6 @@ pub fn test(file: &OpenFile, t: LockType, q: Range) -> Result<Option<Conflict>, 
         }));
     }
     Err(Outcome::Failed(Errno::NOLCK))
-}
-
-fn tree_nil() -> u32 {
-    crate::engine::tree::NIL
 }
 
 /// Whether this process holds a lock on `q` of `file` running to EOF.
@@ -456,20 +453,14 @@ pub fn release_files_without_descriptors() {
     let mut n = 0;
     {
         let Ok(mut g) = reg.lock() else { return };
-        let t = g.tables();
+        let mut t = g.tables();
         let Some(me_slot) = find_owner(&t, me) else { return };
-        let mut r = t.owners[me_slot as usize].lock_head;
-        for _ in 0..registry::layout::RECORDS {
-            let Some(rec) = t.records.get(r as usize) else { break };
-            if let Some(f) = t.files.get(rec.file as usize)
-                && !files[..n].contains(&(f.dev, f.ino))
-                && n < files.len()
-            {
+        t.for_each_owned(me_slot, &mut |_, _, f| {
+            if n < files.len() && !files[..n].contains(&(f.dev, f.ino)) {
                 files[n] = (f.dev, f.ino);
                 n += 1;
             }
-            r = rec.onext;
-        }
+        });
     }
     for &(dev, ino) in &files[..n] {
         let mut open = false;
@@ -487,25 +478,89 @@ fn find_owner(t: &Tables, me: ProcessIdentity) -> Option<u32> {
         .map(|i| i as u32)
 }
 
+/// Before an exec: marks this process's locks on every file that has a
+/// close-on-exec descriptor, since exec's close of it releases them (QNX
+/// releases on the first close of any descriptor). The new image drops
+/// marked locks when it loads; a failed exec clears the marks.
+pub fn mark_for_exec() {
+    if !local::holds_any() {
+        return;
+    }
+    let mut files = [(0u64, 0u64); 64];
+    let mut n = 0;
+    let mut overflow = false;
+    let _ = sys::for_each_open_fd(&mut |fd| {
+        let cloexec = sys::fcntl_int(fd, libc::F_GETFD, 0).is_ok_and(|v| v as i32 & libc::FD_CLOEXEC != 0);
+        if let Some(id) = locked_file_of(fd).filter(|_| cloexec) {
+            if files[..n].contains(&id) {
+            } else if n < files.len() {
+                files[n] = id;
+                n += 1;
+            } else {
+                overflow = true;
+            }
+        }
+    });
+    if n == 0 && !overflow {
+        return;
+    }
+    set_exec_marks(&mut |dev, ino| overflow || files[..n].contains(&(dev, ino)));
+}
+
+/// After a failed exec: nothing was closed, so nothing is released.
+pub fn clear_exec_marks() {
+    if local::holds_any() {
+        set_exec_marks(&mut |_, _| false);
+    }
+}
+
+fn set_exec_marks(marked: &mut dyn FnMut(u64, u64) -> bool) {
+    let me = owner::current();
+    let Some(reg) = registry::attached() else { return };
+    let Ok(mut g) = reg.lock() else { return };
+    let mut t = g.tables();
+    let Some(me_slot) = find_owner(&t, me) else { return };
+    t.for_each_owned(me_slot, &mut |_, rec, f| {
+        rec.flags = if marked(f.dev, f.ino) { RECORD_EXEC_RELEASE } else { 0 };
+    });
+}
+
 /// At load time: if this process image follows an exec by a process that
-/// held locks (same pid and start time), adopt its accounting, then release
-/// what exec's close-on-exec closes dropped.
+/// held locks (same pid and start time), drop the locks exec's closes
+/// released, adopt the accounting of the rest, and release files no
+/// descriptor refers to any more.
 pub fn adopt_after_exec() {
     let me = owner::current();
     let Reach::Ready(reg) = registry::reach(false) else { return };
     {
         let Ok(mut g) = reg.lock() else { return };
-        let t = g.tables();
+        let (mut t, wake) = g.split();
         let Some(me_slot) = find_owner(&t, me) else { return };
         local::set_owner_hint(me_slot);
-        let mut r = t.owners[me_slot as usize].lock_head;
-        for _ in 0..registry::layout::RECORDS {
-            let Some(rec) = t.records.get(r as usize) else { break };
-            if let Some(f) = t.files.get(rec.file as usize) {
-                local::account(rec.file, f.dev, f.ino, 1);
+        let mut doomed = [NIL; 64];
+        let mut more = true;
+        while more {
+            let mut n = 0;
+            more = false;
+            t.for_each_owned(me_slot, &mut |i, rec, _| {
+                if rec.flags & RECORD_EXEC_RELEASE != 0 {
+                    if n < doomed.len() {
+                        doomed[n] = i;
+                        n += 1;
+                    } else {
+                        more = true;
+                    }
+                }
+            });
+            for &i in &doomed[..n] {
+                if let Ok(file) = t.remove_record(i) {
+                    wake.notify(t.files, file);
+                    t.release_file_if_empty(file);
+                }
             }
-            r = rec.onext;
         }
+        t.for_each_owned(me_slot, &mut |_, rec, f| local::account(rec.file, f.dev, f.ino, 1));
+        t.release_owner_if_idle(me_slot);
     }
     release_files_without_descriptors();
 }

@@ -53,11 +53,16 @@ pub struct LockRecord {
     pub ltype: u8,
     /// (r) `RECORD_FREE` or `RECORD_LIVE`.
     pub state: u8,
-    pub _pad: [u8; 2],
+    /// (r) `RECORD_EXEC_RELEASE` or 0.
+    pub flags: u8,
+    pub _pad: u8,
 }
 
 pub const RECORD_FREE: u8 = 0;
 pub const RECORD_LIVE: u8 = 1;
+/// The owner is exec'ing and exec closes a descriptor of this record's
+/// file: the new process image drops the record.
+pub const RECORD_EXEC_RELEASE: u8 = 1;
 
 impl LockRecord {
     pub fn range(&self) -> Range {

@@ -62,3 +62,23 @@ static FINI: extern "C" fn() = fini;
 fn errno_of(r: i64) -> Errno {
     if r == -1 { Errno::last() } else { Errno(0) }
 }
+
+/// Called by the C exec wrappers just before the real exec.
+#[unsafe(no_mangle)]
+pub extern "C" fn qnxcompat_before_exec() {
+    if config::active() {
+        let saved = Errno::last();
+        locks::mark_for_exec();
+        saved.set();
+    }
+}
+
+/// Called by the C exec wrappers when the real exec returned (failed).
+#[unsafe(no_mangle)]
+pub extern "C" fn qnxcompat_exec_failed() {
+    if config::active() {
+        let saved = Errno::last();
+        locks::clear_exec_marks();
+        saved.set();
+    }
+}

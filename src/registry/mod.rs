@@ -307,6 +307,31 @@ impl Tables<'_> {
         r
     }
 
+    /// Takes one live record out of its file and frees it; returns its file.
+    pub fn remove_record(&mut self, i: u32) -> Result<u32, Corrupt> {
+        let file = self.rec(i)?.file;
+        let mut root = self.files.get(file as usize).ok_or(Corrupt)?.root;
+        let r = tree::remove(self, &mut root, i);
+        self.files[file as usize].root = root;
+        r?;
+        self.free(i)?;
+        Ok(file)
+    }
+
+    /// Calls `f` with each record of `owner`, following its list; `f` may
+    /// change the record but not unlink it.
+    pub fn for_each_owned(&mut self, owner: u32, f: &mut dyn FnMut(u32, &mut LockRecord, &FileSlot)) {
+        let mut r = self.owners.get(owner as usize).map_or(NIL, |o| o.lock_head);
+        for _ in 0..RECORDS {
+            let Some(rec) = self.records.get_mut(r as usize) else { break };
+            let next = rec.onext;
+            if let Some(file) = self.files.get(rec.file as usize) {
+                f(r, rec, file);
+            }
+            r = next;
+        }
+    }
+
     /// Removes every lock of `owner`, in every file, and frees its slot.
     /// Calls `touched` with each file that lost locks.
     pub fn reap_owner(&mut self, owner: u32, touched: &mut dyn FnMut(u32)) -> Result<(), Corrupt> {
@@ -315,11 +340,7 @@ impl Tables<'_> {
             if head == NIL {
                 break;
             }
-            let file = self.rec(head)?.file;
-            let mut root = self.files.get(file as usize).ok_or(Corrupt)?.root;
-            tree::remove(self, &mut root, head)?;
-            self.files[file as usize].root = root;
-            self.free(head)?;
+            let file = self.remove_record(head)?;
             touched(file);
             self.release_file_if_empty(file);
         }
