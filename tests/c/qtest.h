@@ -20,13 +20,31 @@
  * QTEST_DONE() prints the single summary line "N passed, N failed" and gives
  * the exit status (0 iff nothing failed).
  *
- * Cross-process lock observation: POSIX locks belong to a process, so the
- * CHECK_CAN_LOCK / CHECK_CANNOT_LOCK / CHECK_GETLK / CHECK_GETLK_FREE macros
- * fork a short-lived "probe" process that tries F_SETLK or F_GETLK on an
- * inherited descriptor and reports back.
+ * Helpers (all bounded in time):
+ *   qtest_tmpfile(size, &path)  unique /tmp file, O_RDWR, unlinked at the end
+ *   setlk/setlkw/unlock(fd, [type,] start, len)  fcntl on a SEEK_SET range
+ *   qtest_lockf_at(fd, off, func, size)          lseek + lockf
+ *   qtest_child_start(fn, arg)  fork a child running fn; parent and child
+ *       exchange tagged messages: child_say/child_report/child_await in the
+ *       child, qtest_say/CHECK_HEAR/qtest_wait_blocked in the parent;
+ *       CHECK_CHILD_FINISH tells it to quit ('Q') and checks its exit status
+ *   RUN_IN_CHILD(fn, arg)       run fn in a child and check it exits 0
+ *
+ * Cross-process lock observation: POSIX locks belong to a process, so these
+ * fork a short-lived "probe" process that acts on an inherited descriptor:
+ *   CHECK_CAN_LOCK(fd, type, start, len)     probe's F_SETLK succeeds
+ *   CHECK_CANNOT_LOCK(fd, type, start, len)  probe's F_SETLK: -1 EAGAIN
+ *   CHECK_GETLK(fd, start, len, type, lstart, llen, pid)  probe's F_GETLK
+ *       reports exactly that lock (l_whence SEEK_SET)
+ *   CHECK_GETLK_FREE(fd, start, len)         probe's F_GETLK: only l_type
+ *       changes, to F_UNLCK
+ *   CHECK_OTHER_LOCKF(fd, func, off, size, result)  probe's lockf gives
+ *       result (0, or the errno of a -1 return)
+ * A lock a probe obtains is released again before it exits.
  *
  * Nothing can hang: qtest_init() arms alarm(QTEST_TIMEOUT_S), every child
- * arms its own alarm, and every wait for a child or a message is bounded.
+ * arms its own alarm, and every wait for a child or a message is bounded
+ * (a child that does not finish in time is killed and counted as failed).
  */
 #ifndef QTEST_H
 #define QTEST_H
@@ -179,8 +197,8 @@ static inline void qtest_check_err(long rc, int err, int want1, int want2,
     do {                                                                      \
         long long qt_a_ = (long long)(actual);                                \
         long long qt_x_ = (long long)(expected);                              \
-        CHECK(qt_a_ == qt_x_, "%s == %lld, expected %s == %lld", #actual,     \
-              qt_a_, #expected, qt_x_);                                       \
+        CHECK(qt_a_ == qt_x_, "%s is %lld, expected %lld (%s)", #actual,      \
+              qt_a_, qt_x_, #expected);                                       \
     } while (0)
 
 /* 1 when run under the shim (QTEST_MODE=shim), 0 natively. */

@@ -55,6 +55,7 @@ cleanup() {
     rm -f /dev/shm/qnxcompat-test-$$-*
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 CFLAGS=(-O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I shim/include)
 

@@ -83,15 +83,28 @@ static void *thread_b(void *arg)
     return NULL;
 }
 
+/* Join with a bound: a thread stuck in F_SETLKW on its own process's lock
+ * ends the test with a failure instead of a hang. */
+static void join(pthread_t t, const char *name)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 5;
+    int r = pthread_timedjoin_np(t, NULL, &until);
+    CHECK(r == 0, "thread %s did not finish: %s", name, qtest_errname(r));
+    if (r != 0)
+        exit(QTEST_DONE());
+}
+
 static void threads(void)
 {
     pthread_t a, b;
     pthread_create(&a, NULL, thread_a, NULL);
-    pthread_join(a, NULL);
+    join(a, "A");
     /* the lock outlives the thread that took it */
     CHECK_GETLK(fd, 0, 10, F_WRLCK, 0, 10, getpid());
     pthread_create(&b, NULL, thread_b, NULL);
-    pthread_join(b, NULL);
+    join(b, "B");
     CHECK_GETLK_FREE(fd, 0, 0);
 }
 
