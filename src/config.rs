@@ -6,6 +6,7 @@
 //! | `QNXCOMPAT_TRACE` | `1`/`all`, or a comma list of functions (`lockf,flock`) |
 //! | `QNXCOMPAT_TRACE_FILE` | append trace lines to this file instead of stderr |
 //! | `QNXCOMPAT_REGISTRY` | the registry segment's name (default `qnxcompat-v1-<uid>`) |
+//! | `QNXCOMPAT_FAULT` | test-only fault injection, see [`crate::fault`] |
 //!
 //! # Safety
 //! The string settings are copied into static buffers by the constructor,
@@ -186,6 +187,9 @@ pub fn load() {
                 REGISTRY_NAME.set(&buf[..n]);
             }
         }
+    }
+    if let Some(f) = sys::getenv(c"QNXCOMPAT_FAULT") {
+        crate::fault::arm(f.to_bytes());
     }
     MODE.store(if off { MODE_OFF } else { MODE_ON }, Ordering::Release);
 }

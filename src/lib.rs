@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod engine;
+pub mod fault;
 pub mod hooks;
 pub mod local;
 pub mod locks;

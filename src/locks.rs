@@ -137,6 +137,14 @@ pub fn set(file: &OpenFile, req: Request, q: Range, wait: bool, nomem: Errno, ca
         };
         let me_slot = match t.process_owner(me, local::owner_hint()) {
             Ok(o) => o,
+            Err(_) if !repaired => {
+                // The owner table is full: reap the dead, then retry once.
+                let mut touched = WakeSet::default();
+                t.reap_dead(&mut |f| touched.add(f));
+                wake.absorb(t.files, &touched);
+                repaired = true;
+                continue;
+            }
             Err(_) => {
                 t.release_file_if_empty(slot);
                 return Outcome::Failed(nomem);

@@ -315,3 +315,17 @@ pub fn for_each_open_fd(f: &mut dyn FnMut(c_int)) -> Result<()> {
     let _ = close(dir);
     result
 }
+
+/// `pause()`: sleeps until a signal arrives.
+pub fn pause() {
+    // SAFETY: integer-only syscall.
+    unsafe { libc::syscall(libc::SYS_pause) };
+}
+
+/// Whether a process with this pid exists (`kill(pid, 0)`); a pid owned by
+/// another user exists too (EPERM).
+pub fn pid_exists(pid: i32) -> bool {
+    // SAFETY: integer-only syscall; signal 0 sends nothing.
+    let r = unsafe { libc::syscall(libc::SYS_kill, pid, 0) };
+    r == 0 || Errno::last() != Errno::SRCH
+}

@@ -30,6 +30,9 @@ pub trait Pool: Arena {
     /// requests must leave a reserve behind, so that unlocks, which may need
     /// one record to split, keep working when the pool is otherwise full.
     fn can_alloc(&self, n: u32, for_unlock: bool) -> bool;
+    /// Called between the steps of a multi-record update, where a crash
+    /// leaves the list half-changed (fault injection hooks in here).
+    fn checkpoint(&mut self) {}
 }
 
 /// Why a set request did not apply.
@@ -127,6 +130,7 @@ pub fn set<P: Pool + ?Sized>(
         })?;
         let Some(r) = hit else { break };
         tree::remove(p, root, r)?;
+        p.checkpoint();
         let (rs, re, rt) = {
             let n = p.rec(r)?;
             (n.start, n.end, n.ltype)

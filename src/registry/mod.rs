@@ -117,6 +117,10 @@ impl Pool for Tables<'_> {
         let need = if for_unlock { n } else { n + UNLOCK_RESERVE };
         self.free.nrecords >= need
     }
+
+    fn checkpoint(&mut self) {
+        crate::fault::point(crate::fault::Point::MidUpdate);
+    }
 }
 
 fn bucket_of(dev: u64, ino: u64) -> usize {
@@ -461,6 +465,17 @@ impl Tables<'_> {
         }
     }
 
+    /// Reaps the owners whose pid no longer exists at all: a cheap check
+    /// (one `kill(pid, 0)` each) run when a process attaches.
+    pub fn reap_vanished(&mut self, touched: &mut dyn FnMut(u32)) {
+        for i in 0..self.owner_high() as u32 {
+            let o = &self.owners[i as usize];
+            if o.kind == OWNER_PROCESS && o.pid > 0 && !sys::pid_exists(o.pid) && self.reap_owner(i, touched).is_err() {
+                self.owners[i as usize].kind = OWNER_FREE;
+            }
+        }
+    }
+
     /// Whether the owner in slot `i` is a process that has died.
     pub fn owner_is_dead(&self, i: u32) -> bool {
         match self.owners.get(i as usize) {
@@ -529,6 +544,7 @@ pub fn reach(create: bool) -> Reach {
                     Ok(seg) => {
                         BASE.store(seg.base, Ordering::Release);
                         STATE.store(Attach::Attached as u8, Ordering::Release);
+                        Registry { base: seg.base }.reap_vanished();
                     }
                     Err(shm::Refusal::Io(e)) if e == Errno::NOENT && !create => {
                         STATE.store(Attach::None as u8, Ordering::Release);
@@ -581,6 +597,7 @@ impl Registry {
             _ => return Err(Errno::NOLCK),
         };
         crate::local::set_in_registry(true);
+        crate::fault::point(crate::fault::Point::HoldingMutex);
         if r == libc::EOWNERDEAD {
             self.header().repairs.fetch_add(1, Ordering::Relaxed);
             let (mut t, wake) = guard.split();
@@ -591,6 +608,16 @@ impl Registry {
             unsafe { libc::pthread_mutex_consistent(self.mutex()) };
         }
         Ok(guard)
+    }
+
+    /// Reaps owners whose processes are gone (on attach).
+    fn reap_vanished(&self) {
+        if let Ok(mut g) = self.lock() {
+            let (mut t, wake) = g.split();
+            let mut touched = WakeSet::default();
+            t.reap_vanished(&mut |f| touched.add(f));
+            wake.absorb(t.files, &touched);
+        }
     }
 
     /// The futex word of file slot `i` (it lives as long as the mapping).
