@@ -1,0 +1,25 @@
+/*
+ * qnxcompat overlay for <fcntl.h>: the system header plus the QNX Neutrino
+ * extensions that ported QNX sources expect, so they compile unchanged with
+ * `-I shim/include`.
+ */
+#include_next <fcntl.h>
+
+#ifndef QNXCOMPAT_FCNTL_H
+#define QNXCOMPAT_FCNTL_H
+
+/*
+ * F_FLOCK: OR'd into l_type by QNX's flock(), and usable in fcntl()
+ * F_SETLK/F_SETLKW/F_GETLK to take or report a lock owned by the open file
+ * (the open control block) instead of the process. QNX does not publish its
+ * value; 0x1000 collides with no Linux l_type (F_RDLCK 0, F_WRLCK 1,
+ * F_UNLCK 2, F_EXLCK 4, F_SHLCK 8). libqnxcompat.so uses the same value.
+ */
+#ifndef F_FLOCK
+#define F_FLOCK 0x1000
+#endif
+
+/* QNX declares flock() and the LOCK_* operations in <fcntl.h>. */
+#include <sys/file.h>
+
+#endif /* QNXCOMPAT_FCNTL_H */
