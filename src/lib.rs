@@ -25,6 +25,7 @@ pub mod fault;
 pub mod hooks;
 pub mod local;
 pub mod locks;
+pub mod openfile;
 pub mod owner;
 pub mod registry;
 pub mod sys;

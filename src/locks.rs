@@ -16,7 +16,9 @@ use crate::engine::lockset::SetError;
 use crate::engine::range::{EOF, LockType, Range, Request};
 use crate::engine::tree::{NIL, RECORD_EXEC_RELEASE};
 use crate::local;
+use crate::openfile;
 use crate::owner::{self, ProcessIdentity};
+use crate::registry::layout::OWNER_OPENFILE;
 use crate::registry::{self, Reach, Tables, WakeSet};
 use crate::sys::{self, Errno};
 
@@ -84,7 +86,11 @@ impl OpenFile {
 pub struct Conflict {
     pub ltype: LockType,
     pub range: Range,
+    /// The owning process, or for an open file the process that first
+    /// locked through it.
     pub pid: i32,
+    /// Owned by an open file (flock, F_FLOCK, OFD) rather than a process.
+    pub open_file: bool,
 }
 
 /// State kept across the slices of one blocking call.
@@ -94,9 +100,35 @@ pub struct CallState {
     pub slices: u32,
 }
 
+/// Who a request is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OwnerSpec {
+    /// The calling process: fcntl and lockf locks.
+    Process,
+    /// The open file description behind this descriptor: flock(),
+    /// `F_FLOCK` and Linux OFD locks.
+    OpenFile(i32),
+}
+
+/// A set request, with how to carry it out.
+#[derive(Clone, Copy, Debug)]
+pub struct SetRequest {
+    pub owner: OwnerSpec,
+    pub req: Request,
+    pub range: Range,
+    /// Block on a conflict instead of failing with EAGAIN.
+    pub wait: bool,
+    /// The errno for a full registry (ENOLCK for fcntl, ENOMEM for lockf).
+    pub nomem: Errno,
+    /// Release the owner's lock of the other type first (flock conversion,
+    /// which QNX and Linux both do non-atomically).
+    pub convert: bool,
+}
+
 /// Reaps `blocker` if it has died; true if it did (the caller retries).
-fn reap_if_dead(t: &mut Tables, wake: &mut WakeSet, blocker: u32) -> bool {
-    if !t.owner_is_dead(blocker) {
+/// `probe` is a descriptor of the file, for open-file owners' liveness.
+fn reap_if_dead(t: &mut Tables, wake: &mut WakeSet, blocker: u32, probe: i32) -> bool {
+    if !t.owner_is_dead(blocker, Some(probe)) {
         return false;
     }
     let mut touched = WakeSet::default();
@@ -107,16 +139,80 @@ fn reap_if_dead(t: &mut Tables, wake: &mut WakeSet, blocker: u32) -> bool {
     true
 }
 
-/// Applies a set request (lock or unlock) for this process on `file`.
-/// `nomem` is the errno for a full registry (ENOLCK for fcntl, ENOMEM for
-/// QNX lockf). With `wait`, a conflict blocks; otherwise it is EAGAIN.
-pub fn set(file: &OpenFile, req: Request, q: Range, wait: bool, nomem: Errno, call: &mut CallState) -> Outcome {
-    let me = owner::current();
+/// The registry owner for `spec` on `file`, created when `create`; `None`
+/// when it does not exist and `create` is false.
+fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool) -> Result<Option<u32>, Errno> {
+    match spec {
+        OwnerSpec::Process => {
+            let me = owner::current();
+            let hint = local::owner_hint();
+            if !create {
+                return Ok(find_owner(t, me));
+            }
+            let o = t.process_owner(me, hint)?;
+            local::set_owner_hint(o);
+            Ok(Some(o))
+        }
+        OwnerSpec::OpenFile(fd) => {
+            let mut found = None;
+            let mut stale = [None; 4];
+            let mut nstale = 0;
+            openfile::tokens_of(fd, &mut |tok| match t.openfile_owner(tok, file.dev, file.ino) {
+                Some(o) => found = Some(o),
+                None if nstale < stale.len() => {
+                    stale[nstale] = Some(tok);
+                    nstale += 1;
+                }
+                None => {}
+            })?;
+            // A token whose slot was reaped and reused names nobody now.
+            for tok in stale.iter().flatten() {
+                openfile::drop_token(fd, *tok);
+            }
+            if found.is_some() || !create {
+                return Ok(found);
+            }
+            let o = t.new_owner(OWNER_OPENFILE, sys::getpid(), 0, file.dev, file.ino)?;
+            let token = openfile::Token { slot: o, generation: t.owners[o as usize].generation % openfile::TOKEN_GENS };
+            if let Err(e) = openfile::take(fd, token, file.writable) {
+                t.release_owner_if_idle(o);
+                return Err(e);
+            }
+            Ok(Some(o))
+        }
+    }
+}
+
+/// Frees an owner that holds nothing any more; an open-file owner's token
+/// is dropped through `fd` first, so it never names a reused slot.
+fn retire_if_idle(t: &mut Tables, o: u32, spec: OwnerSpec) {
+    let Some(slot) = t.owners.get(o as usize) else { return };
+    if slot.nlocks != 0 {
+        return;
+    }
+    if let OwnerSpec::OpenFile(fd) = spec {
+        openfile::drop_token(fd, openfile::Token { slot: o, generation: slot.generation % openfile::TOKEN_GENS });
+    }
+    t.release_owner_if_idle(o);
+}
+
+/// The descriptor a request's liveness probes go through.
+fn probe_fd(spec: OwnerSpec, fallback: i32) -> i32 {
+    match spec {
+        OwnerSpec::OpenFile(fd) => fd,
+        OwnerSpec::Process => fallback,
+    }
+}
+
+/// Applies a set request (lock or unlock) on `file`, reached through `fd`.
+pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Outcome {
     let deadline = sys::monotonic_ns() + SLICE_NS;
     let mut repaired = false;
+    let mut converted = !r.convert;
+    let is_lock = matches!(r.req, Request::Lock(_));
     loop {
-        let reg = match registry::reach(matches!(req, Request::Lock(_))) {
-            Reach::Ready(r) => r,
+        let reg = match registry::reach(is_lock) {
+            Reach::Ready(reg) => reg,
             Reach::Absent => return Outcome::Done(0), // nothing is locked anywhere
             Reach::Fallback => return Outcome::Native,
         };
@@ -125,19 +221,20 @@ pub fn set(file: &OpenFile, req: Request, q: Range, wait: bool, nomem: Errno, ca
             Err(e) => return Outcome::Failed(e),
         };
         let (mut t, wake) = g.split();
-        let slot = match req {
+        let slot = match r.req {
             Request::Unlock => match t.find_file(file.dev, file.ino) {
                 Some(s) => s,
                 None => return Outcome::Done(0),
             },
             Request::Lock(_) => match t.file_slot(file.dev, file.ino) {
                 Ok(s) => s,
-                Err(_) => return Outcome::Failed(nomem),
+                Err(_) => return Outcome::Failed(r.nomem),
             },
         };
-        let me_slot = match t.process_owner(me, local::owner_hint()) {
-            Ok(o) => o,
-            Err(_) if !repaired => {
+        let me = match resolve_owner(&mut t, r.owner, file, is_lock) {
+            Ok(Some(o)) => o,
+            Ok(None) => return Outcome::Done(0), // an unlock by an owner with nothing
+            Err(Errno::NOLCK) if !repaired => {
                 // The owner table is full: reap the dead, then retry once.
                 let mut touched = WakeSet::default();
                 t.reap_dead(&mut |f| touched.add(f));
@@ -145,32 +242,41 @@ pub fn set(file: &OpenFile, req: Request, q: Range, wait: bool, nomem: Errno, ca
                 repaired = true;
                 continue;
             }
-            Err(_) => {
+            Err(e) => {
                 t.release_file_if_empty(slot);
-                return Outcome::Failed(nomem);
+                return Outcome::Failed(if e == Errno::NOLCK { r.nomem } else { e });
             }
         };
-        local::set_owner_hint(me_slot);
-        let result = t.set(slot, me_slot, req, q);
-        let blocker = match result {
+        if !converted {
+            converted = true;
+            if let Request::Lock(want) = r.req
+                && let Ok(out) = t.release_other_type(slot, me, want)
+            {
+                account(r.owner, slot, file, out.delta);
+                if out.released {
+                    wake.notify(t.files, slot);
+                }
+            }
+        }
+        let blocker = match t.set(slot, me, r.req, r.range) {
             Ok(out) => {
-                local::account(slot, file.dev, file.ino, out.delta);
+                account(r.owner, slot, file, out.delta);
                 if out.released {
                     wake.notify(t.files, slot);
                 }
                 t.release_file_if_empty(slot);
-                t.release_owner_if_idle(me_slot);
+                retire_if_idle(&mut t, me, r.owner);
                 return Outcome::Done(0);
             }
             Err(SetError::Conflict(rec)) => t.records[rec as usize].owner,
             Err(SetError::NoSpace) => {
                 t.release_file_if_empty(slot);
-                t.release_owner_if_idle(me_slot);
-                return Outcome::Failed(nomem);
+                retire_if_idle(&mut t, me, r.owner);
+                return Outcome::Failed(r.nomem);
             }
             Err(SetError::Corrupt) => {
                 if repaired {
-                    return Outcome::Failed(nomem);
+                    return Outcome::Failed(r.nomem);
                 }
                 let mut touched = WakeSet::default();
                 t.repair(&mut |f| touched.add(f));
@@ -179,12 +285,12 @@ pub fn set(file: &OpenFile, req: Request, q: Range, wait: bool, nomem: Errno, ca
                 continue;
             }
         };
-        if reap_if_dead(&mut t, wake, blocker) {
+        if reap_if_dead(&mut t, wake, blocker, probe_fd(r.owner, fd)) {
             continue;
         }
         t.release_file_if_empty(slot);
-        t.release_owner_if_idle(me_slot);
-        if !wait {
+        retire_if_idle(&mut t, me, r.owner);
+        if !r.wait {
             return Outcome::Failed(Errno::AGAIN);
         }
         // Read the futex word under the mutex: a release after this point
@@ -203,10 +309,16 @@ pub fn set(file: &OpenFile, req: Request, q: Range, wait: bool, nomem: Errno, ca
     }
 }
 
+/// Keeps the process-local summary in step with the process's own records.
+fn account(spec: OwnerSpec, slot: u32, file: &OpenFile, delta: i32) {
+    if spec == OwnerSpec::Process {
+        local::account(slot, file.dev, file.ino, delta);
+    }
+}
+
 /// The first lock of another owner that conflicts with `t` on `q`
 /// (F_GETLK, lockf F_TEST); dead owners' locks are reaped, not reported.
-pub fn test(file: &OpenFile, t: LockType, q: Range) -> Result<Option<Conflict>, Outcome> {
-    let me = owner::current();
+pub fn test(fd: i32, file: &OpenFile, spec: OwnerSpec, t: LockType, q: Range) -> Result<Option<Conflict>, Outcome> {
     let reg = match registry::reach(false) {
         Reach::Ready(r) => r,
         Reach::Absent => return Ok(None),
@@ -215,30 +327,25 @@ pub fn test(file: &OpenFile, t: LockType, q: Range) -> Result<Option<Conflict>, 
     let mut g = reg.lock().map_err(Outcome::Failed)?;
     let (mut tb, wake) = g.split();
     let Some(slot) = tb.find_file(file.dev, file.ino) else { return Ok(None) };
-    let me_slot = local::owner_hint();
-    let me_slot = if tb.owners.get(me_slot as usize).is_some_and(|o| o.pid == me.pid && o.starttime == me.starttime) {
-        me_slot
-    } else {
-        NIL
-    };
+    let me = resolve_owner(&mut tb, spec, file, false).ok().flatten().unwrap_or(NIL);
     for _ in 0..registry::layout::OWNERS {
-        let Some(rec) = tb.first_conflict(slot, me_slot, t, q).map_err(|_| Outcome::Failed(Errno::NOLCK))? else {
+        let Some(rec) = tb.first_conflict(slot, me, t, q).map_err(|_| Outcome::Failed(Errno::NOLCK))? else {
             return Ok(None);
         };
-        let r = &tb.records[rec as usize];
-        let owner = r.owner;
-        if reap_if_dead(&mut tb, wake, owner) {
+        let owner = tb.records[rec as usize].owner;
+        if reap_if_dead(&mut tb, wake, owner, probe_fd(spec, fd)) {
             if tb.find_file(file.dev, file.ino) != Some(slot) {
                 return Ok(None);
             }
             continue;
         }
         let r = &tb.records[rec as usize];
-        let pid = tb.owners.get(owner as usize).map_or(0, |o| o.pid);
+        let o = tb.owners.get(owner as usize);
         return Ok(Some(Conflict {
             ltype: LockType::from_raw(r.ltype).unwrap_or(LockType::Write),
             range: r.range(),
-            pid,
+            pid: o.map_or(0, |o| o.pid),
+            open_file: o.is_some_and(|o| o.kind == OWNER_OPENFILE),
         }));
     }
     Err(Outcome::Failed(Errno::NOLCK))
@@ -246,16 +353,13 @@ pub fn test(file: &OpenFile, t: LockType, q: Range) -> Result<Option<Conflict>, 
 
 /// Whether this process holds a lock on `q` of `file` running to EOF.
 pub fn holds_lock_to_eof(file: &OpenFile, q: Range) -> bool {
-    let me = owner::current();
     let Some(reg) = registry::attached() else { return false };
     let Ok(mut g) = reg.lock() else { return false };
     let t = g.tables();
-    let Some(slot) = t.find_file(file.dev, file.ino) else { return false };
-    let me_slot = local::owner_hint();
-    if !t.owners.get(me_slot as usize).is_some_and(|o| o.pid == me.pid && o.starttime == me.starttime) {
+    let (Some(slot), Some(me)) = (t.find_file(file.dev, file.ino), find_owner(&t, owner::current())) else {
         return false;
-    }
-    t.holds_lock_to_eof(slot, me_slot, q).unwrap_or(false)
+    };
+    t.holds_lock_to_eof(slot, me, q).unwrap_or(false)
 }
 
 /// QNX `lockf()` on top of the registry (QNX libc's mapping, not glibc's):
@@ -276,33 +380,116 @@ pub fn lockf(fd: i32, function: i32, size: i64, call: &mut CallState) -> Outcome
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e),
     };
+    let request = |req, range, wait| SetRequest {
+        owner: OwnerSpec::Process,
+        req,
+        range,
+        wait,
+        nomem: Errno::NOMEM,
+        convert: false,
+    };
     // QNX lockf(): F_ULOCK with size OFF_MAX, when the process holds a
     // size-0 lock in that range, is treated as F_ULOCK with size 0.
     if function == libc::F_ULOCK && size == i64::MAX && holds_lock_to_eof(&file, Range::new(cur, EOF)) {
-        return set(&file, Request::Unlock, Range::new(cur, EOF), false, Errno::NOMEM, call);
+        return set(fd, &file, request(Request::Unlock, Range::new(cur, EOF), false), call);
     }
     let q = match Range::from_flock(cur, 0, size) {
         Ok(q) => q,
         Err(e) => return Outcome::Failed(e),
     };
     match function {
-        libc::F_TEST => match test(&file, LockType::Write, q) {
+        libc::F_TEST => match test(fd, &file, OwnerSpec::Process, LockType::Write, q) {
             Ok(None) => Outcome::Done(0),
             Ok(Some(_)) => Outcome::Failed(Errno::ACCES),
             Err(o) => o,
         },
-        libc::F_ULOCK => set(&file, Request::Unlock, q, false, Errno::NOMEM, call),
-        _ => set(&file, Request::Lock(LockType::Write), q, function == libc::F_LOCK, Errno::NOMEM, call),
+        libc::F_ULOCK => set(fd, &file, request(Request::Unlock, q, false), call),
+        _ => set(fd, &file, request(Request::Lock(LockType::Write), q, function == libc::F_LOCK), call),
     }
 }
 
-/// `fcntl(fd, F_SETLK/F_SETLKW, fl)` for process-owned locks.
-pub fn fcntl_set(fd: i32, fl: &libc::flock, wait: bool, call: &mut CallState) -> Outcome {
+/// The lock commands of fcntl, decoded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LockCmd {
+    GetLk,
+    SetLk,
+    SetLkW,
+    OfdGetLk,
+    OfdSetLk,
+    OfdSetLkW,
+}
+
+impl LockCmd {
+    pub fn from_raw(cmd: i32) -> Option<LockCmd> {
+        Some(match cmd {
+            libc::F_GETLK => LockCmd::GetLk,
+            libc::F_SETLK => LockCmd::SetLk,
+            libc::F_SETLKW => LockCmd::SetLkW,
+            libc::F_OFD_GETLK => LockCmd::OfdGetLk,
+            libc::F_OFD_SETLK => LockCmd::OfdSetLk,
+            libc::F_OFD_SETLKW => LockCmd::OfdSetLkW,
+            _ => return None,
+        })
+    }
+
+    fn is_ofd(self) -> bool {
+        matches!(self, LockCmd::OfdGetLk | LockCmd::OfdSetLk | LockCmd::OfdSetLkW)
+    }
+}
+
+/// Splits `l_type` into the lock type and whether QNX's F_FLOCK bit is set.
+fn decode_type(l_type: i16) -> (i32, bool) {
+    let raw = l_type as i32;
+    (raw & !crate::F_FLOCK, raw & crate::F_FLOCK != 0)
+}
+
+/// `fcntl(fd, cmd, fl)` for the lock commands: process-owned locks, or
+/// open-file-owned ones with `F_FLOCK` in `l_type` or a Linux OFD command.
+pub fn fcntl_lock(fd: i32, cmd: LockCmd, fl: &mut libc::flock, call: &mut CallState) -> Outcome {
     let file = match OpenFile::of(fd) {
         Ok(f) => f,
         Err(e) => return Outcome::Failed(e),
     };
-    let req = match fl.l_type as i32 {
+    let (base_type, flock_bit) = decode_type(fl.l_type);
+    // Linux: an OFD request must come with l_pid 0.
+    if cmd.is_ofd() && fl.l_pid != 0 {
+        return Outcome::Failed(Errno::INVAL);
+    }
+    let spec = if flock_bit || cmd.is_ofd() { OwnerSpec::OpenFile(fd) } else { OwnerSpec::Process };
+    let q = match file.base(fd, fl.l_whence).and_then(|b| Range::from_flock(b, fl.l_start, fl.l_len)) {
+        Ok(q) => q,
+        Err(e) => return Outcome::Failed(e),
+    };
+    if matches!(cmd, LockCmd::GetLk | LockCmd::OfdGetLk) {
+        let t = match base_type {
+            libc::F_RDLCK => LockType::Read,
+            libc::F_WRLCK => LockType::Write,
+            _ => return Outcome::Failed(Errno::INVAL),
+        };
+        return match test(fd, &file, spec, t, q) {
+            Ok(None) => {
+                fl.l_type = libc::F_UNLCK as i16;
+                Outcome::Done(0)
+            }
+            Ok(Some(c)) => {
+                let t = match c.ltype {
+                    LockType::Read => libc::F_RDLCK,
+                    LockType::Write => libc::F_WRLCK,
+                };
+                // QNX reports a flock-kind holder with F_FLOCK set; Linux's
+                // OFD commands report l_pid -1 for an OFD-owned lock.
+                let qnx_flock = c.open_file && !cmd.is_ofd();
+                fl.l_type = (t | if qnx_flock { crate::F_FLOCK } else { 0 }) as i16;
+                fl.l_whence = libc::SEEK_SET as i16;
+                fl.l_start = c.range.start;
+                fl.l_len = c.range.flock_len();
+                fl.l_pid = if c.open_file && cmd.is_ofd() { -1 } else { c.pid };
+                Outcome::Done(0)
+            }
+            Err(o) => o,
+        };
+    }
+    let req = match base_type {
         libc::F_RDLCK if !file.readable => return Outcome::Failed(Errno::BADF),
         libc::F_WRLCK if !file.writable => return Outcome::Failed(Errno::BADF),
         libc::F_RDLCK => Request::Lock(LockType::Read),
@@ -310,16 +497,15 @@ pub fn fcntl_set(fd: i32, fl: &libc::flock, wait: bool, call: &mut CallState) ->
         libc::F_UNLCK => Request::Unlock,
         _ => return Outcome::Failed(Errno::INVAL),
     };
-    let q = match file.base(fd, fl.l_whence).and_then(|b| Range::from_flock(b, fl.l_start, fl.l_len)) {
-        Ok(q) => q,
-        Err(e) => return Outcome::Failed(e),
-    };
+    let wait = matches!(cmd, LockCmd::SetLkW | LockCmd::OfdSetLkW);
     let waited = call.slices > 0;
-    let out = set(&file, req, q, wait, Errno::NOLCK, call);
+    let r = SetRequest { owner: spec, req, range: q, wait, nomem: Errno::NOLCK, convert: false };
+    let out = set(fd, &file, r, call);
     if out == Outcome::Done(0) && (waited || call.slices > 0) && !same_file(fd, &file) {
         // The descriptor was closed or replaced while we waited (Linux's
         // fcntl_setlk re-check): undo the grant and report EBADF.
-        let _ = set(&file, Request::Unlock, q, false, Errno::NOLCK, call);
+        let undo = SetRequest { req: Request::Unlock, wait: false, ..r };
+        let _ = set(fd, &file, undo, call);
         return Outcome::Failed(Errno::BADF);
     }
     out
@@ -329,39 +515,48 @@ fn same_file(fd: i32, file: &OpenFile) -> bool {
     sys::fstat(fd).is_ok_and(|st| st.st_dev == file.dev && st.st_ino == file.ino)
 }
 
-/// `fcntl(fd, F_GETLK, fl)`: fills `fl` with the first conflicting lock of
-/// another process, or sets only `l_type = F_UNLCK`.
-pub fn fcntl_get(fd: i32, fl: &mut libc::flock) -> Outcome {
+/// QNX `flock()`: a whole-file lock owned by the open file, in the same
+/// list as fcntl and lockf locks. LOCK_SH is a read lock, LOCK_EX an
+/// exclusive one (granted to a descriptor open for reading or writing),
+/// LOCK_UN removes it; LOCK_NB fails a conflict with EWOULDBLOCK. A
+/// conversion releases the old lock first.
+pub fn flock(fd: i32, op: i32, call: &mut CallState) -> Outcome {
+    const KNOWN: i32 = libc::LOCK_SH | libc::LOCK_EX | libc::LOCK_UN | libc::LOCK_NB;
+    if op & !KNOWN != 0 {
+        return Outcome::Failed(Errno::INVAL);
+    }
+    // QNX libc's order: LOCK_SH wins over LOCK_EX, then LOCK_UN.
+    let req = if op & libc::LOCK_SH != 0 {
+        Request::Lock(LockType::Read)
+    } else if op & libc::LOCK_EX != 0 {
+        Request::Lock(LockType::Write)
+    } else if op & libc::LOCK_UN != 0 {
+        Request::Unlock
+    } else {
+        return Outcome::Failed(Errno::INVAL);
+    };
     let file = match OpenFile::of(fd) {
         Ok(f) => f,
         Err(e) => return Outcome::Failed(e),
     };
-    let t = match fl.l_type as i32 {
-        libc::F_RDLCK => LockType::Read,
-        libc::F_WRLCK => LockType::Write,
-        _ => return Outcome::Failed(Errno::INVAL),
+    let allowed = match req {
+        Request::Lock(LockType::Read) => file.readable,
+        _ => file.readable || file.writable,
     };
-    let q = match file.base(fd, fl.l_whence).and_then(|b| Range::from_flock(b, fl.l_start, fl.l_len)) {
-        Ok(q) => q,
-        Err(e) => return Outcome::Failed(e),
+    if !allowed {
+        return Outcome::Failed(Errno::BADF);
+    }
+    let r = SetRequest {
+        owner: OwnerSpec::OpenFile(fd),
+        req,
+        range: Range::WHOLE,
+        wait: op & libc::LOCK_NB == 0,
+        nomem: Errno::NOLCK,
+        convert: true,
     };
-    match test(&file, t, q) {
-        Ok(None) => {
-            fl.l_type = libc::F_UNLCK as i16;
-            Outcome::Done(0)
-        }
-        Ok(Some(c)) => {
-            fl.l_type = match c.ltype {
-                LockType::Read => libc::F_RDLCK as i16,
-                LockType::Write => libc::F_WRLCK as i16,
-            };
-            fl.l_whence = libc::SEEK_SET as i16;
-            fl.l_start = c.range.start;
-            fl.l_len = c.range.flock_len();
-            fl.l_pid = c.pid;
-            Outcome::Done(0)
-        }
-        Err(o) => o,
+    match set(fd, &file, r, call) {
+        Outcome::Failed(Errno::AGAIN) => Outcome::Failed(Errno::WOULDBLOCK),
+        other => other,
     }
 }
 

@@ -329,3 +329,10 @@ pub fn pid_exists(pid: i32) -> bool {
     let r = unsafe { libc::syscall(libc::SYS_kill, pid, 0) };
     r == 0 || Errno::last() != Errno::SRCH
 }
+
+/// `fcntl(fd, cmd, fl)` for the lock commands (F_GETLK, F_OFD_SETLK, ...),
+/// straight to the kernel.
+pub fn fcntl_lock(fd: c_int, cmd: c_int, fl: &mut libc::flock) -> Result<()> {
+    // SAFETY: `fl` is a valid struct flock for the kernel to read and fill.
+    check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, fl as *mut libc::flock) }).map(drop)
+}

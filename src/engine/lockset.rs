@@ -202,6 +202,11 @@ pub fn holds_lock_to_eof<A: Arena + ?Sized>(a: &A, root: u32, owner: u32, q: Ran
     Ok(tree::find(a, root, q, &mut |_, n| n.owner == owner && n.end == super::range::EOF)?.is_some())
 }
 
+/// Whether `owner` holds any lock whose type is not `t`.
+pub fn holds_other_type<A: Arena + ?Sized>(a: &A, root: u32, owner: u32, t: LockType) -> Result<bool, Corrupt> {
+    Ok(tree::find(a, root, Range::WHOLE, &mut |_, n| n.owner == owner && n.ltype != t as u8)?.is_some())
+}
+
 /// Removes every record of `owner` (e.g. a dead owner, or one whose file was
 /// closed); returns how many went. Needs no free record.
 pub fn remove_owner<P: Pool + ?Sized>(p: &mut P, root: &mut u32, owner: u32) -> Result<u32, Corrupt> {

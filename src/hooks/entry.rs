@@ -15,7 +15,7 @@ use core::fmt::Write;
 
 use super::table;
 use crate::config::{self, Func};
-use crate::locks::{self, CallState, Outcome};
+use crate::locks::{self, CallState, LockCmd, Outcome};
 use crate::sys::{self, Errno};
 use crate::trace::{self, Cursor, Ret, decode};
 
@@ -26,11 +26,6 @@ const EINTR: c_long = -1001;
 const ENTRY_FCNTL64: c_int = 1;
 const ENTRY_UFCNTL: c_int = 2;
 const ENTRY_LOCKF64: c_int = 4;
-
-/// The lock commands we own; every other command passes through.
-fn is_lock_cmd(cmd: c_int) -> bool {
-    matches!(cmd, libc::F_GETLK | libc::F_SETLK | libc::F_SETLKW)
-}
 
 /// The real fcntl, or the raw syscall when libc's cannot be found.
 ///
@@ -106,7 +101,8 @@ pub unsafe extern "C" fn qnxcompat_fcntl(
     // SAFETY: the shim passes a pointer to its own live local.
     let call = unsafe { &mut *call };
     let start = start_of(call, func);
-    if !config::active() || !is_lock_cmd(cmd) {
+    let lock_cmd = LockCmd::from_raw(cmd);
+    if !config::active() || lock_cmd.is_none() {
         // SAFETY: the caller's own arguments, forwarded.
         let r = unsafe { real_fcntl(fd, cmd, arg) };
         trace::line(func, start, Ret::Int(r as i64, super::errno_of(r as i64)), &|c: &mut Cursor| {
@@ -124,13 +120,12 @@ pub unsafe extern "C" fn qnxcompat_fcntl(
         Some(unsafe { core::ptr::read(arg as *const libc::flock) })
     };
     let mut after = before;
-    let out = match (&mut after, cmd) {
-        (None, _) => Outcome::Failed(Errno::FAULT),
-        (Some(fl), libc::F_GETLK) => locks::fcntl_get(fd, fl),
-        (Some(fl), libc::F_SETLK) => locks::fcntl_set(fd, fl, false, call),
-        (Some(fl), _) => locks::fcntl_set(fd, fl, true, call),
+    let is_get = matches!(lock_cmd, Some(LockCmd::GetLk | LockCmd::OfdGetLk));
+    let out = match (&mut after, lock_cmd) {
+        (Some(fl), Some(c)) => locks::fcntl_lock(fd, c, fl, call),
+        _ => Outcome::Failed(Errno::FAULT),
     };
-    if let (Outcome::Done(_), Some(fl), libc::F_GETLK) = (out, after, cmd) {
+    if let (Outcome::Done(_), Some(fl), true) = (out, after, is_get) {
         // SAFETY: `arg` points to the caller's struct flock (checked non-NULL).
         unsafe { core::ptr::write(arg as *mut libc::flock, fl) };
     }
@@ -144,7 +139,7 @@ pub unsafe extern "C" fn qnxcompat_fcntl(
                 decode::cmd(c, cmd)?;
                 match (before, after) {
                     (None, _) => c.write_str(", NULL"),
-                    (Some(b), Some(a)) if cmd == libc::F_GETLK => {
+                    (Some(b), Some(a)) if is_get => {
                         c.write_str(", ")?;
                         decode::flock(c, &b)?;
                         c.write_str(" -> ")?;
@@ -207,9 +202,8 @@ pub unsafe extern "C" fn qnxcompat_flock(fd: c_int, operation: c_int, call: *mut
             -1
         }
     };
-    // flock() joins the shared lock list in the flock issue; until then the
-    // kernel's flock keeps its Linux meaning.
-    settle(Outcome::Native, real, &mut |ret| {
+    let out = if config::active() { locks::flock(fd, operation, call) } else { Outcome::Native };
+    settle(out, real, &mut |ret| {
         trace::line(Func::Flock, start, ret, &|c: &mut Cursor| {
             write!(c, "fd={fd}, ")?;
             decode::flock_op(c, operation)

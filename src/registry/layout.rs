@@ -78,16 +78,20 @@ pub struct FreeLists {
 pub const OWNER_FREE: u8 = 0;
 /// A process, for fcntl and lockf locks: identified by (pid, start time).
 pub const OWNER_PROCESS: u8 = 1;
+/// An open file description, for flock(), `F_FLOCK` and Linux OFD locks:
+/// identified and kept alive by its kernel token (see `crate::openfile`).
+pub const OWNER_OPENFILE: u8 = 2;
 
 #[repr(C)]
 pub struct OwnerSlot {
     /// (r) `OWNER_*`.
     pub kind: u8,
     pub _pad: [u8; 3],
-    /// (r) The process id (F_GETLK's l_pid).
+    /// (r) The process id (F_GETLK's l_pid); for an open file, the process
+    /// that first locked through it.
     pub pid: i32,
     /// (r) The process start time in clock ticks since boot; with `pid`, an
-    /// identity that survives pid reuse.
+    /// identity that survives pid reuse. 0 for an open file.
     pub starttime: u64,
     /// (r) Head of this owner's record list (linked through `onext`/`oprev`).
     pub lock_head: u32,
@@ -95,7 +99,12 @@ pub struct OwnerSlot {
     pub nlocks: u32,
     /// (r) Next free owner slot.
     pub next_free: u32,
-    pub _pad2: u32,
+    /// (r) Bumped each time the slot is taken, so an old open-file token
+    /// never names a new owner.
+    pub generation: u32,
+    /// (r) For an open file: its file, `(st_dev, st_ino)`.
+    pub dev: u64,
+    pub ino: u64,
 }
 
 #[repr(C)]
@@ -142,7 +151,7 @@ pub const OFFSETS: Offsets = {
 // Layout checks (rustix's check_types): a change here must bump LAYOUT_VERSION.
 const _: () = {
     assert!(size_of::<LockRecord>() == 56);
-    assert!(size_of::<OwnerSlot>() == 32);
+    assert!(size_of::<OwnerSlot>() == 48);
     assert!(size_of::<FileSlot>() == 40);
     assert!(size_of::<libc::pthread_mutex_t>() == 40);
     assert!(core::mem::offset_of!(Header, mutex) == 64);

@@ -246,6 +246,12 @@ impl Tables<'_> {
         if let Some(i) = self.used_owners().iter().position(is_me) {
             return Ok(i as u32);
         }
+        self.new_owner(OWNER_PROCESS, me.pid, me.starttime, 0, 0)
+    }
+
+    /// Takes a free owner slot for a new owner; ENOLCK when the table is
+    /// full. The slot's generation moves on, so old tokens never name it.
+    pub fn new_owner(&mut self, kind: u8, pid: i32, starttime: u64, dev: u64, ino: u64) -> Result<u32, Errno> {
         let i = if self.free.owner != NIL {
             let i = self.free.owner;
             self.free.owner = self.owners.get(i as usize).ok_or(Errno::NOLCK)?.next_free;
@@ -258,16 +264,25 @@ impl Tables<'_> {
         };
         let o = &mut self.owners[i as usize];
         *o = OwnerSlot {
-            kind: OWNER_PROCESS,
-            pid: me.pid,
-            starttime: me.starttime,
+            kind,
+            pid,
+            starttime,
             lock_head: NIL,
             nlocks: 0,
             next_free: NIL,
+            generation: o.generation.wrapping_add(1),
+            dev,
+            ino,
             _pad: [0; 3],
-            _pad2: 0,
         };
         Ok(i)
+    }
+
+    /// The open-file owner that `token` names for the file `(dev, ino)`,
+    /// if the slot still is that owner.
+    pub fn openfile_owner(&self, token: crate::openfile::Token, dev: u64, ino: u64) -> Option<u32> {
+        let o = self.used_owners().get(token.slot as usize)?;
+        (o.kind == OWNER_OPENFILE && token.names(o.generation) && o.dev == dev && o.ino == ino).then_some(token.slot)
     }
 
     /// Returns an owner slot with no locks to the free list.
@@ -295,6 +310,16 @@ impl Tables<'_> {
     pub fn first_conflict(&self, file: u32, owner: u32, t: LockType, q: Range) -> Result<Option<u32>, Corrupt> {
         let root = self.files.get(file as usize).ok_or(Corrupt)?.root;
         lockset::first_conflict(self, root, owner, t, q)
+    }
+
+    /// Removes `owner`'s locks in `file` whose type is not `want` (a flock
+    /// conversion releases the old lock before asking for the new one).
+    pub fn release_other_type(&mut self, file: u32, owner: u32, want: LockType) -> Result<SetOutcome, SetError> {
+        let root = self.files.get(file as usize).ok_or(SetError::Corrupt)?.root;
+        if !lockset::holds_other_type(self, root, owner, want)? {
+            return Ok(SetOutcome::default());
+        }
+        self.set(file, owner, Request::Unlock, Range::WHOLE)
     }
 
     /// Whether `owner` holds a lock in `file` on `q` that runs to EOF.
@@ -370,7 +395,7 @@ impl Tables<'_> {
             let o = &mut self.owners[i];
             o.lock_head = NIL;
             o.nlocks = 0;
-            if o.kind != OWNER_PROCESS {
+            if o.kind != OWNER_PROCESS && o.kind != OWNER_OPENFILE {
                 o.kind = OWNER_FREE;
                 o.next_free = self.free.owner;
                 self.free.owner = i as u32;
@@ -458,7 +483,7 @@ impl Tables<'_> {
     /// Reaps every owner whose process has died.
     pub fn reap_dead(&mut self, touched: &mut dyn FnMut(u32)) {
         for i in 0..self.owner_high() as u32 {
-            if self.owner_is_dead(i) && self.reap_owner(i, touched).is_err() {
+            if self.owner_is_dead(i, None) && self.reap_owner(i, touched).is_err() {
                 // A broken owner list: drop the slot; repair rebuilds later.
                 self.owners[i as usize].kind = OWNER_FREE;
             }
@@ -476,12 +501,21 @@ impl Tables<'_> {
         }
     }
 
-    /// Whether the owner in slot `i` is a process that has died.
-    pub fn owner_is_dead(&self, i: u32) -> bool {
+    /// Whether the owner in slot `i` has died: a process that exited, or an
+    /// open file whose every descriptor closed. An open file can only be
+    /// probed through `probe`, a descriptor of the same file belonging to
+    /// another open file description; without one it counts as alive.
+    pub fn owner_is_dead(&self, i: u32, probe: Option<i32>) -> bool {
         match self.owners.get(i as usize) {
             Some(o) if o.kind == OWNER_PROCESS => {
                 owner::liveness(ProcessIdentity { pid: o.pid, starttime: o.starttime }) == Liveness::Dead
             }
+            Some(o) if o.kind == OWNER_OPENFILE => probe.is_some_and(|fd| {
+                !crate::openfile::alive(
+                    fd,
+                    crate::openfile::Token { slot: i, generation: o.generation % crate::openfile::TOKEN_GENS },
+                )
+            }),
             _ => false,
         }
     }

@@ -109,7 +109,9 @@ static void lock_batch(void)
     CHECK_OK(qtest_lockf_at(fd, 50, F_TEST, 10));
     CHECK_OK(qtest_lockf_at(fd, 50, F_ULOCK, 10));
     CHECK_OK(unlock(fd, 0, 10));
-    CHECK_OK(flock(fd2, LOCK_EX | LOCK_NB));
+    /* Shared: under QNX semantics flock shares the list with the read lock
+     * above, and only a shared flock coexists with it. */
+    CHECK_OK(flock(fd2, LOCK_SH | LOCK_NB));
     CHECK_OK(flock(fd2, LOCK_UN));
     void *m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
     CHECK(m != MAP_FAILED, "mmap: %s", qtest_errname(errno));

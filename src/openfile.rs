@@ -1,0 +1,203 @@
+//! Open-file identity and liveness, for locks owned by an open file
+//! description (QNX flock() and `F_FLOCK`, Linux `F_OFD_*`).
+//!
+//! Linux gives an open file description no id we can read, and it is shared
+//! by dup, fork, exec and SCM_RIGHTS behind our back. So each open-file
+//! owner in the registry is anchored to the kernel itself: its open file
+//! description holds a kernel OFD lock, the *token*, on a reserved byte range
+//! far above any real data, whose position names the owner's registry slot
+//! and whose length names the slot's generation:
+//!
+//! ```text
+//! start = TOKEN_BASE + slot * TOKEN_STRIDE,  len = 1 + generation % TOKEN_GENS
+//! ```
+//!
+//! - **Identity.** `/proc/self/fdinfo/<fd>` lists exactly the OFD locks held
+//!   through that open file description, so the token found there names the
+//!   descriptor's owner; descriptors that share the description share it.
+//! - **Liveness.** The kernel drops the token when the last descriptor of the
+//!   description closes anywhere, or when every process holding one dies.
+//!   From any other descriptor of the file, `F_OFD_GETLK` on the token byte
+//!   reports it while the owner lives.
+//!
+//! The token is taken through the caller's own descriptor with the kernel
+//! (raw syscalls, never our own hooks), as a write lock on a writable
+//! descriptor and a read lock otherwise, so any descriptor that can lock at
+//! all can carry one.
+
+use core::fmt::Write;
+
+use crate::registry::layout::OWNERS;
+use crate::sys::{self, Errno};
+
+/// Where tokens live: the top 2^32 bytes of the offset space, far above any
+/// real file data and any range a program locks short of "to EOF".
+pub const TOKEN_BASE: i64 = i64::MAX - (1 << 32);
+pub const TOKEN_STRIDE: i64 = 1 << 16;
+pub const TOKEN_GENS: u32 = 1 << 15;
+
+const _: () = assert!(TOKEN_BASE + OWNERS as i64 * TOKEN_STRIDE < i64::MAX - (1 << 31));
+
+/// A token: the owner slot and generation it names.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Token {
+    pub slot: u32,
+    pub generation: u32,
+}
+
+impl Token {
+    fn start(self) -> i64 {
+        TOKEN_BASE + self.slot as i64 * TOKEN_STRIDE
+    }
+
+    fn len(self) -> i64 {
+        1 + (self.generation % TOKEN_GENS) as i64
+    }
+
+    /// The token a kernel lock range `[start, end]` names, if it is one.
+    pub fn from_range(start: i64, end: i64) -> Option<Token> {
+        let off = start.checked_sub(TOKEN_BASE)?;
+        if off < 0 || off % TOKEN_STRIDE != 0 || off / TOKEN_STRIDE >= OWNERS as i64 {
+            return None;
+        }
+        let len = end.checked_sub(start)?.checked_add(1)?;
+        if !(1..=TOKEN_GENS as i64).contains(&len) {
+            return None;
+        }
+        Some(Token { slot: (off / TOKEN_STRIDE) as u32, generation: (len - 1) as u32 })
+    }
+
+    /// Whether this token stands for generation `generation` of its slot.
+    pub fn names(self, generation: u32) -> bool {
+        self.generation == generation % TOKEN_GENS
+    }
+}
+
+fn ofd_lock(fd: i32, cmd: i32, ltype: i32, start: i64, len: i64) -> Result<libc::flock, Errno> {
+    let mut fl =
+        libc::flock { l_type: ltype as i16, l_whence: libc::SEEK_SET as i16, l_start: start, l_len: len, l_pid: 0 };
+    sys::fcntl_lock(fd, cmd, &mut fl)?;
+    Ok(fl)
+}
+
+/// Takes `token` through `fd`'s open file description.
+pub fn take(fd: i32, token: Token, writable: bool) -> Result<(), Errno> {
+    let ltype = if writable { libc::F_WRLCK } else { libc::F_RDLCK };
+    ofd_lock(fd, libc::F_OFD_SETLK, ltype, token.start(), token.len()).map(drop)
+}
+
+/// Drops `token` from `fd`'s open file description.
+pub fn drop_token(fd: i32, token: Token) {
+    let _ = ofd_lock(fd, libc::F_OFD_SETLK, libc::F_UNLCK, token.start(), token.len());
+}
+
+/// Whether the owner named by `token` still has an open file description
+/// somewhere, probed through `fd`, a descriptor of the same file. If `fd`
+/// itself carries the token, the owner is alive; otherwise the kernel is
+/// asked whether another description holds it. Unclear evidence (a failed
+/// probe) says alive.
+pub fn alive(fd: i32, token: Token) -> bool {
+    let mut own = false;
+    if tokens_of(fd, &mut |t| own |= t == token).is_err() || own {
+        return true;
+    }
+    match ofd_lock(fd, libc::F_OFD_GETLK, libc::F_WRLCK, token.start(), 1) {
+        Ok(fl) => fl.l_type as i32 != libc::F_UNLCK,
+        Err(_) => true,
+    }
+}
+
+/// The tokens held through `fd`'s open file description, from
+/// `/proc/self/fdinfo/<fd>`: calls `f` with each.
+pub fn tokens_of(fd: i32, f: &mut dyn FnMut(Token)) -> Result<(), Errno> {
+    let mut path = [0u8; 48];
+    let mut c = crate::trace::Cursor::new(&mut path);
+    let _ = write!(c, "/proc/self/fdinfo/{fd}\0");
+    let n = c.len();
+    let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Errno::INVAL)?;
+    let mut buf = [0u8; 4096];
+    let len = sys::read_small_file(path, &mut buf)?;
+    parse_fdinfo(&buf[..len], f);
+    Ok(())
+}
+
+/// Finds the OFD lock lines of an fdinfo text and reports the tokens.
+pub fn parse_fdinfo(text: &[u8], f: &mut dyn FnMut(Token)) {
+    for line in text.split(|&c| c == b'\n') {
+        if !line.starts_with(b"lock:") || !contains(line, b"OFDLCK") || contains(line, b"->") {
+            continue;
+        }
+        let mut fields = line.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty()).rev();
+        let (Some(end), Some(start)) = (fields.next(), fields.next()) else { continue };
+        if let (Some(start), Some(end)) = (number(start), number(end))
+            && let Some(t) = Token::from_range(start, end)
+        {
+            f(t);
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn number(w: &[u8]) -> Option<i64> {
+    if w.is_empty() || !w.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    w.iter().try_fold(0i64, |a, &c| a.checked_mul(10)?.checked_add(i64::from(c - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ranges_round_trip() {
+        let t = Token { slot: 17, generation: 40_000 };
+        let (s, e) = (t.start(), t.start() + t.len() - 1);
+        assert_eq!(Token::from_range(s, e), Some(Token { slot: 17, generation: 40_000 % TOKEN_GENS }));
+        assert!(Token::from_range(s, e).unwrap().names(40_000));
+        assert_eq!(Token::from_range(s + 1, e), None);
+        assert_eq!(Token::from_range(0, 10), None);
+        assert_eq!(
+            Token::from_range(TOKEN_BASE + OWNERS as i64 * TOKEN_STRIDE, TOKEN_BASE + OWNERS as i64 * TOKEN_STRIDE),
+            None
+        );
+    }
+
+    #[test]
+    fn parses_fdinfo_lock_lines() {
+        let t = Token { slot: 3, generation: 5 };
+        let text = format!(
+            "pos:\t0\nflags:\t0100002\nlock:\t1: OFDLCK ADVISORY  WRITE -1 fe:00:1234 {} {}\nlock:\t2: POSIX  ADVISORY  WRITE 99 fe:00:1234 0 EOF\n",
+            t.start(),
+            t.start() + t.len() - 1
+        );
+        let mut seen = vec![];
+        parse_fdinfo(text.as_bytes(), &mut |t| seen.push(t));
+        assert_eq!(seen, vec![t]);
+    }
+
+    #[test]
+    fn kernel_tokens_identify_and_outlive() {
+        use std::os::fd::AsRawFd;
+        let dir = std::env::temp_dir().join(format!("qnxcompat-token-{}", std::process::id()));
+        std::fs::write(&dir, b"x").unwrap();
+        let a = std::fs::OpenOptions::new().read(true).write(true).open(&dir).unwrap();
+        let b = std::fs::File::open(&dir).unwrap();
+        let t = Token { slot: 9, generation: 2 };
+        assert!(!alive(b.as_raw_fd(), t));
+        take(a.as_raw_fd(), t, true).unwrap();
+        let mut mine = vec![];
+        tokens_of(a.as_raw_fd(), &mut |t| mine.push(t)).unwrap();
+        assert_eq!(mine, vec![t]);
+        let mut theirs = vec![];
+        tokens_of(b.as_raw_fd(), &mut |t| theirs.push(t)).unwrap();
+        assert!(theirs.is_empty());
+        assert!(alive(b.as_raw_fd(), t));
+        drop(a);
+        assert!(!alive(b.as_raw_fd(), t), "the last close drops the token");
+        std::fs::remove_file(&dir).unwrap();
+    }
+}
