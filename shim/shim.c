@@ -25,15 +25,35 @@
 /* Which exported spelling was called, so traces name it. */
 enum qnxcompat_entry { ENTRY_FCNTL = 0, ENTRY_FCNTL64 = 1, ENTRY___FCNTL = 2, ENTRY_LOCKF = 3, ENTRY_LOCKF64 = 4 };
 
-/* State that spans the slices of one call: its start time, for tracing. */
+/* State that spans the slices of one call: its start time, for tracing,
+ * and its registration in the wait-for graph (src/locks.rs CallState). */
 struct qnxcompat_call {
     uint64_t start_ns;
     uint32_t slices;
+    uint32_t waiter;
 };
 
 extern long qnxcompat_fcntl(int fd, int cmd, uintptr_t arg, int entry, struct qnxcompat_call *call);
 extern long qnxcompat_lockf(int fd, int function, int64_t size, int entry, struct qnxcompat_call *call);
 extern long qnxcompat_flock(int fd, int operation, struct qnxcompat_call *call);
+extern void qnxcompat_call_abandon(struct qnxcompat_call *call);
+
+/* Runs when pthread_cancel() unwinds a blocked call: drops its waiter
+ * registration, so no stale edge is left in the wait-for graph. */
+static void abandon(void *call)
+{
+    qnxcompat_call_abandon((struct qnxcompat_call *)call);
+}
+
+/* Calls `expr` until it stops asking for another wait slice, offering
+ * cancellation between slices. */
+#define WAIT_LOOP(r, expr, call)                                                                   \
+    do {                                                                                           \
+        pthread_cleanup_push(abandon, &(call));                                                    \
+        while (((r) = (expr)) == QNXCOMPAT_AGAIN)                                                  \
+            pthread_testcancel();                                                                  \
+        pthread_cleanup_pop(0);                                                                    \
+    } while (0)
 
 static int settle(long r)
 {
@@ -59,12 +79,11 @@ static int blocking_fcntl_cmd(int cmd)
 
 static int fcntl_entry(int fd, int cmd, uintptr_t arg, int entry)
 {
-    struct qnxcompat_call call = {0, 0};
+    struct qnxcompat_call call = {0, 0, 0};
     long r;
     if (blocking_fcntl_cmd(cmd))
         pthread_testcancel();
-    while ((r = qnxcompat_fcntl(fd, cmd, arg, entry, &call)) == QNXCOMPAT_AGAIN)
-        pthread_testcancel();
+    WAIT_LOOP(r, qnxcompat_fcntl(fd, cmd, arg, entry, &call), call);
     return settle(r);
 }
 
@@ -100,12 +119,11 @@ __attribute__((visibility("default"))) int __fcntl(int fd, int cmd, ...)
 
 static int lockf_entry(int fd, int function, int64_t size, int entry)
 {
-    struct qnxcompat_call call = {0, 0};
+    struct qnxcompat_call call = {0, 0, 0};
     long r;
     if (function == F_LOCK)
         pthread_testcancel();
-    while ((r = qnxcompat_lockf(fd, function, size, entry, &call)) == QNXCOMPAT_AGAIN)
-        pthread_testcancel();
+    WAIT_LOOP(r, qnxcompat_lockf(fd, function, size, entry, &call), call);
     return settle(r);
 }
 
@@ -121,12 +139,11 @@ __attribute__((visibility("default"))) int lockf64(int fd, int function, off64_t
 
 __attribute__((visibility("default"))) int flock(int fd, int operation)
 {
-    struct qnxcompat_call call = {0, 0};
+    struct qnxcompat_call call = {0, 0, 0};
     long r;
     if (!(operation & LOCK_NB))
         pthread_testcancel();
-    while ((r = qnxcompat_flock(fd, operation, &call)) == QNXCOMPAT_AGAIN)
-        pthread_testcancel();
+    WAIT_LOOP(r, qnxcompat_flock(fd, operation, &call), call);
     return settle(r);
 }
 

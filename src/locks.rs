@@ -18,7 +18,7 @@ use crate::engine::tree::{NIL, RECORD_EXEC_RELEASE};
 use crate::local;
 use crate::openfile;
 use crate::owner::{self, ProcessIdentity};
-use crate::registry::layout::OWNER_OPENFILE;
+use crate::registry::layout::{FLAVOR_LINUX_OFD, FLAVOR_QNX_FLOCK, OWNER_OPENFILE};
 use crate::registry::{self, Reach, Tables, WakeSet};
 use crate::sys::{self, Errno};
 
@@ -89,15 +89,33 @@ pub struct Conflict {
     /// The owning process, or for an open file the process that first
     /// locked through it.
     pub pid: i32,
-    /// Owned by an open file (flock, F_FLOCK, OFD) rather than a process.
-    pub open_file: bool,
+    /// How the holder reports: a process, a QNX flock-kind open file, or a
+    /// Linux OFD open file.
+    pub holder: Holder,
 }
 
-/// State kept across the slices of one blocking call.
+/// The kind of a conflicting lock's owner, as F_GETLK shows it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Holder {
+    Process,
+    QnxFlock,
+    LinuxOfd,
+}
+
+/// State kept across the slices of one blocking call (the C entry point's
+/// `struct qnxcompat_call`).
 #[repr(C)]
 pub struct CallState {
     pub start_ns: u64,
     pub slices: u32,
+    /// 1 + the registry waiter slot registered for this call, or 0.
+    pub waiter: u32,
+}
+
+impl CallState {
+    fn waiter(&self) -> Option<u32> {
+        self.waiter.checked_sub(1)
+    }
 }
 
 /// Who a request is for.
@@ -105,9 +123,10 @@ pub struct CallState {
 pub enum OwnerSpec {
     /// The calling process: fcntl and lockf locks.
     Process,
-    /// The open file description behind this descriptor: flock(),
-    /// `F_FLOCK` and Linux OFD locks.
-    OpenFile(i32),
+    /// The open file description behind this descriptor: flock() and
+    /// `F_FLOCK` (QNX), or Linux OFD locks; the flavor decides how F_GETLK
+    /// reports its locks.
+    OpenFile(i32, u8),
 }
 
 /// A set request, with how to carry it out.
@@ -153,7 +172,7 @@ fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool)
             local::set_owner_hint(o);
             Ok(Some(o))
         }
-        OwnerSpec::OpenFile(fd) => {
+        OwnerSpec::OpenFile(fd, flavor) => {
             let mut found = None;
             let mut stale = [None; 4];
             let mut nstale = 0;
@@ -172,7 +191,7 @@ fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool)
             if found.is_some() || !create {
                 return Ok(found);
             }
-            let o = t.new_owner(OWNER_OPENFILE, sys::getpid(), 0, file.dev, file.ino)?;
+            let o = t.new_owner(OWNER_OPENFILE, flavor, sys::getpid(), 0, file.dev, file.ino)?;
             let token = openfile::Token { slot: o, generation: t.owners[o as usize].generation % openfile::TOKEN_GENS };
             if let Err(e) = openfile::take(fd, token, file.writable) {
                 t.release_owner_if_idle(o);
@@ -190,7 +209,7 @@ fn retire_if_idle(t: &mut Tables, o: u32, spec: OwnerSpec) {
     if slot.nlocks != 0 {
         return;
     }
-    if let OwnerSpec::OpenFile(fd) = spec {
+    if let OwnerSpec::OpenFile(fd, _) = spec {
         openfile::drop_token(fd, openfile::Token { slot: o, generation: slot.generation % openfile::TOKEN_GENS });
     }
     t.release_owner_if_idle(o);
@@ -199,16 +218,23 @@ fn retire_if_idle(t: &mut Tables, o: u32, spec: OwnerSpec) {
 /// The descriptor a request's liveness probes go through.
 fn probe_fd(spec: OwnerSpec, fallback: i32) -> i32 {
     match spec {
-        OwnerSpec::OpenFile(fd) => fd,
+        OwnerSpec::OpenFile(fd, _) => fd,
         OwnerSpec::Process => fallback,
     }
 }
 
 /// Applies a set request (lock or unlock) on `file`, reached through `fd`.
+///
+/// A blocking request that meets a conflict first asks whether waiting
+/// would close a cycle in the wait-for graph (EDEADLK if so), then registers
+/// itself as a waiter, so that later requests see its edges, and sleeps. The
+/// registration lasts across wait slices and goes when the call ends.
 pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Outcome {
     let deadline = sys::monotonic_ns() + SLICE_NS;
+    let me_id = owner::current();
     let mut repaired = false;
     let mut converted = !r.convert;
+    let mut interrupted = false;
     let is_lock = matches!(r.req, Request::Lock(_));
     loop {
         let reg = match registry::reach(is_lock) {
@@ -221,19 +247,30 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
             Err(e) => return Outcome::Failed(e),
         };
         let (mut t, wake) = g.split();
+        // Every exit taken with the mutex held ends the call's registration.
+        let finish = |t: &mut Tables, call: &mut CallState, out: Outcome| {
+            if let Some(w) = call.waiter() {
+                t.remove_waiter(w);
+                call.waiter = 0;
+            }
+            out
+        };
+        if interrupted {
+            return finish(&mut t, call, Outcome::Interrupted);
+        }
         let slot = match r.req {
             Request::Unlock => match t.find_file(file.dev, file.ino) {
                 Some(s) => s,
-                None => return Outcome::Done(0),
+                None => return finish(&mut t, call, Outcome::Done(0)),
             },
             Request::Lock(_) => match t.file_slot(file.dev, file.ino) {
                 Ok(s) => s,
-                Err(_) => return Outcome::Failed(r.nomem),
+                Err(_) => return finish(&mut t, call, Outcome::Failed(r.nomem)),
             },
         };
         let me = match resolve_owner(&mut t, r.owner, file, is_lock) {
             Ok(Some(o)) => o,
-            Ok(None) => return Outcome::Done(0), // an unlock by an owner with nothing
+            Ok(None) => return finish(&mut t, call, Outcome::Done(0)), // an owner with nothing unlocks
             Err(Errno::NOLCK) if !repaired => {
                 // The owner table is full: reap the dead, then retry once.
                 let mut touched = WakeSet::default();
@@ -244,9 +281,14 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
             }
             Err(e) => {
                 t.release_file_if_empty(slot);
-                return Outcome::Failed(if e == Errno::NOLCK { r.nomem } else { e });
+                return finish(&mut t, call, Outcome::Failed(if e == Errno::NOLCK { r.nomem } else { e }));
             }
         };
+        if let Some(w) = call.waiter()
+            && !t.refresh_waiter(w, me, me_id)
+        {
+            call.waiter = 0; // dropped by a repair: registers again below
+        }
         if !converted {
             converted = true;
             if let Request::Lock(want) = r.req
@@ -264,19 +306,21 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
                 if out.released {
                     wake.notify(t.files, slot);
                 }
+                let out = finish(&mut t, call, Outcome::Done(0));
                 t.release_file_if_empty(slot);
                 retire_if_idle(&mut t, me, r.owner);
-                return Outcome::Done(0);
+                return out;
             }
             Err(SetError::Conflict(rec)) => t.records[rec as usize].owner,
             Err(SetError::NoSpace) => {
+                let out = finish(&mut t, call, Outcome::Failed(r.nomem));
                 t.release_file_if_empty(slot);
                 retire_if_idle(&mut t, me, r.owner);
-                return Outcome::Failed(r.nomem);
+                return out;
             }
             Err(SetError::Corrupt) => {
                 if repaired {
-                    return Outcome::Failed(r.nomem);
+                    return finish(&mut t, call, Outcome::Failed(r.nomem));
                 }
                 let mut touched = WakeSet::default();
                 t.repair(&mut |f| touched.add(f));
@@ -288,10 +332,25 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
         if reap_if_dead(&mut t, wake, blocker, probe_fd(r.owner, fd)) {
             continue;
         }
-        t.release_file_if_empty(slot);
-        retire_if_idle(&mut t, me, r.owner);
         if !r.wait {
-            return Outcome::Failed(Errno::AGAIN);
+            t.release_file_if_empty(slot);
+            retire_if_idle(&mut t, me, r.owner);
+            return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+        }
+        if let (None, Request::Lock(want)) = (call.waiter(), r.req) {
+            match deadlock_check(&mut t, wake, me, slot, want, r.range, fd) {
+                Check::Retry => continue,
+                Check::Deadlock => {
+                    t.release_file_if_empty(slot);
+                    retire_if_idle(&mut t, me, r.owner);
+                    return finish(&mut t, call, Outcome::Failed(Errno::DEADLK));
+                }
+                Check::Clear => {
+                    if let Some(w) = t.add_waiter(me, slot, want, r.range, me_id) {
+                        call.waiter = w + 1;
+                    }
+                }
+            }
         }
         // Read the futex word under the mutex: a release after this point
         // changes it, so the sleep below cannot miss the wake.
@@ -304,8 +363,113 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
             return Outcome::Again;
         }
         if sys::futex_wait_shared(word, seen, deadline - now) == Err(Errno::INTR) {
-            return Outcome::Interrupted;
+            interrupted = true;
         }
+    }
+}
+
+/// What the deadlock check decided.
+enum Check {
+    /// No cycle: register and sleep.
+    Clear,
+    /// Waiting would close a cycle of live owners.
+    Deadlock,
+    /// A dead owner or waiter was on the cycle and is gone now: try again.
+    Retry,
+}
+
+/// Asks whether `me` waiting for `want` on `q` in file `slot` closes a cycle.
+/// A cycle through a dead owner is not a deadlock: the owner is reaped and
+/// the request retried.
+fn deadlock_check(t: &mut Tables, wake: &mut WakeSet, me: u32, slot: u32, want: LockType, q: Range, fd: i32) -> Check {
+    let mut blockers = [NIL; 64];
+    let mut n = 0;
+    let _ = t.for_each_conflict(slot, me, want, q, &mut |o| {
+        if n < blockers.len() && !blockers[..n].contains(&o) {
+            blockers[n] = o;
+            n += 1;
+        }
+    });
+    let Some(cycle) = t.find_cycle(me, &blockers[..n]) else { return Check::Clear };
+    let (dev, ino) = t.files.get(slot as usize).map_or((0, 0), |f| (f.dev, f.ino));
+    for &o in &cycle.owners()[1..] {
+        // An open-file owner can be probed only through a descriptor of its
+        // own file; a process owner needs no probe.
+        let probe = t.owners.get(o as usize).filter(|s| s.dev == dev && s.ino == ino).map(|_| fd);
+        if t.owner_is_dead(o, probe) {
+            let mut touched = WakeSet::default();
+            if t.reap_owner(o, &mut |f| touched.add(f)).is_err() {
+                t.repair(&mut |f| touched.add(f));
+            }
+            wake.absorb(t.files, &touched);
+            return Check::Retry;
+        }
+        if t.drop_dead_waiters(o) {
+            return Check::Retry;
+        }
+    }
+    note_cycle(t, &cycle, slot, want, q);
+    Check::Deadlock
+}
+
+/// Puts the cycle in the trace line: each owner, the file and range it
+/// waits for.
+fn note_cycle(t: &Tables, cycle: &crate::engine::deadlock::Cycle, slot: u32, want: LockType, q: Range) {
+    use core::fmt::Write;
+    let label = |c: &mut crate::trace::Cursor, o: u32| -> core::fmt::Result {
+        match t.owners.get(o as usize) {
+            Some(s) if s.kind == OWNER_OPENFILE => write!(c, "open file (first locked by pid {})", s.pid),
+            Some(s) => write!(c, "pid {}", s.pid),
+            None => write!(c, "owner {o}"),
+        }
+    };
+    let wants = |c: &mut crate::trace::Cursor, file: u32, t_: LockType, q: Range| -> core::fmt::Result {
+        let (dev, ino) = t.files.get(file as usize).map_or((0, 0), |f| (f.dev, f.ino));
+        let kind = if t_ == LockType::Write { "F_WRLCK" } else { "F_RDLCK" };
+        write!(c, " waits for {kind} on {}:{} [{}, ", dev, ino, q.start)?;
+        if q.end == EOF { c.write_str("EOF]") } else { write!(c, "{}]", q.end) }
+    };
+    crate::trace::set_note(&|c| {
+        c.write_str("cycle: ")?;
+        for (i, &o) in cycle.owners().iter().enumerate() {
+            label(c, o)?;
+            if i == 0 {
+                wants(c, slot, want, q)?;
+            } else {
+                let mut first = None;
+                t.waiters_of(o, &mut |_, w| {
+                    if first.is_none() {
+                        first = Some((
+                            w.file,
+                            LockType::from_raw(w.ltype).unwrap_or(LockType::Write),
+                            Range { start: w.start, end: w.end },
+                        ));
+                    }
+                });
+                if let Some((f, ty, r)) = first {
+                    wants(c, f, ty, r)?;
+                }
+            }
+            c.write_str(" -> ")?;
+        }
+        if cycle.total > cycle.len {
+            write!(c, "... ({} owners) -> ", cycle.total)?;
+        }
+        label(c, cycle.owners()[0])
+    });
+}
+
+/// Ends the waiter registration of a call that will not come back (its
+/// thread is being cancelled between wait slices).
+pub fn abandon(call: &mut CallState) {
+    let Some(w) = call.waiter() else { return };
+    call.waiter = 0;
+    let me = owner::current();
+    let Some(reg) = registry::attached() else { return };
+    let Ok(mut g) = reg.lock() else { return };
+    let mut t = g.tables();
+    if t.waiters.get(w as usize).is_some_and(|s| s.in_use == 1 && s.pid == me.pid && s.starttime == me.starttime) {
+        t.remove_waiter(w);
     }
 }
 
@@ -345,7 +509,11 @@ pub fn test(fd: i32, file: &OpenFile, spec: OwnerSpec, t: LockType, q: Range) ->
             ltype: LockType::from_raw(r.ltype).unwrap_or(LockType::Write),
             range: r.range(),
             pid: o.map_or(0, |o| o.pid),
-            open_file: o.is_some_and(|o| o.kind == OWNER_OPENFILE),
+            holder: match o {
+                Some(o) if o.kind == OWNER_OPENFILE && o.flavor == FLAVOR_LINUX_OFD => Holder::LinuxOfd,
+                Some(o) if o.kind == OWNER_OPENFILE => Holder::QnxFlock,
+                _ => Holder::Process,
+            },
         }));
     }
     Err(Outcome::Failed(Errno::NOLCK))
@@ -455,7 +623,13 @@ pub fn fcntl_lock(fd: i32, cmd: LockCmd, fl: &mut libc::flock, call: &mut CallSt
     if cmd.is_ofd() && fl.l_pid != 0 {
         return Outcome::Failed(Errno::INVAL);
     }
-    let spec = if flock_bit || cmd.is_ofd() { OwnerSpec::OpenFile(fd) } else { OwnerSpec::Process };
+    let spec = if cmd.is_ofd() {
+        OwnerSpec::OpenFile(fd, FLAVOR_LINUX_OFD)
+    } else if flock_bit {
+        OwnerSpec::OpenFile(fd, FLAVOR_QNX_FLOCK)
+    } else {
+        OwnerSpec::Process
+    };
     let q = match file.base(fd, fl.l_whence).and_then(|b| Range::from_flock(b, fl.l_start, fl.l_len)) {
         Ok(q) => q,
         Err(e) => return Outcome::Failed(e),
@@ -476,14 +650,19 @@ pub fn fcntl_lock(fd: i32, cmd: LockCmd, fl: &mut libc::flock, call: &mut CallSt
                     LockType::Read => libc::F_RDLCK,
                     LockType::Write => libc::F_WRLCK,
                 };
-                // QNX reports a flock-kind holder with F_FLOCK set; Linux's
-                // OFD commands report l_pid -1 for an OFD-owned lock.
-                let qnx_flock = c.open_file && !cmd.is_ofd();
-                fl.l_type = (t | if qnx_flock { crate::F_FLOCK } else { 0 }) as i16;
+                // QNX's F_GETLK shows a flock-kind holder with F_FLOCK set
+                // and its pid; Linux shows an open-file holder with l_pid -1,
+                // and so do the Linux OFD commands for any open-file holder.
+                let (flag, pid) = match (c.holder, cmd.is_ofd()) {
+                    (Holder::Process, _) => (0, c.pid),
+                    (Holder::QnxFlock, false) => (crate::F_FLOCK, c.pid),
+                    (Holder::QnxFlock, true) | (Holder::LinuxOfd, _) => (0, -1),
+                };
+                fl.l_type = (t | flag) as i16;
                 fl.l_whence = libc::SEEK_SET as i16;
                 fl.l_start = c.range.start;
                 fl.l_len = c.range.flock_len();
-                fl.l_pid = if c.open_file && cmd.is_ofd() { -1 } else { c.pid };
+                fl.l_pid = pid;
                 Outcome::Done(0)
             }
             Err(o) => o,
@@ -547,7 +726,7 @@ pub fn flock(fd: i32, op: i32, call: &mut CallState) -> Outcome {
         return Outcome::Failed(Errno::BADF);
     }
     let r = SetRequest {
-        owner: OwnerSpec::OpenFile(fd),
+        owner: OwnerSpec::OpenFile(fd, FLAVOR_QNX_FLOCK),
         req,
         range: Range::WHOLE,
         wait: op & libc::LOCK_NB == 0,

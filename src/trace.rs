@@ -58,16 +58,34 @@ pub enum Ret {
     Void,
 }
 
+const NOTE_LEN: usize = 384;
+
+thread_local! {
+    /// A detail the call's trace line ends with (e.g. an EDEADLK cycle).
+    /// Plain data with no destructor, so no TLS destructor is registered.
+    static NOTE: core::cell::Cell<([u8; NOTE_LEN], usize)> = const { core::cell::Cell::new(([0; NOTE_LEN], 0)) };
+}
+
+/// Attaches a detail to the current call's trace line.
+pub fn set_note(write_note: &dyn Fn(&mut Cursor) -> fmt::Result) {
+    let mut buf = [0u8; NOTE_LEN];
+    let mut c = Cursor::new(&mut buf);
+    let _ = write_note(&mut c);
+    let n = c.len();
+    NOTE.with(|cell| cell.set((buf, n)));
+}
+
 /// Writes one trace line for `f`, if `f` is traced. `args` writes the
 /// decoded arguments; `start_ns` is when the call began.
 pub fn line(f: Func, start_ns: u64, ret: Ret, args: &dyn Fn(&mut Cursor) -> fmt::Result) {
+    let (note, note_len) = NOTE.with(|cell| cell.replace(([0; NOTE_LEN], 0)));
     if !config::traced(f) {
         return;
     }
     let saved = Errno::last();
     let elapsed = sys::monotonic_ns().saturating_sub(start_ns);
-    let mut buf = [0u8; 512];
-    let mut c = Cursor::new(&mut buf[..511]);
+    let mut buf = [0u8; 1024];
+    let mut c = Cursor::new(&mut buf[..1023]);
     let _ = write!(c, "qnxcompat[{}:{}] {}(", sys::getpid(), sys::gettid(), f.name());
     let _ = args(&mut c);
     let _ = match ret {
@@ -79,11 +97,16 @@ pub fn line(f: Func, start_ns: u64, ret: Ret, args: &dyn Fn(&mut Cursor) -> fmt:
     };
     let _ = write!(c, " (");
     let _ = duration(&mut c, elapsed);
-    let _ = c.write_str(")\n");
+    let _ = c.write_str(")");
+    if note_len > 0 {
+        let _ = c.write_str(" ");
+        let _ = c.write_str(core::str::from_utf8(&note[..note_len]).unwrap_or(""));
+    }
+    let _ = c.write_str("\n");
     let n = c.len();
     // A truncated line still ends in a newline.
-    if n == 511 {
-        buf[510] = b'\n';
+    if n == 1023 {
+        buf[1022] = b'\n';
     }
     emit(&buf[..n.max(1)]);
     saved.set();

@@ -17,10 +17,10 @@
 //! two spare records up front), so a failed request changes nothing.
 
 use super::range::{LockType, Range, Request};
-use super::tree::{self, Arena, Corrupt, LockRecord};
+use super::tree::{self, Arena, ArenaMut, Corrupt, LockRecord};
 
 /// Allocation of records, and whatever bookkeeping the store keeps per owner.
-pub trait Pool: Arena {
+pub trait Pool: ArenaMut {
     /// Takes a free record and makes it live for `owner` in `file`; `None`
     /// when no record is free.
     fn alloc(&mut self, owner: u32, file: u32) -> Option<u32>;
@@ -260,6 +260,9 @@ pub mod testpool {
         fn records(&self) -> &[LockRecord] {
             &self.recs
         }
+    }
+
+    impl ArenaMut for VecPool {
         fn records_mut(&mut self) -> &mut [LockRecord] {
             &mut self.recs
         }

@@ -73,14 +73,24 @@ impl LockRecord {
 /// Where the records live: a slice in shared memory, or a Vec in tests.
 pub trait Arena {
     fn records(&self) -> &[LockRecord];
-    fn records_mut(&mut self) -> &mut [LockRecord];
 
     fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt> {
         self.records().get(i as usize).ok_or(Corrupt)
     }
+}
+
+/// An arena that can be changed.
+pub trait ArenaMut: Arena {
+    fn records_mut(&mut self) -> &mut [LockRecord];
 
     fn rec_mut(&mut self, i: u32) -> Result<&mut LockRecord, Corrupt> {
         self.records_mut().get_mut(i as usize).ok_or(Corrupt)
+    }
+}
+
+impl Arena for [LockRecord] {
+    fn records(&self) -> &[LockRecord] {
+        self
     }
 }
 
@@ -98,7 +108,7 @@ fn key_less(a: &LockRecord, ai: u32, b: &LockRecord, bi: u32) -> bool {
     (a.start, ai) < (b.start, bi)
 }
 
-fn update<A: Arena + ?Sized>(a: &mut A, i: u32) -> Result<(), Corrupt> {
+fn update<A: ArenaMut + ?Sized>(a: &mut A, i: u32) -> Result<(), Corrupt> {
     let (l, r, end) = {
         let n = a.rec(i)?;
         (n.left, n.right, n.end)
@@ -115,7 +125,7 @@ fn update<A: Arena + ?Sized>(a: &mut A, i: u32) -> Result<(), Corrupt> {
 }
 
 /// Splits `t` into (keys < (start, idx), keys >= (start, idx)).
-fn split<A: Arena + ?Sized>(a: &mut A, t: u32, start: i64, idx: u32, depth: u32) -> Result<(u32, u32), Corrupt> {
+fn split<A: ArenaMut + ?Sized>(a: &mut A, t: u32, start: i64, idx: u32, depth: u32) -> Result<(u32, u32), Corrupt> {
     if t == NIL {
         return Ok((NIL, NIL));
     }
@@ -138,7 +148,7 @@ fn split<A: Arena + ?Sized>(a: &mut A, t: u32, start: i64, idx: u32, depth: u32)
 }
 
 /// Joins two treaps where every key of `l` is below every key of `r`.
-fn merge<A: Arena + ?Sized>(a: &mut A, l: u32, r: u32, depth: u32) -> Result<u32, Corrupt> {
+fn merge<A: ArenaMut + ?Sized>(a: &mut A, l: u32, r: u32, depth: u32) -> Result<u32, Corrupt> {
     if l == NIL {
         return Ok(r);
     }
@@ -164,7 +174,7 @@ fn merge<A: Arena + ?Sized>(a: &mut A, l: u32, r: u32, depth: u32) -> Result<u32
 }
 
 /// Inserts the detached record `i` (its `start`/`end` already set).
-pub fn insert<A: Arena + ?Sized>(a: &mut A, root: &mut u32, i: u32) -> Result<(), Corrupt> {
+pub fn insert<A: ArenaMut + ?Sized>(a: &mut A, root: &mut u32, i: u32) -> Result<(), Corrupt> {
     {
         let n = a.rec_mut(i)?;
         n.left = NIL;
@@ -179,7 +189,7 @@ pub fn insert<A: Arena + ?Sized>(a: &mut A, root: &mut u32, i: u32) -> Result<()
 }
 
 /// Detaches record `i` from the treap; its fields other than links survive.
-pub fn remove<A: Arena + ?Sized>(a: &mut A, root: &mut u32, i: u32) -> Result<(), Corrupt> {
+pub fn remove<A: ArenaMut + ?Sized>(a: &mut A, root: &mut u32, i: u32) -> Result<(), Corrupt> {
     let start = a.rec(i)?.start;
     let (l, rest) = split(a, *root, start, i, 0)?;
     // `rest` starts with `i` itself; everything after it goes right.
@@ -311,6 +321,9 @@ pub mod tests {
         fn records(&self) -> &[LockRecord] {
             &self.0
         }
+    }
+
+    impl ArenaMut for VecArena {
         fn records_mut(&mut self) -> &mut [LockRecord] {
             &mut self.0
         }

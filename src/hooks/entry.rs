@@ -210,3 +210,14 @@ pub unsafe extern "C" fn qnxcompat_flock(fd: c_int, operation: c_int, call: *mut
         })
     })
 }
+
+/// # Safety
+/// `call` points to the C caller's `struct qnxcompat_call`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qnxcompat_call_abandon(call: *mut CallState) {
+    // SAFETY: the shim passes a pointer to its own live local.
+    let call = unsafe { &mut *call };
+    let saved = Errno::last();
+    locks::abandon(call);
+    saved.set();
+}

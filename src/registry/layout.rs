@@ -2,7 +2,8 @@
 //! No logic lives here.
 //!
 //! ```text
-//! [Header][OwnerSlot; OWNERS][FileSlot; FILES][u32 bucket; BUCKETS][LockRecord; RECORDS]
+//! [Header][OwnerSlot; OWNERS][FileSlot; FILES][u32 bucket; BUCKETS]
+//! [WaiterSlot; WAITERS][Scratch][LockRecord; RECORDS]
 //! ```
 //!
 //! Locks legend for every field: (c) constant once the creator has published
@@ -25,6 +26,8 @@ pub const OWNERS: u32 = 4096;
 pub const FILES: u32 = 8192;
 pub const BUCKETS: u32 = 8192;
 pub const RECORDS: u32 = 131_072;
+/// Blocked requests registered for deadlock detection.
+pub const WAITERS: u32 = 2048;
 /// Records that only unlocks may use, so that an unlock that splits a lock
 /// still succeeds when lock requests already get ENOLCK.
 pub const UNLOCK_RESERVE: u32 = 256;
@@ -67,11 +70,14 @@ pub struct FreeLists {
     pub file: u32,
     /// (r) Head of the free owner-slot list (linked through `next_free`).
     pub owner: u32,
+    /// (r) Head of the free waiter list (linked through `next`).
+    pub waiter: u32,
     /// (r) High-water marks: slots `>= mark` are unused.
     pub record_high: u32,
     pub file_high: u32,
     pub owner_high: u32,
-    pub _pad: u32,
+    pub waiter_high: u32,
+    pub _pad: [u32; 3],
 }
 
 /// Kinds of lock owner.
@@ -82,11 +88,20 @@ pub const OWNER_PROCESS: u8 = 1;
 /// identified and kept alive by its kernel token (see `crate::openfile`).
 pub const OWNER_OPENFILE: u8 = 2;
 
+/// An open file locked through QNX flock() or `F_FLOCK`: F_GETLK reports its
+/// locks with `F_FLOCK` set and the pid that took them.
+pub const FLAVOR_QNX_FLOCK: u8 = 0;
+/// An open file locked through Linux `F_OFD_*`: reported as Linux does, with
+/// `l_pid = -1`.
+pub const FLAVOR_LINUX_OFD: u8 = 1;
+
 #[repr(C)]
 pub struct OwnerSlot {
     /// (r) `OWNER_*`.
     pub kind: u8,
-    pub _pad: [u8; 3],
+    /// (r) For an open file: `FLAVOR_*`, how its locks are reported.
+    pub flavor: u8,
+    pub _pad: [u8; 2],
     /// (r) The process id (F_GETLK's l_pid); for an open file, the process
     /// that first locked through it.
     pub pid: i32,
@@ -105,6 +120,48 @@ pub struct OwnerSlot {
     /// (r) For an open file: its file, `(st_dev, st_ino)`.
     pub dev: u64,
     pub ino: u64,
+    /// (r) Head of this owner's registered blocked requests.
+    pub waiter_head: u32,
+    /// (r) How many there are; an owner with waiters is never freed.
+    pub nwaiters: u32,
+}
+
+/// A blocked request, registered while it sleeps so that other requests'
+/// deadlock searches see what it waits for.
+#[repr(C)]
+pub struct WaiterSlot {
+    /// (r) The owner that waits.
+    pub owner: u32,
+    /// (r) Next waiter of the same owner, or next free slot.
+    pub next: u32,
+    /// (r) The file slot and the request it waits to be granted.
+    pub file: u32,
+    pub ltype: u8,
+    /// (r) 1 while registered.
+    pub in_use: u8,
+    pub _pad: [u8; 2],
+    pub start: i64,
+    pub end: i64,
+    /// (r) The waiting process, checked when a cycle runs through it.
+    pub pid: i32,
+    pub _pad2: u32,
+    pub starttime: u64,
+    /// (r) CLOCK_MONOTONIC of its last wake; a registration not refreshed
+    /// for `WAITER_STALE_NS` belongs to a thread that was cancelled.
+    pub heartbeat_ns: u64,
+}
+
+/// How long a registered waiter may go without waking before it is ignored.
+pub const WAITER_STALE_NS: u64 = 500_000_000;
+
+/// Scratch space for deadlock searches, used under the mutex.
+#[repr(C)]
+pub struct Scratch {
+    pub mark: [u32; OWNERS as usize],
+    pub parent: [u32; OWNERS as usize],
+    pub stack: [u32; OWNERS as usize],
+    pub epoch: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]
@@ -131,6 +188,8 @@ pub struct Offsets {
     pub owners: usize,
     pub files: usize,
     pub buckets: usize,
+    pub waiters: usize,
+    pub scratch: usize,
     pub records: usize,
     pub size: usize,
 }
@@ -143,15 +202,18 @@ pub const OFFSETS: Offsets = {
     let owners = align_up(size_of::<Header>(), 64);
     let files = align_up(owners + OWNERS as usize * size_of::<OwnerSlot>(), 64);
     let buckets = align_up(files + FILES as usize * size_of::<FileSlot>(), 64);
-    let records = align_up(buckets + BUCKETS as usize * size_of::<u32>(), 64);
+    let waiters = align_up(buckets + BUCKETS as usize * size_of::<u32>(), 64);
+    let scratch = align_up(waiters + WAITERS as usize * size_of::<WaiterSlot>(), 64);
+    let records = align_up(scratch + size_of::<Scratch>(), 64);
     let size = align_up(records + RECORDS as usize * size_of::<LockRecord>(), 4096);
-    Offsets { owners, files, buckets, records, size }
+    Offsets { owners, files, buckets, waiters, scratch, records, size }
 };
 
 // Layout checks (rustix's check_types): a change here must bump LAYOUT_VERSION.
 const _: () = {
     assert!(size_of::<LockRecord>() == 56);
-    assert!(size_of::<OwnerSlot>() == 48);
+    assert!(size_of::<OwnerSlot>() == 56);
+    assert!(size_of::<WaiterSlot>() == 56);
     assert!(size_of::<FileSlot>() == 40);
     assert!(size_of::<libc::pthread_mutex_t>() == 40);
     assert!(core::mem::offset_of!(Header, mutex) == 64);

@@ -23,9 +23,10 @@ pub mod shm;
 
 use core::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, Ordering};
 
+use crate::engine::deadlock::{self, Cycle, WaitGraph};
 use crate::engine::lockset::{self, Pool, SetError, SetOutcome};
 use crate::engine::range::{LockType, Range, Request};
-use crate::engine::tree::{self, Arena, Corrupt, LockRecord, NIL, RECORD_FREE, RECORD_LIVE};
+use crate::engine::tree::{self, Arena, ArenaMut, Corrupt, LockRecord, NIL, RECORD_FREE, RECORD_LIVE};
 use crate::owner::{self, Liveness, ProcessIdentity};
 use crate::sys::{self, Errno};
 use layout::*;
@@ -36,6 +37,8 @@ pub struct Tables<'g> {
     pub owners: &'g mut [OwnerSlot],
     pub files: &'g mut [FileSlot],
     pub buckets: &'g mut [u32],
+    pub waiters: &'g mut [WaiterSlot],
+    pub scratch: &'g mut Scratch,
     pub records: &'g mut [LockRecord],
 }
 
@@ -43,6 +46,9 @@ impl Arena for Tables<'_> {
     fn records(&self) -> &[LockRecord] {
         self.records
     }
+}
+
+impl ArenaMut for Tables<'_> {
     fn records_mut(&mut self) -> &mut [LockRecord] {
         self.records
     }
@@ -128,6 +134,28 @@ fn bucket_of(dev: u64, ino: u64) -> usize {
     (h >> 40) as usize % BUCKETS as usize
 }
 
+/// The tables of the segment mapped at `base`.
+///
+/// # Safety
+/// `base` maps a whole segment, and for `'a` the caller holds its mutex (or,
+/// while initialising, is its only user).
+pub(crate) unsafe fn tables_at<'a>(base: *mut u8) -> Tables<'a> {
+    // SAFETY: per the contract nobody else touches the tables; each slice
+    // lies within the mapping at the layout's offsets, and they overlap
+    // neither each other nor the mutex.
+    unsafe {
+        Tables {
+            free: &mut (*(base as *mut Header)).free,
+            owners: core::slice::from_raw_parts_mut(base.add(OFFSETS.owners) as *mut OwnerSlot, OWNERS as usize),
+            files: core::slice::from_raw_parts_mut(base.add(OFFSETS.files) as *mut FileSlot, FILES as usize),
+            buckets: core::slice::from_raw_parts_mut(base.add(OFFSETS.buckets) as *mut u32, BUCKETS as usize),
+            waiters: core::slice::from_raw_parts_mut(base.add(OFFSETS.waiters) as *mut WaiterSlot, WAITERS as usize),
+            scratch: &mut *(base.add(OFFSETS.scratch) as *mut Scratch),
+            records: core::slice::from_raw_parts_mut(base.add(OFFSETS.records) as *mut LockRecord, RECORDS as usize),
+        }
+    }
+}
+
 impl Tables<'_> {
     /// Empties every table: no slot is below a high-water mark.
     pub fn reset(&mut self) {
@@ -136,10 +164,12 @@ impl Tables<'_> {
             nrecords: RECORDS,
             file: NIL,
             owner: NIL,
+            waiter: NIL,
             record_high: 0,
             file_high: 0,
             owner_high: 0,
-            _pad: 0,
+            waiter_high: 0,
+            _pad: [0; 3],
         };
         self.buckets.fill(NIL);
     }
@@ -246,12 +276,20 @@ impl Tables<'_> {
         if let Some(i) = self.used_owners().iter().position(is_me) {
             return Ok(i as u32);
         }
-        self.new_owner(OWNER_PROCESS, me.pid, me.starttime, 0, 0)
+        self.new_owner(OWNER_PROCESS, 0, me.pid, me.starttime, 0, 0)
     }
 
     /// Takes a free owner slot for a new owner; ENOLCK when the table is
     /// full. The slot's generation moves on, so old tokens never name it.
-    pub fn new_owner(&mut self, kind: u8, pid: i32, starttime: u64, dev: u64, ino: u64) -> Result<u32, Errno> {
+    pub fn new_owner(
+        &mut self,
+        kind: u8,
+        flavor: u8,
+        pid: i32,
+        starttime: u64,
+        dev: u64,
+        ino: u64,
+    ) -> Result<u32, Errno> {
         let i = if self.free.owner != NIL {
             let i = self.free.owner;
             self.free.owner = self.owners.get(i as usize).ok_or(Errno::NOLCK)?.next_free;
@@ -265,6 +303,7 @@ impl Tables<'_> {
         let o = &mut self.owners[i as usize];
         *o = OwnerSlot {
             kind,
+            flavor,
             pid,
             starttime,
             lock_head: NIL,
@@ -273,7 +312,9 @@ impl Tables<'_> {
             generation: o.generation.wrapping_add(1),
             dev,
             ino,
-            _pad: [0; 3],
+            waiter_head: NIL,
+            nwaiters: 0,
+            _pad: [0; 2],
         };
         Ok(i)
     }
@@ -289,7 +330,7 @@ impl Tables<'_> {
     pub fn release_owner_if_idle(&mut self, i: u32) {
         let free_head = self.free.owner;
         let Some(o) = self.owners.get_mut(i as usize) else { return };
-        if o.kind == OWNER_FREE || o.nlocks != 0 {
+        if o.kind == OWNER_FREE || o.nlocks != 0 || o.nwaiters != 0 {
             return;
         }
         o.kind = OWNER_FREE;
@@ -304,6 +345,23 @@ impl Tables<'_> {
         let r = lockset::set(self, &mut root, file, owner, req, q);
         self.files[file as usize].root = root;
         r
+    }
+
+    /// Calls `f` with the owner of every lock in `file` that conflicts with
+    /// `owner` taking `t` on `q` (duplicates possible).
+    pub fn for_each_conflict(
+        &self,
+        file: u32,
+        owner: u32,
+        t: LockType,
+        q: Range,
+        f: &mut dyn FnMut(u32),
+    ) -> Result<(), Corrupt> {
+        let root = self.files.get(file as usize).ok_or(Corrupt)?.root;
+        lockset::for_each_conflict(self, root, owner, t, q, &mut |_, r| {
+            f(r.owner);
+            true
+        })
     }
 
     /// The first lock of another owner in `file` that conflicts.
@@ -361,6 +419,145 @@ impl Tables<'_> {
         }
     }
 
+    /// Registers a blocked request of `owner` for deadlock searches;
+    /// `None` when the waiter table is full (the request then waits unseen).
+    pub fn add_waiter(&mut self, owner: u32, file: u32, t: LockType, q: Range, me: ProcessIdentity) -> Option<u32> {
+        let w = if self.free.waiter != NIL {
+            let w = self.free.waiter;
+            self.free.waiter = self.waiters.get(w as usize)?.next;
+            w
+        } else if self.free.waiter_high < WAITERS {
+            self.free.waiter_high += 1;
+            self.free.waiter_high - 1
+        } else {
+            return None;
+        };
+        let o = self.owners.get_mut(owner as usize)?;
+        let head = o.waiter_head;
+        o.waiter_head = w;
+        o.nwaiters += 1;
+        self.waiters[w as usize] = WaiterSlot {
+            owner,
+            next: head,
+            file,
+            ltype: t as u8,
+            in_use: 1,
+            _pad: [0; 2],
+            start: q.start,
+            end: q.end,
+            pid: me.pid,
+            _pad2: 0,
+            starttime: me.starttime,
+            heartbeat_ns: sys::monotonic_ns(),
+        };
+        Some(w)
+    }
+
+    /// Whether waiter `w` is still the registration of `owner` by `me`
+    /// (a repair or a reap may have dropped it); refreshes its heartbeat.
+    pub fn refresh_waiter(&mut self, w: u32, owner: u32, me: ProcessIdentity) -> bool {
+        match self.waiters.get_mut(w as usize) {
+            Some(s) if s.in_use == 1 && s.owner == owner && s.pid == me.pid && s.starttime == me.starttime => {
+                s.heartbeat_ns = sys::monotonic_ns();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Unregisters waiter `w`.
+    pub fn remove_waiter(&mut self, w: u32) {
+        let Some(owner) = self.waiters.get(w as usize).filter(|s| s.in_use == 1).map(|s| s.owner) else { return };
+        let Some(o) = self.owners.get(owner as usize) else { return };
+        // Unlink from the owner's list.
+        let mut prev = NIL;
+        let mut cur = o.waiter_head;
+        for _ in 0..WAITERS {
+            if cur == w || cur == NIL {
+                break;
+            }
+            prev = cur;
+            cur = self.waiters.get(cur as usize).map_or(NIL, |s| s.next);
+        }
+        let next = self.waiters[w as usize].next;
+        if cur == w {
+            match self.waiters.get_mut(prev as usize) {
+                Some(p) => p.next = next,
+                None => self.owners[owner as usize].waiter_head = next,
+            }
+            let o = &mut self.owners[owner as usize];
+            o.nwaiters = o.nwaiters.saturating_sub(1);
+        }
+        let s = &mut self.waiters[w as usize];
+        s.in_use = 0;
+        s.next = self.free.waiter;
+        self.free.waiter = w;
+    }
+
+    /// Unregisters every waiter of `owner`.
+    fn remove_waiters_of(&mut self, owner: u32) {
+        for _ in 0..WAITERS {
+            let head = self.owners.get(owner as usize).map_or(NIL, |o| o.waiter_head);
+            if head == NIL || self.waiters.get(head as usize).is_none_or(|s| s.owner != owner || s.in_use != 1) {
+                break;
+            }
+            self.remove_waiter(head);
+        }
+        if let Some(o) = self.owners.get_mut(owner as usize) {
+            o.waiter_head = NIL;
+            o.nwaiters = 0;
+        }
+    }
+
+    /// Whether `requester`, about to wait for `blockers`, closes a cycle in
+    /// the wait-for graph.
+    pub fn find_cycle(&mut self, requester: u32, blockers: &[u32]) -> Option<Cycle> {
+        let view = GraphView {
+            owners: self.owners,
+            waiters: self.waiters,
+            files: self.files,
+            records: self.records,
+            now: sys::monotonic_ns(),
+        };
+        let sc = &mut *self.scratch;
+        let mut s = deadlock::Scratch {
+            mark: &mut sc.mark,
+            parent: &mut sc.parent,
+            stack: &mut sc.stack,
+            epoch: &mut sc.epoch,
+        };
+        deadlock::find_cycle(&view, requester, blockers, &mut s)
+    }
+
+    /// Calls `f` with each fresh registered waiter of `owner`.
+    pub fn waiters_of(&self, owner: u32, f: &mut dyn FnMut(u32, &WaiterSlot)) {
+        GraphView {
+            owners: self.owners,
+            waiters: self.waiters,
+            files: self.files,
+            records: self.records,
+            now: sys::monotonic_ns(),
+        }
+        .each_waiter(owner, f);
+    }
+
+    /// Drops a registration whose waiting process has died.
+    pub fn drop_dead_waiters(&mut self, owner: u32) -> bool {
+        let mut dead = [NIL; 16];
+        let mut n = 0;
+        self.waiters_of(owner, &mut |i, w| {
+            let id = ProcessIdentity { pid: w.pid, starttime: w.starttime };
+            if n < dead.len() && owner::liveness(id) == Liveness::Dead {
+                dead[n] = i;
+                n += 1;
+            }
+        });
+        for &w in &dead[..n] {
+            self.remove_waiter(w);
+        }
+        n > 0
+    }
+
     /// Removes every lock of `owner`, in every file, and frees its slot.
     /// Calls `touched` with each file that lost locks.
     pub fn reap_owner(&mut self, owner: u32, touched: &mut dyn FnMut(u32)) -> Result<(), Corrupt> {
@@ -373,6 +570,7 @@ impl Tables<'_> {
             touched(file);
             self.release_file_if_empty(file);
         }
+        self.remove_waiters_of(owner);
         if let Some(o) = self.owners.get_mut(owner as usize) {
             o.nlocks = 0;
             o.lock_head = NIL;
@@ -401,6 +599,13 @@ impl Tables<'_> {
                 self.free.owner = i as u32;
             }
         }
+        // Waiters: dropped; live ones register again on their next wake.
+        for o in self.owners.iter_mut() {
+            o.waiter_head = NIL;
+            o.nwaiters = 0;
+        }
+        self.free.waiter = NIL;
+        self.free.waiter_high = 0;
         // Files: keep identities, rebuild chains and the free list.
         self.buckets.fill(NIL);
         self.free.file = NIL;
@@ -480,13 +685,16 @@ impl Tables<'_> {
         self.files[file as usize].root = NIL;
     }
 
-    /// Reaps every owner whose process has died.
+    /// Reaps every owner whose process has died, and frees idle slots (an
+    /// open-file owner abandoned by a cancelled wait holds nothing; its
+    /// token, if still on some description, names a past generation).
     pub fn reap_dead(&mut self, touched: &mut dyn FnMut(u32)) {
         for i in 0..self.owner_high() as u32 {
             if self.owner_is_dead(i, None) && self.reap_owner(i, touched).is_err() {
                 // A broken owner list: drop the slot; repair rebuilds later.
                 self.owners[i as usize].kind = OWNER_FREE;
             }
+            self.release_owner_if_idle(i);
         }
     }
 
@@ -518,6 +726,55 @@ impl Tables<'_> {
             }),
             _ => false,
         }
+    }
+}
+
+/// The wait-for graph, derived from the registered waiters and the lock
+/// lists: an owner waits for the holders of every lock that conflicts with
+/// one of its live, fresh registrations.
+struct GraphView<'a> {
+    owners: &'a [OwnerSlot],
+    waiters: &'a [WaiterSlot],
+    files: &'a [FileSlot],
+    records: &'a [LockRecord],
+    now: u64,
+}
+
+impl GraphView<'_> {
+    fn each_waiter(&self, owner: u32, f: &mut dyn FnMut(u32, &WaiterSlot)) {
+        let mut w = self.owners.get(owner as usize).map_or(NIL, |o| o.waiter_head);
+        for _ in 0..WAITERS {
+            let Some(s) = self.waiters.get(w as usize) else { break };
+            if s.in_use != 1 || s.owner != owner {
+                break;
+            }
+            if self.now.saturating_sub(s.heartbeat_ns) < WAITER_STALE_NS {
+                f(w, s);
+            }
+            w = s.next;
+        }
+    }
+}
+
+impl WaitGraph for GraphView<'_> {
+    fn blockers_of(&self, owner: u32, f: &mut dyn FnMut(u32)) {
+        self.each_waiter(owner, &mut |_, w| {
+            let (Some(file), Some(t)) = (self.files.get(w.file as usize), LockType::from_raw(w.ltype)) else { return };
+            if w.start < 0 || w.start > w.end {
+                return;
+            }
+            let _ = lockset::for_each_conflict(
+                self.records,
+                file.root,
+                owner,
+                t,
+                Range { start: w.start, end: w.end },
+                &mut |_, r| {
+                    f(r.owner);
+                    true
+                },
+            );
+        });
     }
 }
 
@@ -716,34 +973,14 @@ impl Guard {
     /// The tables and the wake set, borrowed for as long as the guard.
     pub fn split(&mut self) -> (Tables<'_>, &mut WakeSet) {
         // SAFETY: see `tables`; the wake set is process-local.
-        let t = unsafe { Self::tables_at(self.base) };
+        let t = unsafe { tables_at(self.base) };
         (t, &mut self.wake)
     }
 
     /// The tables, borrowed for as long as the guard.
     pub fn tables(&mut self) -> Tables<'_> {
         // SAFETY: we hold the mutex (see `tables_at`).
-        unsafe { Self::tables_at(self.base) }
-    }
-
-    /// # Safety
-    /// The caller holds the mutex of the segment at `base` for `'a`.
-    unsafe fn tables_at<'a>(base: *mut u8) -> Tables<'a> {
-        // SAFETY: the caller holds the mutex, so no other thread or process touches
-        // the tables; each slice lies within the mapping at the layout's
-        // offsets and the slices do not overlap each other or the mutex.
-        unsafe {
-            Tables {
-                free: &mut (*(base as *mut Header)).free,
-                owners: core::slice::from_raw_parts_mut(base.add(OFFSETS.owners) as *mut OwnerSlot, OWNERS as usize),
-                files: core::slice::from_raw_parts_mut(base.add(OFFSETS.files) as *mut FileSlot, FILES as usize),
-                buckets: core::slice::from_raw_parts_mut(base.add(OFFSETS.buckets) as *mut u32, BUCKETS as usize),
-                records: core::slice::from_raw_parts_mut(
-                    base.add(OFFSETS.records) as *mut LockRecord,
-                    RECORDS as usize,
-                ),
-            }
-        }
+        unsafe { tables_at(self.base) }
     }
 }
 

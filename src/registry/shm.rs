@@ -181,17 +181,8 @@ unsafe fn initialise(base: *mut u8) -> Result<(), Refusal> {
     // address for the life of the process; we initialise it exactly once
     // before anyone can see it.
     unsafe { init_robust_mutex(&mut h.mutex)? };
-    // SAFETY: the tables lie within the mapping at the offsets computed by
-    // the layout; u32 and the slot structs are valid for any bit pattern.
-    let (owners, files, buckets, records) = unsafe {
-        (
-            core::slice::from_raw_parts_mut(base.add(OFFSETS.owners) as *mut OwnerSlot, OWNERS as usize),
-            core::slice::from_raw_parts_mut(base.add(OFFSETS.files) as *mut FileSlot, FILES as usize),
-            core::slice::from_raw_parts_mut(base.add(OFFSETS.buckets) as *mut u32, BUCKETS as usize),
-            core::slice::from_raw_parts_mut(base.add(OFFSETS.records) as *mut LockRecord, RECORDS as usize),
-        )
-    };
-    super::Tables { free: &mut h.free, owners, files, buckets, records }.reset();
+    // SAFETY: per this function's contract we are the segment's only user.
+    unsafe { super::tables_at(base) }.reset();
     h.magic.store(MAGIC, Ordering::Release);
     Ok(())
 }

@@ -7,7 +7,8 @@
  * "and the lock operation isn't done"), l/lockf.html ("Blocking on a section
  * is interrupted by any signal" - on QNX even a handler installed with
  * SA_RESTART does not restart it, unlike Linux, which restarts F_SETLKW) and
- * i/iofunc_lock.html (EINTR).  A process's locks go away when it dies.
+ * i/iofunc_lock.html (EINTR; EDEADLK "a deadlock was detected", which Linux
+ * reports too).  A process's locks go away when it dies.
  */
 #include "qtest.h"
 
@@ -158,6 +159,54 @@ static void killed_holder(int fd, int reap_first)
     CHECK_CAN_LOCK(fd, F_WRLCK, 0, 0);
 }
 
+struct crossing {
+    int fd;
+    off_t hold, want; /* 10-byte ranges */
+};
+
+/* Child: hold one range; on 'G' say 'R' and block for the other; report 'D'. */
+static void crossing(void *arg)
+{
+    struct crossing *x = arg;
+    CHECK_OK(setlk(x->fd, F_WRLCK, x->hold, 10));
+    child_say('L');
+    if (!child_await('G', 10000))
+        return;
+    child_say('R');
+    int r = setlkw(x->fd, F_WRLCK, x->want, 10);
+    child_report('D', r, errno);
+    child_await('Q', 30000);
+}
+
+/* Two processes each wait for the other's lock: the second to block gets
+ * -1 EDEADLK instead of hanging. */
+static void deadlock(int fd)
+{
+    struct crossing x1 = {fd, 0, 20}, x2 = {fd, 20, 0};
+    struct qtest_msg m;
+    qtest_child c1 = qtest_child_start(crossing, &x1);
+    CHECK_HEAR(&c1, 'L', 5000, NULL);
+    qtest_child c2 = qtest_child_start(crossing, &x2);
+    CHECK_HEAR(&c2, 'L', 5000, NULL);
+    qtest_say(&c2, 'G');
+    CHECK_HEAR(&c2, 'R', 5000, NULL);
+    CHECK(qtest_wait_blocked(&c2), "second process not blocked");
+    qtest_say(&c1, 'G');
+    CHECK_HEAR(&c1, 'R', 5000, NULL);
+    if (CHECK_HEAR(&c1, 'D', 3000, &m))
+        CHECK(m.val == -1 && m.err == EDEADLK,
+              "F_SETLKW closing a wait cycle: expected -1 EDEADLK, got %lld %s",
+              m.val, m.val == -1 ? qtest_errname(m.err) : "");
+    else
+        kill(c1.pid, SIGKILL); /* deadlocked: break the cycle */
+    CHECK_CHILD_FINISH(&c1); /* its exit releases [0,10) to c2 */
+    if (CHECK_HEAR(&c2, 'D', 3000, &m))
+        CHECK(m.val == 0, "waiter after the deadlock: got %lld %s", m.val,
+              qtest_errname(m.err));
+    CHECK_CHILD_FINISH(&c2);
+    CHECK_CAN_LOCK(fd, F_WRLCK, 0, 0);
+}
+
 int main(void)
 {
     qtest_init();
@@ -169,6 +218,7 @@ int main(void)
     eintr(fd, BY_SETLKW, SA_RESTART); /* checked under the shim only */
     killed_holder(fd, 1);
     killed_holder(fd, 0);
+    deadlock(fd);
     close(fd);
     return QTEST_DONE();
 }
