@@ -272,3 +272,36 @@ __attribute__((visibility("default"))) int execle(const char *path, const char *
     FILL_ARGS(arg, argv, n, &envp);
     return execve(path, argv, envp);
 }
+
+/*
+ * mremap is variadic (the new address comes only with MREMAP_FIXED): read it
+ * as glibc does, remap, then tell Rust where the file mapping went.
+ */
+#include <sys/mman.h>
+
+extern void qnxcompat_remapped(void *old, size_t old_len, void *new_addr, size_t new_len);
+
+typedef void *(*mremap_fn)(void *, size_t, size_t, int, ...);
+
+__attribute__((visibility("default"))) void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+    void *want = NULL;
+    if (flags & MREMAP_FIXED) {
+        va_list ap;
+        va_start(ap, flags);
+        want = va_arg(ap, void *);
+        va_end(ap);
+    }
+    mremap_fn real = (mremap_fn)real_symbol("mremap");
+    if (!real) {
+        errno = ENOSYS;
+        return MAP_FAILED;
+    }
+    void *r = real(old, old_len, new_len, flags, want);
+    if (r != MAP_FAILED) {
+        int saved = errno;
+        qnxcompat_remapped(old, old_len, r, new_len);
+        errno = saved;
+    }
+    return r;
+}

@@ -6,6 +6,8 @@
 //! | `QNXCOMPAT_TRACE` | `1`/`all`, or a comma list of functions (`lockf,flock`) |
 //! | `QNXCOMPAT_TRACE_FILE` | append trace lines to this file instead of stderr |
 //! | `QNXCOMPAT_REGISTRY` | the registry segment's name (default `qnxcompat-v1-<uid>`) |
+//! | `QNXCOMPAT_QNX_VERSION` | `7` (default) or `8`: which release's mlock rules apply |
+//! | `QNXCOMPAT_ABILITIES` | comma list of QNX abilities granted to a non-root process: `mem_lock` (`PROCMGR_AID_MEM_LOCK`) |
 //! | `QNXCOMPAT_FAULT` | test-only fault injection, see [`crate::fault`] |
 //!
 //! # Safety
@@ -16,7 +18,7 @@
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 use crate::sys;
 
@@ -130,6 +132,8 @@ const MODE_ON: u8 = 1;
 const MODE_OFF: u8 = 2;
 
 static MODE: AtomicU8 = AtomicU8::new(MODE_UNINIT);
+static QNX8: AtomicBool = AtomicBool::new(false);
+static ABILITY_MEM_LOCK: AtomicBool = AtomicBool::new(false);
 static TRACE_MASK: AtomicU32 = AtomicU32::new(0);
 
 /// A fixed buffer written once by the constructor, then only read.
@@ -188,6 +192,15 @@ pub fn load() {
             }
         }
     }
+    let v8 = sys::getenv(c"QNXCOMPAT_QNX_VERSION").is_some_and(|v| matches!(v.to_bytes(), b"8" | b"8.0" | b"8.0.0"));
+    QNX8.store(v8, Ordering::Relaxed);
+    let mem_lock = sys::getenv(c"QNXCOMPAT_ABILITIES").is_some_and(|v| {
+        v.to_bytes().split(|&c| c == b',').any(|w| {
+            let w = w.trim_ascii();
+            w.eq_ignore_ascii_case(b"mem_lock") || w == b"PROCMGR_AID_MEM_LOCK"
+        })
+    });
+    ABILITY_MEM_LOCK.store(mem_lock, Ordering::Relaxed);
     if let Some(f) = sys::getenv(c"QNXCOMPAT_FAULT") {
         crate::fault::arm(f.to_bytes());
     }
@@ -198,6 +211,16 @@ pub fn load() {
 /// under QNXCOMPAT=off).
 pub fn active() -> bool {
     MODE.load(Ordering::Acquire) == MODE_ON
+}
+
+/// The QNX release whose mlock rules apply.
+pub fn qnx_version() -> crate::mlock::Version {
+    if QNX8.load(Ordering::Relaxed) { crate::mlock::Version::V8 } else { crate::mlock::Version::V7 }
+}
+
+/// Whether the process was granted QNX's PROCMGR_AID_MEM_LOCK ability.
+pub fn has_mem_lock_ability() -> bool {
+    ABILITY_MEM_LOCK.load(Ordering::Relaxed)
 }
 
 /// Whether calls to `f` are traced.

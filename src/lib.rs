@@ -25,6 +25,8 @@ pub mod fault;
 pub mod hooks;
 pub mod local;
 pub mod locks;
+pub mod mappings;
+pub mod mlock;
 pub mod openfile;
 pub mod owner;
 pub mod registry;

@@ -142,6 +142,9 @@ pub struct SetRequest {
     /// Release the owner's lock of the other type first (flock conversion,
     /// which QNX and Linux both do non-atomically).
     pub convert: bool,
+    /// Fail with EAGAIN if any process maps the file (QNX lockf F_LOCK and
+    /// F_TLOCK).
+    pub refuse_mapped: bool,
 }
 
 /// Reaps `blocker` if it has died; true if it did (the caller retries).
@@ -284,6 +287,16 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
                 return finish(&mut t, call, Outcome::Failed(if e == Errno::NOLCK { r.nomem } else { e }));
             }
         };
+        if r.refuse_mapped {
+            let mut touched = WakeSet::default();
+            let mapped = t.file_is_mapped(slot, &mut |f| touched.add(f));
+            wake.absorb(t.files, &touched);
+            if mapped {
+                t.release_file_if_empty(slot);
+                retire_if_idle(&mut t, me, r.owner);
+                return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+            }
+        }
         if let Some(w) = call.waiter()
             && !t.refresh_waiter(w, me, me_id)
         {
@@ -475,7 +488,7 @@ pub fn abandon(call: &mut CallState) {
 
 /// Keeps the process-local summary in step with the process's own records.
 fn account(spec: OwnerSpec, slot: u32, file: &OpenFile, delta: i32) {
-    if spec == OwnerSpec::Process {
+    if spec == OwnerSpec::Process && !owner::in_shared_memory_child() {
         local::account(slot, file.dev, file.ino, delta);
     }
 }
@@ -548,6 +561,7 @@ pub fn lockf(fd: i32, function: i32, size: i64, call: &mut CallState) -> Outcome
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e),
     };
+    // QNX lockf(): F_LOCK and F_TLOCK fail with EAGAIN on a mapped file.
     let request = |req, range, wait| SetRequest {
         owner: OwnerSpec::Process,
         req,
@@ -555,6 +569,7 @@ pub fn lockf(fd: i32, function: i32, size: i64, call: &mut CallState) -> Outcome
         wait,
         nomem: Errno::NOMEM,
         convert: false,
+        refuse_mapped: matches!(req, Request::Lock(_)),
     };
     // QNX lockf(): F_ULOCK with size OFF_MAX, when the process holds a
     // size-0 lock in that range, is treated as F_ULOCK with size 0.
@@ -678,7 +693,7 @@ pub fn fcntl_lock(fd: i32, cmd: LockCmd, fl: &mut libc::flock, call: &mut CallSt
     };
     let wait = matches!(cmd, LockCmd::SetLkW | LockCmd::OfdSetLkW);
     let waited = call.slices > 0;
-    let r = SetRequest { owner: spec, req, range: q, wait, nomem: Errno::NOLCK, convert: false };
+    let r = SetRequest { owner: spec, req, range: q, wait, nomem: Errno::NOLCK, convert: false, refuse_mapped: false };
     let out = set(fd, &file, r, call);
     if out == Outcome::Done(0) && (waited || call.slices > 0) && !same_file(fd, &file) {
         // The descriptor was closed or replaced while we waited (Linux's
@@ -732,6 +747,7 @@ pub fn flock(fd: i32, op: i32, call: &mut CallState) -> Outcome {
         wait: op & libc::LOCK_NB == 0,
         nomem: Errno::NOLCK,
         convert: true,
+        refuse_mapped: false,
     };
     match set(fd, &file, r, call) {
         Outcome::Failed(Errno::AGAIN) => Outcome::Failed(Errno::WOULDBLOCK),
@@ -770,7 +786,8 @@ pub fn release_file(dev: u64, ino: u64) {
 /// The file behind `fd` if this process may hold locks on it; the cheap
 /// test every close path runs before closing.
 pub fn locked_file_of(fd: i32) -> Option<(u64, u64)> {
-    if !local::holds_any() {
+    // A vfork child sees its parent's summary but holds none of its locks.
+    if !local::holds_any() || owner::in_shared_memory_child() {
         return None;
     }
     let st = sys::fstat(fd).ok()?;
@@ -919,6 +936,7 @@ pub fn adopt_after_exec() {
         let (mut t, wake) = g.split();
         let Some(me_slot) = find_owner(&t, me) else { return };
         local::set_owner_hint(me_slot);
+        crate::mappings::forget_old_image(&mut t, me_slot);
         let mut doomed = [NIL; 64];
         let mut more = true;
         while more {

@@ -80,18 +80,31 @@ pub fn liveness(id: ProcessIdentity) -> Liveness {
 static MY_PID: AtomicI32 = AtomicI32::new(0);
 static MY_START: AtomicU64 = AtomicU64::new(0);
 
+///
+/// The cache is trusted only while `getpid()` still matches it: a `vfork()`
+/// child (or a `clone(CLONE_VM)` one) shares our memory and skips the
+/// `pthread_atfork` handlers, so it must neither use nor overwrite it.
 pub fn current() -> ProcessIdentity {
-    let pid = MY_PID.load(Ordering::Acquire);
-    if pid != 0 {
+    let pid = sys::getpid();
+    let cached = MY_PID.load(Ordering::Acquire);
+    if cached == pid {
         return ProcessIdentity { pid, starttime: MY_START.load(Ordering::Relaxed) };
     }
-    let pid = sys::getpid();
     // If /proc is unreadable, 0 still identifies us consistently; liveness
     // then rests on the pid alone.
     let starttime = read_stat(0).map(|f| f.starttime).unwrap_or(0);
-    MY_START.store(starttime, Ordering::Relaxed);
-    MY_PID.store(pid, Ordering::Release);
+    if cached == 0 {
+        MY_START.store(starttime, Ordering::Relaxed);
+        MY_PID.store(pid, Ordering::Release);
+    }
     ProcessIdentity { pid, starttime }
+}
+
+/// Whether this is a child sharing its parent's memory (vfork): the
+/// process-local lock summary then describes the parent, not us.
+pub fn in_shared_memory_child() -> bool {
+    let cached = MY_PID.load(Ordering::Acquire);
+    cached != 0 && cached != sys::getpid()
 }
 
 /// Called in a fork child: the child is a new owner.

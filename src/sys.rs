@@ -336,3 +336,24 @@ pub fn fcntl_lock(fd: c_int, cmd: c_int, fl: &mut libc::flock) -> Result<()> {
     // SAFETY: `fl` is a valid struct flock for the kernel to read and fill.
     check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, fl as *mut libc::flock) }).map(drop)
 }
+
+/// The page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}
+
+/// Whether `[addr, addr + len)` is wholly mapped: `msync(MS_ASYNC)` (a no-op
+/// on Linux) fails with ENOMEM exactly when part of the range is not.
+pub fn range_mapped(addr: usize, len: usize) -> bool {
+    let page = page_size();
+    let start = addr & !(page - 1);
+    let Some(end) = addr.checked_add(len) else { return false };
+    if end == start {
+        return true;
+    }
+    // SAFETY: msync reads no user memory; integer arguments only.
+    let r = unsafe { libc::syscall(libc::SYS_msync, start, end - start, libc::MS_ASYNC) };
+    r == 0 || Errno::last() != Errno::NOMEM
+}

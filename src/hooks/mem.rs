@@ -1,5 +1,5 @@
-//! The mlock family and mmap/munmap. Traced pass-throughs: QNX's memory
-//! locking rules and the mapped-file lockf rule come with the mlock issue.
+//! The mlock family, with QNX's rules from [`crate::mlock`], and
+//! mmap/munmap, which record file mappings for lockf's mapped-file rule.
 //!
 //! # Safety
 //! These are exported C functions; addresses are the caller's and are
@@ -13,6 +13,7 @@ use super::{errno_of, table};
 use crate::config::{self, Func};
 use crate::sys::{self, Errno};
 use crate::trace::{self, Cursor, Ret, decode};
+use crate::{mappings, mlock};
 
 /// Runs `real` and traces it as `f` with `args`.
 fn traced_int(f: Func, real: &dyn Fn() -> Option<c_int>, args: &dyn Fn(&mut Cursor) -> core::fmt::Result) -> c_int {
@@ -29,36 +30,80 @@ fn traced_int(f: Func, real: &dyn Fn() -> Option<c_int>, args: &dyn Fn(&mut Curs
     r
 }
 
+/// Who is calling, for the mlock policy.
+fn caller() -> mlock::Caller {
+    mlock::Caller { version: config::qnx_version(), privileged: sys::geteuid() == 0 || config::has_mem_lock_ability() }
+}
+
+/// Applies the policy's verdict: fail, succeed, or run the real call.
+fn apply(verdict: mlock::Verdict, real: &dyn Fn() -> Option<c_int>) -> Option<c_int> {
+    match verdict {
+        mlock::Verdict::Real => real(),
+        mlock::Verdict::Succeed => Some(0),
+        mlock::Verdict::Fail(e) => {
+            e.set();
+            Some(-1)
+        }
+    }
+}
+
+/// Runs a memory-locking call under QNX's policy (or passes it through
+/// when the library is off), traced as `f`.
+fn policed(
+    f: Func,
+    verdict: &dyn Fn() -> mlock::Verdict,
+    real: &dyn Fn() -> Option<c_int>,
+    args: &dyn Fn(&mut Cursor) -> core::fmt::Result,
+) -> c_int {
+    traced_int(f, &|| if config::active() { apply(verdict(), real) } else { real() }, args)
+}
+
 /// # Safety
 /// As mlock(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn mlock(addr: *const c_void, len: usize) -> c_int {
-    // SAFETY: the caller's arguments, forwarded.
-    traced_int(Func::Mlock, &|| table::mlock::get().map(|f| unsafe { f(addr, len) }), &|c| {
-        write!(c, "addr={addr:p}, len={len}")
-    })
+    policed(
+        Func::Mlock,
+        &|| mlock::mlock(caller(), addr as usize, sys::page_size(), &|| sys::range_mapped(addr as usize, len)),
+        // SAFETY: the caller's arguments, forwarded.
+        &|| table::mlock::get().map(|f| unsafe { f(addr, len) }),
+        &|c| write!(c, "addr={addr:p}, len={len}"),
+    )
 }
 
 /// # Safety
 /// As munlock(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn munlock(addr: *const c_void, len: usize) -> c_int {
-    // SAFETY: the caller's arguments, forwarded.
-    traced_int(Func::Munlock, &|| table::munlock::get().map(|f| unsafe { f(addr, len) }), &|c| {
-        write!(c, "addr={addr:p}, len={len}")
-    })
+    policed(
+        Func::Munlock,
+        &|| mlock::munlock(caller()),
+        // SAFETY: the caller's arguments, forwarded.
+        &|| table::munlock::get().map(|f| unsafe { f(addr, len) }),
+        &|c| write!(c, "addr={addr:p}, len={len}"),
+    )
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn mlockall(flags: c_int) -> c_int {
-    // SAFETY: the caller's argument, forwarded.
-    traced_int(Func::Mlockall, &|| table::mlockall::get().map(|f| unsafe { f(flags) }), &|c| decode::mcl(c, flags))
+    policed(
+        Func::Mlockall,
+        &|| mlock::mlockall(caller(), flags),
+        // SAFETY: the caller's argument, forwarded.
+        &|| table::mlockall::get().map(|f| unsafe { f(flags) }),
+        &|c| decode::mcl(c, flags),
+    )
 }
 
 #[unsafe(no_mangle)]
 pub extern "C" fn munlockall() -> c_int {
-    // SAFETY: no arguments.
-    traced_int(Func::Munlockall, &|| table::munlockall::get().map(|f| unsafe { f() }), &|_| Ok(()))
+    policed(
+        Func::Munlockall,
+        &|| mlock::munlock(caller()),
+        // SAFETY: no arguments.
+        &|| table::munlockall::get().map(|f| unsafe { f() }),
+        &|_| Ok(()),
+    )
 }
 
 fn mmap_hook(f: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int, fd: c_int, off: i64) -> *mut c_void {
@@ -66,14 +111,13 @@ fn mmap_hook(f: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int, 
         Errno::NOSYS.set();
         return libc::MAP_FAILED;
     };
-    if !config::traced(f) {
-        // SAFETY: the caller's arguments, forwarded.
-        return unsafe { real(addr, len, prot, flags, fd, off) };
-    }
-    let start = sys::monotonic_ns();
+    let start = if config::traced(f) { sys::monotonic_ns() } else { 0 };
     // SAFETY: the caller's arguments, forwarded.
     let p = unsafe { real(addr, len, prot, flags, fd, off) };
     let e = if p == libc::MAP_FAILED { Errno::last() } else { Errno(0) };
+    if p != libc::MAP_FAILED && config::active() {
+        mappings::mapped(p as usize, len, flags, fd);
+    }
     trace::line(f, start, Ret::Ptr(p as usize, e), &|c| {
         write!(c, "addr={addr:p}, len={len}, ")?;
         decode::prot(c, prot)?;
@@ -119,8 +163,28 @@ pub unsafe extern "C" fn mmap64(
 /// As munmap(2).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
-    // SAFETY: the caller's arguments, forwarded.
-    traced_int(Func::Munmap, &|| table::munmap::get().map(|f| unsafe { f(addr, len) }), &|c| {
-        write!(c, "addr={addr:p}, len={len}")
-    })
+    traced_int(
+        Func::Munmap,
+        &|| {
+            // SAFETY: the caller's arguments, forwarded.
+            let r = table::munmap::get().map(|f| unsafe { f(addr, len) });
+            if r == Some(0) && config::active() {
+                let saved = Errno::last();
+                mappings::unmapped(addr as usize, len);
+                saved.set();
+            }
+            r
+        },
+        &|c| write!(c, "addr={addr:p}, len={len}"),
+    )
+}
+
+/// Called by the C `mremap` wrapper after a successful remap.
+#[unsafe(no_mangle)]
+pub extern "C" fn qnxcompat_remapped(old: *mut c_void, old_len: usize, new: *mut c_void, new_len: usize) {
+    if config::active() {
+        let saved = Errno::last();
+        mappings::remapped(old as usize, old_len, new as usize, new_len);
+        saved.set();
+    }
 }

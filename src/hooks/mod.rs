@@ -23,7 +23,7 @@ pub mod mem;
 pub mod table;
 
 use crate::sys::Errno;
-use crate::{config, local, locks, owner};
+use crate::{config, local, locks, mappings, owner};
 
 /// Runs once when the library is loaded, before `main`.
 extern "C" fn init() {
@@ -44,10 +44,16 @@ extern "C" fn fini() {
     }
 }
 
-/// A fork child is a new process owner with no locks.
+/// A fork child is a new process owner with no locks, which maps what its
+/// parent mapped.
 extern "C" fn after_fork_child() {
+    let parent = local::owner_hint();
+    let had_maps = mappings::any();
     owner::forget_after_fork();
     local::forget_after_fork();
+    if had_maps && config::active() {
+        mappings::inherit(parent);
+    }
 }
 
 #[used]

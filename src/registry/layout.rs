@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! [Header][OwnerSlot; OWNERS][FileSlot; FILES][u32 bucket; BUCKETS]
-//! [WaiterSlot; WAITERS][Scratch][LockRecord; RECORDS]
+//! [WaiterSlot; WAITERS][MapSlot; MAPS][Scratch][LockRecord; RECORDS]
 //! ```
 //!
 //! Locks legend for every field: (c) constant once the creator has published
@@ -28,6 +28,8 @@ pub const BUCKETS: u32 = 8192;
 pub const RECORDS: u32 = 131_072;
 /// Blocked requests registered for deadlock detection.
 pub const WAITERS: u32 = 2048;
+/// File mappings (mmap) recorded for lockf's mapped-file rule.
+pub const MAPS: u32 = 16_384;
 /// Records that only unlocks may use, so that an unlock that splits a lock
 /// still succeeds when lock requests already get ENOLCK.
 pub const UNLOCK_RESERVE: u32 = 256;
@@ -72,12 +74,15 @@ pub struct FreeLists {
     pub owner: u32,
     /// (r) Head of the free waiter list (linked through `next`).
     pub waiter: u32,
+    /// (r) Head of the free mapping list (linked through `next`).
+    pub map: u32,
     /// (r) High-water marks: slots `>= mark` are unused.
     pub record_high: u32,
     pub file_high: u32,
     pub owner_high: u32,
     pub waiter_high: u32,
-    pub _pad: [u32; 3],
+    pub map_high: u32,
+    pub _pad: u32,
 }
 
 /// Kinds of lock owner.
@@ -124,6 +129,27 @@ pub struct OwnerSlot {
     pub waiter_head: u32,
     /// (r) How many there are; an owner with waiters is never freed.
     pub nwaiters: u32,
+    /// (r) Head of this process's recorded file mappings.
+    pub map_head: u32,
+    /// (r) How many there are; an owner with mappings is never freed.
+    pub nmaps: u32,
+}
+
+/// A file mapping made with mmap() by a process, kept so that lockf() can
+/// refuse F_LOCK/F_TLOCK on a mapped file whichever process mapped it.
+#[repr(C)]
+pub struct MapSlot {
+    /// (r) The process owner that mapped it.
+    pub owner: u32,
+    /// (r) The file slot mapped.
+    pub file: u32,
+    /// (r) Next mapping of the same owner, or next free slot.
+    pub next: u32,
+    /// (r) 1 while recorded.
+    pub in_use: u32,
+    /// (r) The mapped address range `[addr, addr + len)`.
+    pub addr: u64,
+    pub len: u64,
 }
 
 /// A blocked request, registered while it sleeps so that other requests'
@@ -180,7 +206,8 @@ pub struct FileSlot {
     /// (a) Futex word: bumped under the mutex whenever locks on this file
     /// are released, woken after the mutex is dropped.
     pub wake: AtomicU32,
-    pub _pad: u32,
+    /// (r) Recorded mmap() mappings of the file, by any process.
+    pub mappings: u32,
 }
 
 /// Byte offsets of each table from the start of the segment.
@@ -189,6 +216,7 @@ pub struct Offsets {
     pub files: usize,
     pub buckets: usize,
     pub waiters: usize,
+    pub maps: usize,
     pub scratch: usize,
     pub records: usize,
     pub size: usize,
@@ -203,16 +231,18 @@ pub const OFFSETS: Offsets = {
     let files = align_up(owners + OWNERS as usize * size_of::<OwnerSlot>(), 64);
     let buckets = align_up(files + FILES as usize * size_of::<FileSlot>(), 64);
     let waiters = align_up(buckets + BUCKETS as usize * size_of::<u32>(), 64);
-    let scratch = align_up(waiters + WAITERS as usize * size_of::<WaiterSlot>(), 64);
+    let maps = align_up(waiters + WAITERS as usize * size_of::<WaiterSlot>(), 64);
+    let scratch = align_up(maps + MAPS as usize * size_of::<MapSlot>(), 64);
     let records = align_up(scratch + size_of::<Scratch>(), 64);
     let size = align_up(records + RECORDS as usize * size_of::<LockRecord>(), 4096);
-    Offsets { owners, files, buckets, waiters, scratch, records, size }
+    Offsets { owners, files, buckets, waiters, maps, scratch, records, size }
 };
 
 // Layout checks (rustix's check_types): a change here must bump LAYOUT_VERSION.
 const _: () = {
     assert!(size_of::<LockRecord>() == 56);
-    assert!(size_of::<OwnerSlot>() == 56);
+    assert!(size_of::<OwnerSlot>() == 64);
+    assert!(size_of::<MapSlot>() == 32);
     assert!(size_of::<WaiterSlot>() == 56);
     assert!(size_of::<FileSlot>() == 40);
     assert!(size_of::<libc::pthread_mutex_t>() == 40);

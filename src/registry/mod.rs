@@ -38,6 +38,7 @@ pub struct Tables<'g> {
     pub files: &'g mut [FileSlot],
     pub buckets: &'g mut [u32],
     pub waiters: &'g mut [WaiterSlot],
+    pub maps: &'g mut [MapSlot],
     pub scratch: &'g mut Scratch,
     pub records: &'g mut [LockRecord],
 }
@@ -150,6 +151,7 @@ pub(crate) unsafe fn tables_at<'a>(base: *mut u8) -> Tables<'a> {
             files: core::slice::from_raw_parts_mut(base.add(OFFSETS.files) as *mut FileSlot, FILES as usize),
             buckets: core::slice::from_raw_parts_mut(base.add(OFFSETS.buckets) as *mut u32, BUCKETS as usize),
             waiters: core::slice::from_raw_parts_mut(base.add(OFFSETS.waiters) as *mut WaiterSlot, WAITERS as usize),
+            maps: core::slice::from_raw_parts_mut(base.add(OFFSETS.maps) as *mut MapSlot, MAPS as usize),
             scratch: &mut *(base.add(OFFSETS.scratch) as *mut Scratch),
             records: core::slice::from_raw_parts_mut(base.add(OFFSETS.records) as *mut LockRecord, RECORDS as usize),
         }
@@ -165,11 +167,13 @@ impl Tables<'_> {
             file: NIL,
             owner: NIL,
             waiter: NIL,
+            map: NIL,
             record_high: 0,
             file_high: 0,
             owner_high: 0,
             waiter_high: 0,
-            _pad: [0; 3],
+            map_high: 0,
+            _pad: 0,
         };
         self.buckets.fill(NIL);
     }
@@ -228,7 +232,7 @@ impl Tables<'_> {
             nrecords: 0,
             in_use: 1,
             wake: AtomicU32::new(f.wake.load(Ordering::Relaxed)),
-            _pad: 0,
+            mappings: 0,
         };
         self.buckets[b] = i;
         Ok(i)
@@ -237,7 +241,7 @@ impl Tables<'_> {
     /// Returns an empty file slot to the free list.
     pub fn release_file_if_empty(&mut self, i: u32) {
         let Some(f) = self.files.get(i as usize) else { return };
-        if f.in_use != 1 || f.nrecords != 0 || f.root != NIL {
+        if f.in_use != 1 || f.nrecords != 0 || f.root != NIL || f.mappings != 0 {
             return;
         }
         let (dev, ino) = (f.dev, f.ino);
@@ -314,6 +318,8 @@ impl Tables<'_> {
             ino,
             waiter_head: NIL,
             nwaiters: 0,
+            map_head: NIL,
+            nmaps: 0,
             _pad: [0; 2],
         };
         Ok(i)
@@ -330,7 +336,7 @@ impl Tables<'_> {
     pub fn release_owner_if_idle(&mut self, i: u32) {
         let free_head = self.free.owner;
         let Some(o) = self.owners.get_mut(i as usize) else { return };
-        if o.kind == OWNER_FREE || o.nlocks != 0 || o.nwaiters != 0 {
+        if o.kind == OWNER_FREE || o.nlocks != 0 || o.nwaiters != 0 || o.nmaps != 0 {
             return;
         }
         o.kind = OWNER_FREE;
@@ -558,6 +564,147 @@ impl Tables<'_> {
         n > 0
     }
 
+    /// Records that `owner` mapped `[addr, addr + len)` of `file`; ENOMEM
+    /// when the mapping table is full.
+    pub fn add_map(&mut self, owner: u32, file: u32, addr: u64, len: u64) -> Result<(), Errno> {
+        let m = if self.free.map != NIL {
+            let m = self.free.map;
+            self.free.map = self.maps.get(m as usize).ok_or(Errno::NOMEM)?.next;
+            m
+        } else if self.free.map_high < MAPS {
+            self.free.map_high += 1;
+            self.free.map_high - 1
+        } else {
+            return Err(Errno::NOMEM);
+        };
+        let (Some(o), true) = (self.owners.get_mut(owner as usize), (file as usize) < self.files.len()) else {
+            return Err(Errno::NOMEM);
+        };
+        let head = o.map_head;
+        o.map_head = m;
+        o.nmaps += 1;
+        self.files[file as usize].mappings += 1;
+        self.maps[m as usize] = MapSlot { owner, file, next: head, in_use: 1, addr, len };
+        Ok(())
+    }
+
+    /// Forgets the part of `owner`'s mappings inside `[addr, addr + len)`
+    /// (munmap, MAP_FIXED over a mapping, mremap); returns how many mapping
+    /// records went. A mapping split in two keeps its whole record when no
+    /// slot is free: a mapping wrongly kept only makes lockf refuse, never
+    /// lets it lock a mapped file.
+    pub fn unmap_range(&mut self, owner: u32, addr: u64, len: u64) -> u32 {
+        let end = addr.saturating_add(len);
+        let mut removed = 0;
+        let mut prev = NIL;
+        let mut m = self.owners.get(owner as usize).map_or(NIL, |o| o.map_head);
+        for _ in 0..MAPS {
+            let Some(slot) = self.maps.get(m as usize) else { break };
+            let (next, file, a, b) = (slot.next, slot.file, slot.addr, slot.addr.saturating_add(slot.len));
+            if a >= end || b <= addr {
+                prev = m;
+                m = next;
+                continue;
+            }
+            match (a < addr, b > end) {
+                (true, true) => {
+                    // The hole is in the middle: keep the left piece here and
+                    // record the right piece as a new mapping (it goes on the
+                    // list head, behind this walk).
+                    if self.add_map(owner, file, end, b - end).is_ok() {
+                        self.maps[m as usize].len = addr - a;
+                    }
+                }
+                (true, false) => {
+                    self.maps[m as usize].len = addr - a;
+                }
+                (false, true) => {
+                    self.maps[m as usize].addr = end;
+                    self.maps[m as usize].len = b - end;
+                }
+                (false, false) => {
+                    match self.maps.get_mut(prev as usize) {
+                        Some(p) => p.next = next,
+                        None => self.owners[owner as usize].map_head = next,
+                    }
+                    self.free_map(m, owner, file);
+                    removed += 1;
+                    m = next;
+                    continue;
+                }
+            }
+            prev = m;
+            m = next;
+        }
+        removed
+    }
+
+    fn free_map(&mut self, m: u32, owner: u32, file: u32) {
+        if let Some(o) = self.owners.get_mut(owner as usize) {
+            o.nmaps = o.nmaps.saturating_sub(1);
+        }
+        if let Some(f) = self.files.get_mut(file as usize) {
+            f.mappings = f.mappings.saturating_sub(1);
+        }
+        let s = &mut self.maps[m as usize];
+        s.in_use = 0;
+        s.next = self.free.map;
+        self.free.map = m;
+        self.release_file_if_empty(file);
+    }
+
+    /// Forgets every mapping of `owner` (it exec'd or died).
+    pub fn drop_maps(&mut self, owner: u32) {
+        self.unmap_range(owner, 0, u64::MAX);
+        if let Some(o) = self.owners.get_mut(owner as usize) {
+            o.map_head = NIL;
+            o.nmaps = 0;
+        }
+    }
+
+    /// Gives `child` a copy of `parent`'s mappings (fork copies them).
+    pub fn copy_maps(&mut self, parent: u32, child: u32) -> u32 {
+        let mut copied = 0;
+        let mut m = self.owners.get(parent as usize).map_or(NIL, |o| o.map_head);
+        for _ in 0..MAPS {
+            let Some(slot) = self.maps.get(m as usize) else { break };
+            let (next, file, addr, len) = (slot.next, slot.file, slot.addr, slot.len);
+            if slot.in_use == 1 && self.add_map(child, file, addr, len).is_ok() {
+                copied += 1;
+            }
+            m = next;
+        }
+        copied
+    }
+
+    /// The file of `owner`'s mapping that contains `addr`, if any.
+    pub fn mapped_file_at(&self, owner: u32, addr: u64) -> Option<u32> {
+        let mut m = self.owners.get(owner as usize).map_or(NIL, |o| o.map_head);
+        for _ in 0..MAPS {
+            let slot = self.maps.get(m as usize)?;
+            if slot.addr <= addr && addr < slot.addr.saturating_add(slot.len) {
+                return Some(slot.file);
+            }
+            m = slot.next;
+        }
+        None
+    }
+
+    /// Whether any live process maps `file`; dead mappers are reaped first.
+    pub fn file_is_mapped(&mut self, file: u32, touched: &mut dyn FnMut(u32)) -> bool {
+        if self.files.get(file as usize).is_none_or(|f| f.mappings == 0) {
+            return false;
+        }
+        for i in 0..(self.free.map_high as usize).min(self.maps.len()) {
+            let m = &self.maps[i];
+            if m.in_use == 1 && m.file == file && self.owner_is_dead(m.owner, None) {
+                let owner = m.owner;
+                let _ = self.reap_owner(owner, touched);
+            }
+        }
+        self.files.get(file as usize).is_some_and(|f| f.mappings > 0)
+    }
+
     /// Removes every lock of `owner`, in every file, and frees its slot.
     /// Calls `touched` with each file that lost locks.
     pub fn reap_owner(&mut self, owner: u32, touched: &mut dyn FnMut(u32)) -> Result<(), Corrupt> {
@@ -571,6 +718,7 @@ impl Tables<'_> {
             self.release_file_if_empty(file);
         }
         self.remove_waiters_of(owner);
+        self.drop_maps(owner);
         if let Some(o) = self.owners.get_mut(owner as usize) {
             o.nlocks = 0;
             o.lock_head = NIL;
@@ -606,6 +754,11 @@ impl Tables<'_> {
         }
         self.free.waiter = NIL;
         self.free.waiter_high = 0;
+        // Mappings: dropped and rebuilt below from the mapping table.
+        for o in self.owners.iter_mut() {
+            o.map_head = NIL;
+            o.nmaps = 0;
+        }
         // Files: keep identities, rebuild chains and the free list.
         self.buckets.fill(NIL);
         self.free.file = NIL;
@@ -613,6 +766,7 @@ impl Tables<'_> {
             let f = &mut self.files[i];
             f.root = NIL;
             f.nrecords = 0;
+            f.mappings = 0;
             if f.in_use == 1 {
                 let b = bucket_of(f.dev, f.ino);
                 f.next = self.buckets[b];
@@ -660,6 +814,7 @@ impl Tables<'_> {
                 self.free.nrecords += 1;
             }
         }
+        self.relink_maps();
         // A list that still breaks its invariants is dropped, not trusted.
         for f in 0..self.file_high() as u32 {
             if self.files[f as usize].in_use == 1 && lockset::check(self, self.files[f as usize].root).is_err() {
@@ -673,6 +828,32 @@ impl Tables<'_> {
         }
         for o in 0..self.owner_high() as u32 {
             self.release_owner_if_idle(o);
+        }
+    }
+
+    /// Rebuilds owners' mapping lists and files' mapping counts from the
+    /// mapping table (repair).
+    fn relink_maps(&mut self) {
+        self.free.map = NIL;
+        let high = (self.free.map_high as usize).min(self.maps.len());
+        self.free.map_high = high as u32;
+        for i in (0..high).rev() {
+            let m = &self.maps[i];
+            let valid = m.in_use == 1
+                && self.owners.get(m.owner as usize).is_some_and(|o| o.kind == OWNER_PROCESS)
+                && self.files.get(m.file as usize).is_some_and(|f| f.in_use == 1);
+            if valid {
+                let (owner, file) = (m.owner, m.file);
+                let o = &mut self.owners[owner as usize];
+                self.maps[i].next = o.map_head;
+                o.map_head = i as u32;
+                o.nmaps += 1;
+                self.files[file as usize].mappings += 1;
+            } else {
+                self.maps[i].in_use = 0;
+                self.maps[i].next = self.free.map;
+                self.free.map = i as u32;
+            }
         }
     }
 
