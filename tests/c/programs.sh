@@ -50,6 +50,33 @@ same() {
     fi
 }
 
+# differs DESCRIPTION NATIVE_OUT SHIM_OUT COMMAND...: QNX-only behaviour.
+# Run natively and under the shim; each run must exit 0 and print exactly
+# its expected output (Linux's natively, QNX's under the shim).
+differs() {
+    local what=$1 want_n=$2 want_s=$3 rc_n rc_s
+    shift 3
+    (cd "$WORK" && timeout 30 "$@") >"$WORK/n.out" 2>"$WORK/n.err" </dev/null
+    rc_n=$?
+    (cd "$WORK" && timeout 30 env LD_PRELOAD="$LIB" QNXCOMPAT_REGISTRY="$REGISTRY" "$@") \
+        >"$WORK/s.out" 2>"$WORK/s.err" </dev/null
+    rc_s=$?
+    printf '%s\n' "$want_n" >"$WORK/n.want"
+    printf '%s\n' "$want_s" >"$WORK/s.want"
+    if [ "$rc_n" -eq 0 ] && [ "$rc_s" -eq 0 ] &&
+        cmp -s "$WORK/n.want" "$WORK/n.out" && cmp -s "$WORK/s.want" "$WORK/s.out"; then
+        passed=$((passed + 1))
+        echo "PASS programs: $what"
+    else
+        failed=$((failed + 1))
+        echo "FAIL programs: $what (exit status native $rc_n, shim $rc_s)"
+        diff -u "$WORK/n.want" "$WORK/n.out" | head -n 20 | sed "s/^/    native /"
+        diff -u "$WORK/s.want" "$WORK/s.out" | head -n 20 | sed "s/^/    shim /"
+        sed "s/^/    native stderr: /" "$WORK/n.err" | head -n 10
+        sed "s/^/    shim stderr: /" "$WORK/s.err" | head -n 10
+    fi
+}
+
 PY='
 import fcntl, os, struct, tempfile
 fd, p = tempfile.mkstemp()
@@ -83,6 +110,88 @@ fi
 if command -v flock >/dev/null 2>&1; then
     same "flock(1)" flock lockfile -c 'echo locked'
     same "flock(1) -n nested" flock -n lockfile2 flock -n -s lockfile3 echo nested
+fi
+
+# QNX-only: flock() and fcntl()/lockf() locks are one lock list and conflict.
+# HOLD_AND_TRY FILE runs a python process that holds fcntl.lockf(LOCK_EX)
+# (the whole FILE) and evaluates $TRY while it holds the lock and again after
+# it has released it, printing what $TRY printed each time.
+PY_HOLDER='
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+fcntl.lockf(fd, fcntl.LOCK_UN)
+print("released", flush=True)
+sys.stdin.readline()
+'
+HOLD_AND_TRY='
+coproc H { exec python3 -c "$PY_HOLDER" "$1"; }
+read -r -t 10 line <&"${H[0]}" && [ "$line" = held ] || { echo "holder: no lock"; exit 1; }
+echo "while lockf is held: $(eval "$TRY")"
+echo release >&"${H[1]}"
+read -r -t 10 line <&"${H[0]}" && [ "$line" = released ] || { echo "holder: no unlock"; exit 1; }
+echo "after lockf is released: $(eval "$TRY")"
+echo quit >&"${H[1]}"
+wait "$H_PID"
+'
+# another python process: fcntl.flock(LOCK_EX|LOCK_NB) on its own open
+PY_TRY_FLOCK='
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("acquired")
+except BlockingIOError:
+    print("BlockingIOError")
+'
+
+# A process that holds a lockf lock keeps it when it runs a program with
+# subprocess.run(): its vfork()ed child closes its copies of the descriptors
+# (close_fds) and execs, which must not release the parent's locks (on QNX
+# and Linux alike).  The lock is probed from an os.fork() child.
+PY_SPAWN='
+import fcntl, os, subprocess, tempfile
+fd, p = tempfile.mkstemp(dir=".")
+fcntl.lockf(fd, fcntl.LOCK_EX)
+def probe():
+    pid = os.fork()
+    if pid == 0:
+        f = os.open(p, os.O_RDWR)
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os._exit(0)
+        except OSError:
+            os._exit(1)
+    return "busy" if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) else "free"
+print("lockf lock, seen by another process:", probe())
+subprocess.run(["true"])
+print("after subprocess.run([\"true\"]):", probe())
+os.close(fd)
+os.unlink(p)
+'
+
+if command -v python3 >/dev/null 2>&1; then
+    differs "python3 fcntl.flock vs another python3's fcntl.lockf (QNX: conflict)" \
+        "while lockf is held: acquired
+after lockf is released: acquired" \
+        "while lockf is held: BlockingIOError
+after lockf is released: acquired" \
+        env PY_HOLDER="$PY_HOLDER" PY_TRY_FLOCK="$PY_TRY_FLOCK" \
+        TRY='python3 -c "$PY_TRY_FLOCK" lockfile4' bash -c "$HOLD_AND_TRY" hold lockfile4
+    if command -v flock >/dev/null 2>&1; then
+        # util-linux flock(1) -n fails while the lockf holder holds the file
+        differs "flock(1) -n vs a python3 fcntl.lockf holder (QNX: conflict)" \
+            "while lockf is held: free
+after lockf is released: free" \
+            "while lockf is held: busy
+after lockf is released: free" \
+            env PY_HOLDER="$PY_HOLDER" \
+            TRY='if flock -n lockfile5 true; then echo free; else echo busy; fi' \
+            bash -c "$HOLD_AND_TRY" hold lockfile5
+    fi
+    same "python3 lockf holder runs subprocess.run (vfork, close_fds)" python3 -c "$PY_SPAWN"
 fi
 
 echo "$passed passed, $failed failed"
