@@ -178,8 +178,14 @@ static int exec_done(int r)
     return r;
 }
 
+/* The real function, looked up once per wrapper and cached. */
 #define REAL_OR_ENOSYS(type, var, name)                                                            \
-    type var = (type)real_symbol(name);                                                            \
+    static type var##_cache;                                                                       \
+    type var = __atomic_load_n(&var##_cache, __ATOMIC_ACQUIRE);                                    \
+    if (!var) {                                                                                    \
+        var = (type)real_symbol(name);                                                             \
+        __atomic_store_n(&var##_cache, var, __ATOMIC_RELEASE);                                     \
+    }                                                                                              \
     if (!var) {                                                                                    \
         errno = ENOSYS;                                                                            \
         return -1;                                                                                 \
@@ -292,7 +298,12 @@ __attribute__((visibility("default"))) void *mremap(void *old, size_t old_len, s
         want = va_arg(ap, void *);
         va_end(ap);
     }
-    mremap_fn real = (mremap_fn)real_symbol("mremap");
+    static mremap_fn cache;
+    mremap_fn real = __atomic_load_n(&cache, __ATOMIC_ACQUIRE);
+    if (!real) {
+        real = (mremap_fn)real_symbol("mremap");
+        __atomic_store_n(&cache, real, __ATOMIC_RELEASE);
+    }
     if (!real) {
         errno = ENOSYS;
         return MAP_FAILED;
@@ -304,4 +315,106 @@ __attribute__((visibility("default"))) void *mremap(void *old, size_t old_len, s
         errno = saved;
     }
     return r;
+}
+
+/*
+ * Descriptor creation: the open family and dup return numbers that may have
+ * been closed behind the library's back; each result is reported so that the
+ * descriptor cache (src/local.rs) forgets what it knew of that number.
+ */
+extern void qnxcompat_fd_fresh(int fd);
+
+static int fresh(int fd)
+{
+    if (fd >= 0) {
+        int saved = errno;
+        qnxcompat_fd_fresh(fd);
+        errno = saved;
+    }
+    return fd;
+}
+
+/* open's mode argument exists only with O_CREAT or O_TMPFILE (glibc). */
+#define NEEDS_MODE(flags) (((flags) & O_CREAT) || ((flags) & O_TMPFILE) == O_TMPFILE)
+#define READ_MODE(last, flags, mode)                                                               \
+    do {                                                                                           \
+        mode = 0;                                                                                  \
+        if (NEEDS_MODE(flags)) {                                                                   \
+            va_list ap;                                                                            \
+            va_start(ap, last);                                                                    \
+            mode = va_arg(ap, mode_t);                                                             \
+            va_end(ap);                                                                            \
+        }                                                                                          \
+    } while (0)
+
+typedef int (*open_fn)(const char *, int, ...);
+typedef int (*openat_fn)(int, const char *, int, ...);
+typedef int (*open2_fn)(const char *, int);
+typedef int (*openat2_fn)(int, const char *, int);
+typedef int (*creat_fn)(const char *, mode_t);
+typedef int (*dup_fn)(int);
+
+#define DEFINE_OPEN(name)                                                                          \
+    __attribute__((visibility("default"))) int name(const char *path, int flags, ...)              \
+    {                                                                                              \
+        mode_t mode;                                                                               \
+        READ_MODE(flags, flags, mode);                                                             \
+        REAL_OR_ENOSYS(open_fn, real, #name);                                                      \
+        return fresh(real(path, flags, mode));                                                     \
+    }
+DEFINE_OPEN(open)
+DEFINE_OPEN(open64)
+
+#define DEFINE_OPENAT(name)                                                                        \
+    __attribute__((visibility("default"))) int name(int dirfd, const char *path, int flags, ...)   \
+    {                                                                                              \
+        mode_t mode;                                                                               \
+        READ_MODE(flags, flags, mode);                                                             \
+        REAL_OR_ENOSYS(openat_fn, real, #name);                                                    \
+        return fresh(real(dirfd, path, flags, mode));                                              \
+    }
+DEFINE_OPENAT(openat)
+DEFINE_OPENAT(openat64)
+
+/* _FORTIFY_SOURCE's checked variants call the open syscall themselves. */
+__attribute__((visibility("default"))) int __open_2(const char *path, int flags)
+{
+    REAL_OR_ENOSYS(open2_fn, real, "__open_2");
+    return fresh(real(path, flags));
+}
+
+__attribute__((visibility("default"))) int __open64_2(const char *path, int flags)
+{
+    REAL_OR_ENOSYS(open2_fn, real, "__open64_2");
+    return fresh(real(path, flags));
+}
+
+__attribute__((visibility("default"))) int __openat_2(int dirfd, const char *path, int flags)
+{
+    REAL_OR_ENOSYS(openat2_fn, real, "__openat_2");
+    return fresh(real(dirfd, path, flags));
+}
+
+__attribute__((visibility("default"))) int __openat64_2(int dirfd, const char *path, int flags)
+{
+    REAL_OR_ENOSYS(openat2_fn, real, "__openat64_2");
+    return fresh(real(dirfd, path, flags));
+}
+
+__attribute__((visibility("default"))) int creat(const char *path, mode_t mode)
+{
+    REAL_OR_ENOSYS(creat_fn, real, "creat");
+    return fresh(real(path, mode));
+}
+
+__attribute__((visibility("default"))) int creat64(const char *path, mode_t mode)
+{
+    REAL_OR_ENOSYS(creat_fn, real, "creat64");
+    return fresh(real(path, mode));
+}
+
+__attribute__((visibility("default"))) int dup(int fd)
+{
+    REAL_OR_ENOSYS(dup_fn, real, "dup");
+    return fresh(real(fd));
 }

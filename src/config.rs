@@ -8,6 +8,7 @@
 //! | `QNXCOMPAT_REGISTRY` | the registry segment's name (default `qnxcompat-v1-<uid>`) |
 //! | `QNXCOMPAT_QNX_VERSION` | `7` (default) or `8`: which release's mlock rules apply |
 //! | `QNXCOMPAT_ABILITIES` | comma list of QNX abilities granted to a non-root process: `mem_lock` (`PROCMGR_AID_MEM_LOCK`) |
+//! | `QNXCOMPAT_FDCACHE=0` | no descriptor cache, for programs that close descriptors with raw syscalls |
 //! | `QNXCOMPAT_FAULT` | test-only fault injection, see [`crate::fault`] |
 //!
 //! # Safety
@@ -201,6 +202,9 @@ pub fn load() {
         })
     });
     ABILITY_MEM_LOCK.store(mem_lock, Ordering::Relaxed);
+    if sys::getenv(c"QNXCOMPAT_FDCACHE").is_some_and(|v| matches!(v.to_bytes(), b"0" | b"off" | b"no")) {
+        crate::local::disable_fd_cache();
+    }
     if let Some(f) = sys::getenv(c"QNXCOMPAT_FAULT") {
         crate::fault::arm(f.to_bytes());
     }

@@ -141,3 +141,118 @@ pub fn run_deferred_releases() {
         }
     }
 }
+
+/// What a descriptor refers to, cached so that the lock fast path makes no
+/// syscall: its file and access mode, and the open-file owner its open file
+/// description has in the registry.
+///
+/// An entry is filled on a descriptor's first lock call and forgotten on
+/// every path the library sees that closes or (re)creates a descriptor
+/// number: close, fclose, fcloseall, dup2/dup3 over it, close_range,
+/// closefrom, open/openat/creat, dup and fcntl F_DUPFD. A descriptor closed
+/// behind the library's back (a raw `syscall(SYS_close)`) and reused by a
+/// call it does not see would leave a stale entry: `QNXCOMPAT_FDCACHE=0`
+/// turns the cache off for such programs.
+///
+/// Each entry is a seqlock: `meta` is cleared while the words change, and a
+/// reader keeps what it read only if `meta` was valid and unchanged around
+/// the read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FdInfo {
+    pub dev: u64,
+    pub ino: u64,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+struct FdEntry {
+    meta: AtomicU64,
+    dev: AtomicU64,
+    ino: AtomicU64,
+    /// Open-file owner: slot | generation << 32, or u64::MAX.
+    owner: AtomicU64,
+}
+
+const FD_CACHE: usize = 4096;
+const VALID: u64 = 1 << 63;
+const READABLE: u64 = 1;
+const WRITABLE: u64 = 2;
+const SEQ: u64 = 4;
+const NO_OWNER: u64 = u64::MAX;
+
+static FDS: [FdEntry; FD_CACHE] = [const {
+    FdEntry { meta: AtomicU64::new(0), dev: AtomicU64::new(0), ino: AtomicU64::new(0), owner: AtomicU64::new(NO_OWNER) }
+}; FD_CACHE];
+static FD_CACHE_ON: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
+
+/// Turns the descriptor cache off (QNXCOMPAT_FDCACHE=0).
+pub fn disable_fd_cache() {
+    FD_CACHE_ON.store(false, Ordering::Relaxed);
+}
+
+fn fd_entry(fd: i32) -> Option<&'static FdEntry> {
+    if !FD_CACHE_ON.load(Ordering::Relaxed) {
+        return None;
+    }
+    FDS.get(usize::try_from(fd).ok()?)
+}
+
+/// The cached file and access mode of `fd`, if known.
+pub fn fd_lookup(fd: i32) -> Option<FdInfo> {
+    let e = fd_entry(fd)?;
+    let m1 = e.meta.load(Ordering::Acquire);
+    if m1 & VALID == 0 {
+        return None;
+    }
+    let (dev, ino) = (e.dev.load(Ordering::Relaxed), e.ino.load(Ordering::Relaxed));
+    core::sync::atomic::fence(Ordering::Acquire);
+    (e.meta.load(Ordering::Relaxed) == m1).then_some(FdInfo {
+        dev,
+        ino,
+        readable: m1 & READABLE != 0,
+        writable: m1 & WRITABLE != 0,
+    })
+}
+
+/// Caches what `fd` refers to.
+pub fn fd_store(fd: i32, info: FdInfo) {
+    let Some(e) = fd_entry(fd) else { return };
+    let seq = (e.meta.load(Ordering::Relaxed) & !(VALID | READABLE | WRITABLE)).wrapping_add(SEQ) & !VALID;
+    e.meta.store(0, Ordering::Relaxed);
+    core::sync::atomic::fence(Ordering::Release);
+    e.dev.store(info.dev, Ordering::Relaxed);
+    e.ino.store(info.ino, Ordering::Relaxed);
+    e.owner.store(NO_OWNER, Ordering::Relaxed);
+    let flags = if info.readable { READABLE } else { 0 } | if info.writable { WRITABLE } else { 0 };
+    e.meta.store(VALID | seq | flags, Ordering::Release);
+}
+
+/// Forgets `fd` (it was closed, replaced or created anew). Async-signal-safe.
+pub fn fd_forget(fd: i32) {
+    if let Some(e) = usize::try_from(fd).ok().and_then(|i| FDS.get(i)) {
+        e.meta.store(0, Ordering::Release);
+    }
+}
+
+/// Forgets every descriptor in `[lo, hi]`.
+pub fn fd_forget_range(lo: u32, hi: u32) {
+    let hi = (hi as usize).min(FD_CACHE - 1);
+    for e in FDS.iter().take(hi + 1).skip(lo as usize) {
+        e.meta.store(0, Ordering::Release);
+    }
+}
+
+/// The open-file owner cached for `fd`: (slot, generation).
+pub fn fd_owner(fd: i32) -> Option<(u32, u32)> {
+    let e = fd_entry(fd)?;
+    let m1 = e.meta.load(Ordering::Acquire);
+    let o = e.owner.load(Ordering::Acquire);
+    (m1 & VALID != 0 && o != NO_OWNER && e.meta.load(Ordering::Acquire) == m1).then_some((o as u32, (o >> 32) as u32))
+}
+
+/// Caches the open-file owner of `fd`'s open file description.
+pub fn fd_set_owner(fd: i32, slot: u32, generation: u32) {
+    if let Some(e) = fd_entry(fd) {
+        e.owner.store(u64::from(slot) | u64::from(generation) << 32, Ordering::Release);
+    }
+}

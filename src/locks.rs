@@ -51,23 +51,28 @@ impl From<Errno> for Outcome {
 pub struct OpenFile {
     pub dev: u64,
     pub ino: u64,
-    pub size: i64,
     pub readable: bool,
     pub writable: bool,
 }
 
 impl OpenFile {
+    /// What `fd` refers to: from the descriptor cache when possible, so the
+    /// uncontended lock path makes no syscall.
     pub fn of(fd: i32) -> Result<OpenFile, Errno> {
+        if let Some(i) = local::fd_lookup(fd) {
+            return Ok(OpenFile { dev: i.dev, ino: i.ino, readable: i.readable, writable: i.writable });
+        }
         let st = sys::fstat(fd)?;
         let fl = sys::fcntl_int(fd, libc::F_GETFL, 0)? as i32;
         let acc = fl & libc::O_ACCMODE;
-        Ok(OpenFile {
+        let f = OpenFile {
             dev: st.st_dev,
             ino: st.st_ino,
-            size: st.st_size,
             readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
             writable: acc == libc::O_WRONLY || acc == libc::O_RDWR,
-        })
+        };
+        local::fd_store(fd, local::FdInfo { dev: f.dev, ino: f.ino, readable: f.readable, writable: f.writable });
+        Ok(f)
     }
 
     /// The offset `l_whence` counts from.
@@ -75,7 +80,7 @@ impl OpenFile {
         match whence as i32 {
             libc::SEEK_SET => Ok(0),
             libc::SEEK_CUR => sys::current_offset(fd),
-            libc::SEEK_END => Ok(self.size),
+            libc::SEEK_END => sys::fstat(fd).map(|st| st.st_size),
             _ => Err(Errno::INVAL),
         }
     }
@@ -176,6 +181,15 @@ fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool)
             Ok(Some(o))
         }
         OwnerSpec::OpenFile(fd, flavor) => {
+            // The descriptor cache remembers the owner; the registry says
+            // whether that slot still is it.
+            if let Some((slot, generation)) = local::fd_owner(fd) {
+                let token = openfile::Token { slot, generation };
+                if let Some(o) = t.openfile_owner(token, file.dev, file.ino) {
+                    relabel_if_idle(t, o, flavor, create);
+                    return Ok(Some(o));
+                }
+            }
             let mut found = None;
             let mut stale = [None; 4];
             let mut nstale = 0;
@@ -191,6 +205,10 @@ fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool)
             for tok in stale.iter().flatten() {
                 openfile::drop_token(fd, *tok);
             }
+            if let Some(o) = found {
+                local::fd_set_owner(fd, o, t.owners[o as usize].generation % openfile::TOKEN_GENS);
+                relabel_if_idle(t, o, flavor, create);
+            }
             if found.is_some() || !create {
                 return Ok(found);
             }
@@ -200,22 +218,24 @@ fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool)
                 t.release_owner_if_idle(o);
                 return Err(e);
             }
+            local::fd_set_owner(fd, o, token.generation);
             Ok(Some(o))
         }
     }
 }
 
-/// Frees an owner that holds nothing any more; an open-file owner's token
-/// is dropped through `fd` first, so it never names a reused slot.
-fn retire_if_idle(t: &mut Tables, o: u32, spec: OwnerSpec) {
-    let Some(slot) = t.owners.get(o as usize) else { return };
-    if slot.nlocks != 0 {
-        return;
+/// An open-file owner outlives its locks (keeping it spares a token and an
+/// fdinfo read per flock call). When an idle one locks again, F_GETLK must
+/// name the process that now took the lock, and report it in the flavor of
+/// the call that took it.
+fn relabel_if_idle(t: &mut Tables, o: u32, flavor: u8, locking: bool) {
+    if let Some(slot) = t.owners.get_mut(o as usize)
+        && locking
+        && slot.nlocks == 0
+    {
+        slot.pid = owner::current().pid;
+        slot.flavor = flavor;
     }
-    if let OwnerSpec::OpenFile(fd, _) = spec {
-        openfile::drop_token(fd, openfile::Token { slot: o, generation: slot.generation % openfile::TOKEN_GENS });
-    }
-    t.release_owner_if_idle(o);
 }
 
 /// The descriptor a request's liveness probes go through.
@@ -238,6 +258,7 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
     let mut repaired = false;
     let mut converted = !r.convert;
     let mut interrupted = false;
+    let mut slept_on = None;
     let is_lock = matches!(r.req, Request::Lock(_));
     loop {
         let reg = match registry::reach(is_lock) {
@@ -258,6 +279,11 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
             }
             out
         };
+        if let Some(s) = slept_on.take()
+            && let Some(f) = t.files.get_mut(s as usize)
+        {
+            f.sleepers = f.sleepers.saturating_sub(1);
+        }
         if interrupted {
             return finish(&mut t, call, Outcome::Interrupted);
         }
@@ -293,7 +319,6 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
             wake.absorb(t.files, &touched);
             if mapped {
                 t.release_file_if_empty(slot);
-                retire_if_idle(&mut t, me, r.owner);
                 return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
             }
         }
@@ -321,14 +346,12 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
                 }
                 let out = finish(&mut t, call, Outcome::Done(0));
                 t.release_file_if_empty(slot);
-                retire_if_idle(&mut t, me, r.owner);
                 return out;
             }
             Err(SetError::Conflict(rec)) => t.records[rec as usize].owner,
             Err(SetError::NoSpace) => {
                 let out = finish(&mut t, call, Outcome::Failed(r.nomem));
                 t.release_file_if_empty(slot);
-                retire_if_idle(&mut t, me, r.owner);
                 return out;
             }
             Err(SetError::Corrupt) => {
@@ -347,7 +370,6 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
         }
         if !r.wait {
             t.release_file_if_empty(slot);
-            retire_if_idle(&mut t, me, r.owner);
             return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
         }
         if let (None, Request::Lock(want)) = (call.waiter(), r.req) {
@@ -355,7 +377,6 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
                 Check::Retry => continue,
                 Check::Deadlock => {
                     t.release_file_if_empty(slot);
-                    retire_if_idle(&mut t, me, r.owner);
                     return finish(&mut t, call, Outcome::Failed(Errno::DEADLK));
                 }
                 Check::Clear => {
@@ -365,16 +386,19 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
                 }
             }
         }
-        // Read the futex word under the mutex: a release after this point
-        // changes it, so the sleep below cannot miss the wake.
-        let word = reg.wake_word(slot);
-        let seen = word.load(core::sync::atomic::Ordering::Acquire);
-        drop(g);
         let now = sys::monotonic_ns();
         if now >= deadline {
             call.slices += 1;
             return Outcome::Again;
         }
+        // Read the futex word and count ourselves a sleeper under the mutex:
+        // a release after this point changes the word and wakes us, so the
+        // sleep below cannot miss it.
+        let word = reg.wake_word(slot);
+        let seen = word.load(core::sync::atomic::Ordering::Acquire);
+        t.files[slot as usize].sleepers += 1;
+        slept_on = Some(slot);
+        drop(g);
         if sys::futex_wait_shared(word, seen, deadline - now) == Err(Errno::INTR) {
             interrupted = true;
         }
@@ -488,7 +512,7 @@ pub fn abandon(call: &mut CallState) {
 
 /// Keeps the process-local summary in step with the process's own records.
 fn account(spec: OwnerSpec, slot: u32, file: &OpenFile, delta: i32) {
-    if spec == OwnerSpec::Process && !owner::in_shared_memory_child() {
+    if spec == OwnerSpec::Process {
         local::account(slot, file.dev, file.ino, delta);
     }
 }
@@ -882,7 +906,7 @@ fn find_owner(t: &Tables, me: ProcessIdentity) -> Option<u32> {
 /// releases on the first close of any descriptor). The new image drops
 /// marked locks when it loads; a failed exec clears the marks.
 pub fn mark_for_exec() {
-    if !local::holds_any() {
+    if !local::holds_any() || owner::in_shared_memory_child() {
         return;
     }
     let mut files = [(0u64, 0u64); 64];
@@ -908,7 +932,7 @@ pub fn mark_for_exec() {
 
 /// After a failed exec: nothing was closed, so nothing is released.
 pub fn clear_exec_marks() {
-    if local::holds_any() {
+    if local::holds_any() && !owner::in_shared_memory_child() {
         set_exec_marks(&mut |_, _| false);
     }
 }

@@ -81,22 +81,23 @@ static MY_PID: AtomicI32 = AtomicI32::new(0);
 static MY_START: AtomicU64 = AtomicU64::new(0);
 
 ///
-/// The cache is trusted only while `getpid()` still matches it: a `vfork()`
-/// child (or a `clone(CLONE_VM)` one) shares our memory and skips the
-/// `pthread_atfork` handlers, so it must neither use nor overwrite it.
+/// The lock path uses the cache without a syscall. A `vfork()` child (or a
+/// `clone(CLONE_VM)` one) shares our memory and skips the `pthread_atfork`
+/// handlers, so the paths such a child runs (close, dup2, close_range,
+/// exec) first ask [`in_shared_memory_child`]; a vfork child that takes
+/// locks itself would act as its parent (POSIX allows it only `_exit` and
+/// the exec family).
 pub fn current() -> ProcessIdentity {
-    let pid = sys::getpid();
     let cached = MY_PID.load(Ordering::Acquire);
-    if cached == pid {
-        return ProcessIdentity { pid, starttime: MY_START.load(Ordering::Relaxed) };
+    if cached != 0 {
+        return ProcessIdentity { pid: cached, starttime: MY_START.load(Ordering::Relaxed) };
     }
+    let pid = sys::getpid();
     // If /proc is unreadable, 0 still identifies us consistently; liveness
     // then rests on the pid alone.
     let starttime = read_stat(0).map(|f| f.starttime).unwrap_or(0);
-    if cached == 0 {
-        MY_START.store(starttime, Ordering::Relaxed);
-        MY_PID.store(pid, Ordering::Release);
-    }
+    MY_START.store(starttime, Ordering::Relaxed);
+    MY_PID.store(pid, Ordering::Release);
     ProcessIdentity { pid, starttime }
 }
 

@@ -19,6 +19,7 @@ use core::fmt::Write;
 
 use super::{errno_of, table};
 use crate::config::{self, Func};
+use crate::local;
 use crate::locks::{self, FdSnapshot};
 use crate::sys::{self, Errno};
 use crate::trace::{self, Cursor, Ret};
@@ -70,7 +71,9 @@ fn close_hook(f: Func, fd: c_int) -> c_int {
     }
     let start = now_if(f);
     let locked = locks::locked_file_of(fd);
+    local::fd_forget(fd);
     let r = real_close(fd);
+    local::fd_forget(fd);
     closed(f, start, r, locked, &|c| write!(c, "fd={fd}"))
 }
 
@@ -100,8 +103,10 @@ pub unsafe extern "C" fn fclose(stream: *mut libc::FILE) -> c_int {
     // SAFETY: a non-NULL stream the caller is about to close is still open.
     let fd = table::fileno::get().map_or(-1, |fileno| unsafe { fileno(stream) });
     let locked = if fd >= 0 { locks::locked_file_of(fd) } else { None };
+    local::fd_forget(fd);
     // SAFETY: the caller's stream, forwarded.
     let r = unsafe { real(stream) };
+    local::fd_forget(fd);
     closed(Func::Fclose, start, r, locked, &|c| write!(c, "stream={stream:p} (fd={fd})"))
 }
 
@@ -119,6 +124,7 @@ pub extern "C" fn fcloseall() -> c_int {
     let snap = FdSnapshot::take(0, u32::MAX);
     // SAFETY: no arguments.
     let r = unsafe { real() };
+    local::fd_forget_range(0, u32::MAX);
     let e = errno_of(r as i64);
     snap.settle();
     trace::line(Func::Fcloseall, start, Ret::Int(r as i64, e), &|_| Ok(()));
@@ -133,7 +139,9 @@ fn dup_hook(f: Func, oldfd: c_int, newfd: c_int, flags: c_int, real: &dyn Fn() -
     }
     let start = now_if(f);
     let locked = if oldfd != newfd { locks::locked_file_of(newfd) } else { None };
+    local::fd_forget(newfd);
     let r = real();
+    local::fd_forget(newfd);
     let e = errno_of(r as i64);
     if r >= 0
         && let Some((dev, ino)) = locked
@@ -174,7 +182,9 @@ fn range_close(f: Func, lo: c_uint, hi: c_uint, flags: c_int, real: &dyn Fn() ->
     }
     let start = now_if(f);
     let snap = FdSnapshot::take(lo, hi);
+    local::fd_forget_range(lo, hi);
     let r = real();
+    local::fd_forget_range(lo, hi);
     let e = errno_of(r as i64);
     snap.settle();
     trace::line(f, start, Ret::Int(r as i64, e), &|c| {

@@ -105,6 +105,9 @@ pub unsafe extern "C" fn qnxcompat_fcntl(
     if !config::active() || lock_cmd.is_none() {
         // SAFETY: the caller's own arguments, forwarded.
         let r = unsafe { real_fcntl(fd, cmd, arg) };
+        if r >= 0 && matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
+            crate::local::fd_forget(r as c_int);
+        }
         trace::line(func, start, Ret::Int(r as i64, super::errno_of(r as i64)), &|c: &mut Cursor| {
             write!(c, "fd={fd}, ")?;
             decode::cmd(c, cmd)?;
@@ -220,4 +223,11 @@ pub unsafe extern "C" fn qnxcompat_call_abandon(call: *mut CallState) {
     let saved = Errno::last();
     locks::abandon(call);
     saved.set();
+}
+
+/// Called by the C open/openat/creat/dup wrappers with the descriptor they
+/// returned: whatever the cache knew of that number is stale now.
+#[unsafe(no_mangle)]
+pub extern "C" fn qnxcompat_fd_fresh(fd: c_int) {
+    crate::local::fd_forget(fd);
 }

@@ -208,6 +208,10 @@ pub struct FileSlot {
     pub wake: AtomicU32,
     /// (r) Recorded mmap() mappings of the file, by any process.
     pub mappings: u32,
+    /// (r) Requests asleep on `wake`; a release wakes only when there are
+    /// some, so an uncontended unlock makes no syscall.
+    pub sleepers: u32,
+    pub _pad: u32,
 }
 
 /// Byte offsets of each table from the start of the segment.
@@ -244,7 +248,7 @@ const _: () = {
     assert!(size_of::<OwnerSlot>() == 64);
     assert!(size_of::<MapSlot>() == 32);
     assert!(size_of::<WaiterSlot>() == 56);
-    assert!(size_of::<FileSlot>() == 40);
+    assert!(size_of::<FileSlot>() == 48);
     assert!(size_of::<libc::pthread_mutex_t>() == 40);
     assert!(core::mem::offset_of!(Header, mutex) == 64);
     assert!(core::mem::offset_of!(Header, free) == 128);

@@ -233,6 +233,8 @@ impl Tables<'_> {
             in_use: 1,
             wake: AtomicU32::new(f.wake.load(Ordering::Relaxed)),
             mappings: 0,
+            sleepers: 0,
+            _pad: 0,
         };
         self.buckets[b] = i;
         Ok(i)
@@ -1116,7 +1118,9 @@ impl WakeSet {
     pub fn notify(&mut self, files: &[FileSlot], f: u32) {
         if let Some(slot) = files.get(f as usize) {
             slot.wake.fetch_add(1, Ordering::Release);
-            self.add(f);
+            if slot.sleepers > 0 {
+                self.add(f);
+            }
         }
     }
 
