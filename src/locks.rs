@@ -19,7 +19,7 @@ use crate::local;
 use crate::openfile;
 use crate::owner::{self, ProcessIdentity};
 use crate::registry::layout::{FLAVOR_LINUX_OFD, FLAVOR_QNX_FLOCK, OWNER_OPENFILE};
-use crate::registry::{self, Reach, Tables, WakeSet};
+use crate::registry::{self, MapCheck, Reach, Tables, WakeSet};
 use crate::sys::{self, Errno};
 
 /// The longest a blocked request sleeps before it offers cancellation and
@@ -315,11 +315,16 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
         };
         if r.refuse_mapped {
             let mut touched = WakeSet::default();
-            let mapped = t.file_is_mapped(slot, &mut |f| touched.add(f));
+            let check = t.file_is_mapped(slot, me_id.pid, &mut |f| touched.add(f));
             wake.absorb(t.files, &touched);
-            if mapped {
-                t.release_file_if_empty(slot);
-                return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+            match check {
+                MapCheck::Mapped => {
+                    t.release_file_if_empty(slot);
+                    return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+                }
+                // The file slot may have gone with what was reaped.
+                MapCheck::Changed => continue,
+                MapCheck::Unmapped => {}
             }
         }
         if let Some(w) = call.waiter()
@@ -433,7 +438,7 @@ fn deadlock_check(t: &mut Tables, wake: &mut WakeSet, me: u32, slot: u32, want: 
         // An open-file owner can be probed only through a descriptor of its
         // own file; a process owner needs no probe.
         let probe = t.owners.get(o as usize).filter(|s| s.dev == dev && s.ino == ino).map(|_| fd);
-        if t.owner_is_dead(o, probe) {
+        if t.owner_is_dead_now(o, probe) {
             let mut touched = WakeSet::default();
             if t.reap_owner(o, &mut |f| touched.add(f)).is_err() {
                 t.repair(&mut |f| touched.add(f));
@@ -443,6 +448,18 @@ fn deadlock_check(t: &mut Tables, wake: &mut WakeSet, me: u32, slot: u32, want: 
         }
         if t.drop_dead_waiters(o) {
             return Check::Retry;
+        }
+    }
+    // An open file on the cycle is released by whichever process holds a
+    // descriptor of it: unless every one of them is blocked, someone can
+    // still release it, and this is no deadlock.
+    for &o in &cycle.owners()[1..] {
+        let Some(s) = t.owners.get(o as usize).filter(|s| s.kind == OWNER_OPENFILE) else { continue };
+        let token = openfile::Token { slot: o, generation: s.generation % openfile::TOKEN_GENS };
+        let mut free_holder = false;
+        openfile::holders(s.dev, s.ino, token, &mut |pid| free_holder |= !t.process_is_waiting(pid));
+        if free_holder {
+            return Check::Clear;
         }
     }
     note_cycle(t, &cycle, slot, want, q);

@@ -22,6 +22,12 @@ use crate::sys;
 /// This process's mapping records.
 static MAPPED: AtomicU32 = AtomicU32::new(0);
 
+/// A length as the kernel counts it: whole pages.
+fn pages(len: usize) -> u64 {
+    let page = sys::page_size();
+    len.div_ceil(page) as u64 * page as u64
+}
+
 fn adjust(delta: i64) {
     let now = MAPPED.load(Ordering::Relaxed) as i64;
     MAPPED.store((now + delta).max(0) as u32, Ordering::Relaxed);
@@ -48,7 +54,7 @@ pub fn mapped(addr: usize, len: usize, flags: i32, fd: i32) {
         t.release_owner_if_idle(me);
         return;
     };
-    if t.add_map(me, file, addr as u64, len as u64).is_ok() {
+    if t.add_map(me, file, addr as u64, pages(len)).is_ok() {
         adjust(1);
     } else {
         t.release_file_if_empty(file);
@@ -67,13 +73,12 @@ pub fn unmapped(addr: usize, len: usize) {
     let mut t = g.tables();
     let Some(me) = own_slot(&t) else { return };
     let before = t.owners[me as usize].nmaps as i64;
-    t.unmap_range(me, addr as u64, len as u64);
+    t.unmap_range(me, addr as u64, pages(len));
     adjust(t.owners[me as usize].nmaps as i64 - before);
-    t.release_owner_if_idle(me);
 }
 
 /// After a successful mremap: the file mapped at `old` is now mapped at
-/// `new` for `new_len` bytes.
+/// `new` for `new_len` bytes (moved, or shrunk or grown in place).
 pub fn remapped(old: usize, old_len: usize, new: usize, new_len: usize) {
     if MAPPED.load(Ordering::Relaxed) == 0 {
         return;
@@ -83,34 +88,41 @@ pub fn remapped(old: usize, old_len: usize, new: usize, new_len: usize) {
     let mut t = g.tables();
     let Some(me) = own_slot(&t) else { return };
     let Some(file) = t.mapped_file_at(me, old as u64) else { return };
+    let (dev, ino) = (t.files[file as usize].dev, t.files[file as usize].ino);
     let before = t.owners[me as usize].nmaps as i64;
-    // Record the new place first, so the file never looks unmapped.
-    let _ = t.add_map(me, file, new as u64, new_len as u64);
-    let span = if new == old { new_len.max(old_len) } else { old_len };
-    // Cut the old range out, then restore the new one if they overlapped.
-    t.unmap_range(me, old as u64, span as u64);
-    if new == old || (new < old + old_len && old < new + new_len) {
-        let _ = t.add_map(me, file, new as u64, new_len as u64);
+    // Cutting the old range out may free the file's slot: find it again.
+    t.unmap_range(me, old as u64, pages(old_len));
+    if let Ok(file) = t.file_slot(dev, ino) {
+        let _ = t.add_map(me, file, new as u64, pages(new_len));
+        t.release_file_if_empty(file);
     }
     adjust(t.owners[me as usize].nmaps as i64 - before);
 }
 
-/// In a fork child: the child maps what the parent mapped. `parent` is the
-/// parent's owner slot.
-pub fn inherit(parent: u32) {
-    MAPPED.store(0, Ordering::Relaxed);
-    if parent == crate::engine::tree::NIL {
-        return;
+/// `fork()` by a process that maps files: the child maps them too, so its
+/// records must exist before either process can act. The registry mutex is
+/// held across the real fork, and the parent records the child's copies
+/// before letting go; a child that unmaps at once waits for the mutex and
+/// finds its records. (The child keeps this process's count of records.)
+pub fn fork_mapped(real_fork: &dyn Fn() -> libc::pid_t) -> libc::pid_t {
+    let Some(reg) = registry::attached() else { return real_fork() };
+    let Ok(mut g) = reg.lock() else { return real_fork() };
+    let pid = real_fork();
+    if pid == 0 {
+        // The child does not own the mutex (the parent's thread does), so it
+        // must neither unlock it nor run the guard's wake-ups.
+        core::mem::forget(g);
+        return pid;
     }
-    let Some(reg) = registry::attached() else { return };
-    let Ok(mut g) = reg.lock() else { return };
-    let mut t = g.tables();
-    if t.owners.get(parent as usize).is_none_or(|o| o.nmaps == 0) {
-        return;
+    if pid > 0 {
+        let mut t = g.tables();
+        if let (Some(parent), Some(child)) = (own_slot(&t), owner::identity_of(pid))
+            && let Ok(c) = t.new_owner(registry::layout::OWNER_PROCESS, 0, child.pid, child.starttime, 0, 0)
+        {
+            t.copy_maps(parent, c);
+        }
     }
-    let Ok(me) = t.process_owner(owner::current(), crate::engine::tree::NIL) else { return };
-    local::set_owner_hint(me);
-    adjust(t.copy_maps(parent, me) as i64);
+    pid
 }
 
 /// At load after an exec: the old image's mappings are gone.
@@ -119,7 +131,7 @@ pub fn forget_old_image(t: &mut registry::Tables, me: u32) {
     MAPPED.store(0, Ordering::Relaxed);
 }
 
-/// Whether this process's parent had mappings recorded (fork handler).
+/// Whether this process has file mappings on record.
 pub fn any() -> bool {
     MAPPED.load(Ordering::Relaxed) > 0
 }

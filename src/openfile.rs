@@ -110,15 +110,50 @@ pub fn alive(fd: i32, token: Token) -> bool {
 /// The tokens held through `fd`'s open file description, from
 /// `/proc/self/fdinfo/<fd>`: calls `f` with each.
 pub fn tokens_of(fd: i32, f: &mut dyn FnMut(Token)) -> Result<(), Errno> {
+    tokens_in(0, fd, f)
+}
+
+/// The tokens held through descriptor `fd` of process `pid` (0: ourselves).
+fn tokens_in(pid: i32, fd: i32, f: &mut dyn FnMut(Token)) -> Result<(), Errno> {
     let mut path = [0u8; 48];
     let mut c = crate::trace::Cursor::new(&mut path);
-    let _ = write!(c, "/proc/self/fdinfo/{fd}\0");
+    let _ = if pid == 0 { write!(c, "/proc/self/fdinfo/{fd}\0") } else { write!(c, "/proc/{pid}/fdinfo/{fd}\0") };
     let n = c.len();
     let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Errno::INVAL)?;
     let mut buf = [0u8; 4096];
     let len = sys::read_small_file(path, &mut buf)?;
     parse_fdinfo(&buf[..len], f);
     Ok(())
+}
+
+/// Calls `f` with every process that holds a descriptor of the open file
+/// description carrying `token` (a file `(dev, ino)`): a scan of every
+/// visible process's descriptors, for the rare question of whether an
+/// open file's lock can still be released by someone.
+pub fn holders(dev: u64, ino: u64, token: Token, f: &mut dyn FnMut(i32)) {
+    let _ = sys::for_each_entry(c"/proc", &mut |name, _| {
+        let Some(pid) = sys::entry_number(name) else { return };
+        let mut dir = [0u8; 40];
+        let mut c = crate::trace::Cursor::new(&mut dir);
+        let _ = write!(c, "/proc/{pid}/fd\0");
+        let n = c.len();
+        let Ok(dir) = core::ffi::CStr::from_bytes_with_nul(&dir[..n]) else { return };
+        let mut holds = false;
+        let _ = sys::for_each_entry(dir, &mut |fdname, _| {
+            let Some(fd) = sys::entry_number(fdname).filter(|_| !holds) else { return };
+            let mut link = [0u8; 48];
+            let mut c = crate::trace::Cursor::new(&mut link);
+            let _ = write!(c, "/proc/{pid}/fd/{fd}\0");
+            let n = c.len();
+            let Ok(link) = core::ffi::CStr::from_bytes_with_nul(&link[..n]) else { return };
+            if sys::stat(link).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino) {
+                let _ = tokens_in(pid, fd, &mut |t| holds |= t == token);
+            }
+        });
+        if holds {
+            f(pid);
+        }
+    });
 }
 
 /// Finds the OFD lock lines of an fdinfo text and reports the tokens.

@@ -75,6 +75,61 @@ pub fn liveness(id: ProcessIdentity) -> Liveness {
     }
 }
 
+/// Whether process `pid` maps the file `(dev, ino)`, from `/proc/<pid>/maps`;
+/// `None` when that cannot be read (the caller then keeps what it knew).
+/// Streams the file through a fixed buffer: no allocation.
+pub fn maps_file(pid: i32, dev: u64, ino: u64) -> Option<bool> {
+    let mut path = [0u8; 32];
+    let mut w = crate::trace::Cursor::new(&mut path);
+    use core::fmt::Write;
+    let _ = write!(w, "/proc/{pid}/maps\0");
+    let n = w.len();
+    let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).ok()?;
+    let fd = sys::open(path, libc::O_RDONLY, 0).ok()?;
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let mut buf = [0u8; 8192];
+    let mut kept = 0;
+    let mut found = Some(false);
+    loop {
+        let got = match sys::read(fd, &mut buf[kept..]) {
+            Ok(0) => break,
+            Ok(g) => g,
+            Err(sys::Errno::INTR) => continue,
+            Err(_) => {
+                found = None;
+                break;
+            }
+        };
+        let end = kept + got;
+        let mut start = 0;
+        while let Some(nl) = buf[start..end].iter().position(|&c| c == b'\n') {
+            if maps_line_is(&buf[start..start + nl], major, minor, ino) {
+                found = Some(true);
+            }
+            start += nl + 1;
+        }
+        if found == Some(true) {
+            break;
+        }
+        // Keep the unfinished line; a line longer than the buffer is skipped.
+        kept = if end - start < buf.len() { end - start } else { 0 };
+        buf.copy_within(start..start + kept, 0);
+    }
+    let _ = sys::close(fd);
+    found
+}
+
+/// Whether a maps line (`addr perms offset MAJ:MIN inode path`) names the
+/// file.
+fn maps_line_is(line: &[u8], major: u32, minor: u32, ino: u64) -> bool {
+    let mut f = line.split(|&c| c == b' ').filter(|w| !w.is_empty());
+    let (Some(devf), Some(inof)) = (f.nth(3), f.next()) else { return false };
+    let mut parts = devf.split(|&c| c == b':');
+    let hex = |w: &[u8]| core::str::from_utf8(w).ok().and_then(|s| u32::from_str_radix(s, 16).ok());
+    let dec = |w: &[u8]| core::str::from_utf8(w).ok().and_then(|s| s.parse::<u64>().ok());
+    matches!((parts.next().and_then(hex), parts.next().and_then(hex), dec(inof)), (Some(a), Some(b), Some(i)) if a == major && b == minor && i == ino)
+}
+
 /// This process's identity, read once per process image and again in a
 /// fork child (see `forget_after_fork`).
 static MY_PID: AtomicI32 = AtomicI32::new(0);
@@ -108,6 +163,11 @@ pub fn in_shared_memory_child() -> bool {
     cached != 0 && cached != sys::getpid()
 }
 
+/// The identity of another process, read from `/proc/<pid>/stat`.
+pub fn identity_of(pid: i32) -> Option<ProcessIdentity> {
+    read_stat(pid).ok().map(|f| ProcessIdentity { pid, starttime: f.starttime })
+}
+
 /// Called in a fork child: the child is a new owner.
 pub fn forget_after_fork() {
     MY_PID.store(0, Ordering::Release);
@@ -123,6 +183,24 @@ mod tests {
         assert_eq!(parse_stat(line), Some(StatFields { state: b'S', starttime: 987654 }));
         assert_eq!(parse_stat(b"12 (x) Z 1 2"), None);
         assert_eq!(parse_stat(b"garbage"), None);
+    }
+
+    #[test]
+    fn maps_lines() {
+        let l = b"7f00-7f10 r--s 00000000 fe:00 10010951                   /tmp/x";
+        assert!(maps_line_is(l, 0xfe, 0, 10010951));
+        assert!(!maps_line_is(l, 0xfe, 1, 10010951));
+        assert!(!maps_line_is(b"7f00-7f10 rw-p 00000000 00:00 0", 0xfe, 0, 10010951));
+    }
+
+    #[test]
+    fn reads_own_maps() {
+        let st = sys::fstat(0).ok();
+        let exe = std::fs::metadata("/proc/self/exe").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(maps_file(sys::getpid(), exe.dev(), exe.ino()), Some(true));
+        assert_eq!(maps_file(sys::getpid(), 1, 1), Some(false));
+        let _ = st;
     }
 
     #[test]

@@ -282,14 +282,14 @@ pub fn getenv(name: &CStr) -> Option<&'static CStr> {
     }
 }
 
-/// Calls `f` with every open descriptor of this process (except the one used
-/// for the listing), read from `/proc/self/fd` without allocating.
-pub fn for_each_open_fd(f: &mut dyn FnMut(c_int)) -> Result<()> {
-    let dir = open(c"/proc/self/fd", libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+/// Calls `f` with the name of every entry of the directory `dir`, and the
+/// descriptor the listing itself uses (no allocation; `.` and `..` included).
+pub fn for_each_entry(dir: &CStr, f: &mut dyn FnMut(&[u8], c_int)) -> Result<()> {
+    let fd = open(dir, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     let mut buf = [0u8; 2048];
     let result = loop {
         // SAFETY: `buf` is valid for writes of its length.
-        let n = match check(unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) }) {
+        let n = match check(unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) }) {
             Ok(0) => break Ok(()),
             Ok(n) => n as usize,
             Err(e) => break Err(e),
@@ -302,18 +302,45 @@ pub fn for_each_open_fd(f: &mut dyn FnMut(c_int)) -> Result<()> {
                 break;
             }
             let name = &buf[off + 19..off + reclen];
-            let name = &name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())];
-            if !name.is_empty() && name.iter().all(u8::is_ascii_digit) {
-                let fd = name.iter().fold(0i64, |a, &c| a * 10 + i64::from(c - b'0'));
-                if fd != dir as i64 && fd <= c_int::MAX as i64 {
-                    f(fd as c_int);
-                }
-            }
+            f(&name[..name.iter().position(|&c| c == 0).unwrap_or(name.len())], fd);
             off += reclen;
         }
     };
-    let _ = close(dir);
+    let _ = close(fd);
     result
+}
+
+/// Parses a directory entry name that is a number (a pid or an fd).
+pub fn entry_number(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 9 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(name.iter().fold(0i32, |a, &c| a * 10 + i32::from(c - b'0')))
+}
+
+/// Calls `f` with every open descriptor of this process (except the one used
+/// for the listing), read from `/proc/self/fd` without allocating.
+pub fn for_each_open_fd(f: &mut dyn FnMut(c_int)) -> Result<()> {
+    for_each_entry(c"/proc/self/fd", &mut |name, listing| {
+        if let Some(fd) = entry_number(name).filter(|&fd| fd != listing) {
+            f(fd);
+        }
+    })
+}
+
+fn unsafe_zeroed_stat() -> libc::stat {
+    // SAFETY: an all-zero stat is a valid value of this plain C struct.
+    unsafe { core::mem::zeroed() }
+}
+
+/// `stat(path)`, following symlinks.
+pub fn stat(path: &CStr) -> Result<libc::stat> {
+    let mut st = unsafe_zeroed_stat();
+    // SAFETY: a NUL-terminated path and a valid stat buffer.
+    check(unsafe {
+        libc::syscall(libc::SYS_newfstatat, libc::AT_FDCWD, path.as_ptr(), &mut st as *mut libc::stat, 0)
+    })?;
+    Ok(st)
 }
 
 /// `pause()`: sleeps until a signal arrives.

@@ -18,6 +18,13 @@ pub trait WaitGraph {
     /// Calls `f` with every owner that blocks some request `owner` is
     /// waiting on (duplicates allowed).
     fn blockers_of(&self, owner: u32, f: &mut dyn FnMut(u32));
+
+    /// Whether reaching `owner` means reaching the requester: by default
+    /// only the requester itself. The registry also counts owners whose
+    /// locks only the requester's (blocked) process can release.
+    fn is_requester(&self, owner: u32, requester: u32) -> bool {
+        owner == requester
+    }
 }
 
 /// Scratch space for one search; every slice is indexed by owner slot.
@@ -60,7 +67,7 @@ pub fn find_cycle<G: WaitGraph + ?Sized>(g: &G, requester: u32, blockers: &[u32]
     let mut top = 0;
     s.mark[requester as usize] = epoch;
     for &b in blockers {
-        if b == requester {
+        if g.is_requester(b, requester) {
             continue;
         }
         if (b as usize) < n && s.mark[b as usize] != epoch {
@@ -78,7 +85,7 @@ pub fn find_cycle<G: WaitGraph + ?Sized>(g: &G, requester: u32, blockers: &[u32]
             if closing.is_some() || c as usize >= n {
                 return;
             }
-            if c == requester {
+            if g.is_requester(c, requester) {
                 closing = Some(o);
             } else if s.mark[c as usize] != epoch && top < n {
                 s.mark[c as usize] = epoch;

@@ -44,16 +44,26 @@ extern "C" fn fini() {
     }
 }
 
-/// A fork child is a new process owner with no locks, which maps what its
-/// parent mapped.
+/// A fork child is a new process owner with no locks. (Its copies of the
+/// parent's file mappings were recorded by the `fork` hook.)
 extern "C" fn after_fork_child() {
-    let parent = local::owner_hint();
-    let had_maps = mappings::any();
     owner::forget_after_fork();
     local::forget_after_fork();
-    if had_maps && config::active() {
-        mappings::inherit(parent);
-    }
+}
+
+/// `fork()`: plain, unless this process maps files (see
+/// [`mappings::fork_mapped`]).
+#[unsafe(no_mangle)]
+pub extern "C" fn fork() -> libc::pid_t {
+    let real = || match table::fork::get() {
+        // SAFETY: no arguments.
+        Some(f) => unsafe { f() },
+        None => {
+            Errno::NOSYS.set();
+            -1
+        }
+    };
+    if config::active() && mappings::any() { mappings::fork_mapped(&real) } else { real() }
 }
 
 #[used]

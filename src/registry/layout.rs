@@ -133,7 +133,14 @@ pub struct OwnerSlot {
     pub map_head: u32,
     /// (r) How many there are; an owner with mappings is never freed.
     pub nmaps: u32,
+    /// (r) CLOCK_MONOTONIC when `/proc` last showed this process alive.
+    pub alive_at_ns: u64,
 }
+
+/// How long a `/proc` check that found an owner alive is trusted. A process
+/// whose pid is gone is seen dead at once (`kill(pid, 0)`); a zombie or a
+/// reused pid is seen within this long.
+pub const LIVENESS_TTL_NS: u64 = 100_000_000;
 
 /// A file mapping made with mmap() by a process, kept so that lockf() can
 /// refuse F_LOCK/F_TLOCK on a mapped file whichever process mapped it.
@@ -245,7 +252,7 @@ pub const OFFSETS: Offsets = {
 // Layout checks (rustix's check_types): a change here must bump LAYOUT_VERSION.
 const _: () = {
     assert!(size_of::<LockRecord>() == 56);
-    assert!(size_of::<OwnerSlot>() == 64);
+    assert!(size_of::<OwnerSlot>() == 72);
     assert!(size_of::<MapSlot>() == 32);
     assert!(size_of::<WaiterSlot>() == 56);
     assert!(size_of::<FileSlot>() == 48);

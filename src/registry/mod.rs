@@ -322,6 +322,7 @@ impl Tables<'_> {
             nwaiters: 0,
             map_head: NIL,
             nmaps: 0,
+            alive_at_ns: 0,
             _pad: [0; 2],
         };
         Ok(i)
@@ -522,7 +523,7 @@ impl Tables<'_> {
     pub fn find_cycle(&mut self, requester: u32, blockers: &[u32]) -> Option<Cycle> {
         let view = GraphView {
             owners: self.owners,
-            waiters: self.waiters,
+            waiters: &self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())],
             files: self.files,
             records: self.records,
             now: sys::monotonic_ns(),
@@ -535,6 +536,14 @@ impl Tables<'_> {
             epoch: &mut sc.epoch,
         };
         deadlock::find_cycle(&view, requester, blockers, &mut s)
+    }
+
+    /// Whether process `pid` has a fresh blocked request registered.
+    pub fn process_is_waiting(&self, pid: i32) -> bool {
+        let now = sys::monotonic_ns();
+        self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())]
+            .iter()
+            .any(|w| w.in_use == 1 && w.pid == pid && now.saturating_sub(w.heartbeat_ns) < WAITER_STALE_NS)
     }
 
     /// Calls `f` with each fresh registered waiter of `owner`.
@@ -550,12 +559,18 @@ impl Tables<'_> {
     }
 
     /// Drops a registration whose waiting process has died.
+    /// A process owner's own waiters are its threads, alive when it is (the
+    /// caller checked the owner); an open file's waiters are checked here.
     pub fn drop_dead_waiters(&mut self, owner: u32) -> bool {
         let mut dead = [NIL; 16];
         let mut n = 0;
+        let own_pid = self.owners.get(owner as usize).filter(|o| o.kind == OWNER_PROCESS).map(|o| o.pid);
         self.waiters_of(owner, &mut |i, w| {
+            if Some(w.pid) == own_pid {
+                return;
+            }
             let id = ProcessIdentity { pid: w.pid, starttime: w.starttime };
-            if n < dead.len() && owner::liveness(id) == Liveness::Dead {
+            if n < dead.len() && (!sys::pid_exists(w.pid) || owner::liveness(id) == Liveness::Dead) {
                 dead[n] = i;
                 n += 1;
             }
@@ -692,19 +707,54 @@ impl Tables<'_> {
         None
     }
 
-    /// Whether any live process maps `file`; dead mappers are reaped first.
-    pub fn file_is_mapped(&mut self, file: u32, touched: &mut dyn FnMut(u32)) -> bool {
-        if self.files.get(file as usize).is_none_or(|f| f.mappings == 0) {
-            return false;
+    /// Whether any live process maps `file` (QNX lockf's mapped-file rule).
+    /// Another process's records are checked against what it really maps:
+    /// a dead process is reaped, and a process that no longer maps the file
+    /// (it exec'd an image without the library, say) loses its records for
+    /// it. Returns `Changed` when anything went, since the file slot itself
+    /// may then have been freed: the caller looks it up again.
+    pub fn file_is_mapped(&mut self, file: u32, me_pid: i32, touched: &mut dyn FnMut(u32)) -> MapCheck {
+        let Some(f) = self.files.get(file as usize) else { return MapCheck::Unmapped };
+        if f.mappings == 0 {
+            return MapCheck::Unmapped;
         }
+        let (dev, ino) = (f.dev, f.ino);
         for i in 0..(self.free.map_high as usize).min(self.maps.len()) {
-            let m = &self.maps[i];
-            if m.in_use == 1 && m.file == file && self.owner_is_dead(m.owner, None) {
-                let owner = m.owner;
+            let (in_use, mfile, owner) = (self.maps[i].in_use, self.maps[i].file, self.maps[i].owner);
+            if in_use != 1 || mfile != file {
+                continue;
+            }
+            if self.owner_is_dead(owner, None) {
                 let _ = self.reap_owner(owner, touched);
+                return MapCheck::Changed;
+            }
+            let pid = self.owners.get(owner as usize).map_or(0, |o| o.pid);
+            if pid != me_pid && owner::maps_file(pid, dev, ino) == Some(false) {
+                self.drop_maps_of_file(owner, file);
+                return MapCheck::Changed;
             }
         }
-        self.files.get(file as usize).is_some_and(|f| f.mappings > 0)
+        MapCheck::Mapped
+    }
+
+    /// Forgets `owner`'s mappings of `file`.
+    fn drop_maps_of_file(&mut self, owner: u32, file: u32) {
+        let mut prev = NIL;
+        let mut m = self.owners.get(owner as usize).map_or(NIL, |o| o.map_head);
+        for _ in 0..MAPS {
+            let Some(slot) = self.maps.get(m as usize) else { break };
+            let next = slot.next;
+            if slot.file == file {
+                match self.maps.get_mut(prev as usize) {
+                    Some(p) => p.next = next,
+                    None => self.owners[owner as usize].map_head = next,
+                }
+                self.free_map(m, owner, file);
+            } else {
+                prev = m;
+            }
+            m = next;
+        }
     }
 
     /// Removes every lock of `owner`, in every file, and frees its slot.
@@ -892,14 +942,34 @@ impl Tables<'_> {
         }
     }
 
+    /// Like `owner_is_dead`, but never trusting an earlier `/proc` check: a
+    /// found deadlock must not rest on a process that became a zombie since.
+    pub fn owner_is_dead_now(&mut self, i: u32, probe: Option<i32>) -> bool {
+        if let Some(o) = self.owners.get_mut(i as usize) {
+            o.alive_at_ns = 0;
+        }
+        self.owner_is_dead(i, probe)
+    }
+
     /// Whether the owner in slot `i` has died: a process that exited, or an
     /// open file whose every descriptor closed. An open file can only be
     /// probed through `probe`, a descriptor of the same file belonging to
     /// another open file description; without one it counts as alive.
-    pub fn owner_is_dead(&self, i: u32, probe: Option<i32>) -> bool {
-        match self.owners.get(i as usize) {
+    pub fn owner_is_dead(&mut self, i: u32, probe: Option<i32>) -> bool {
+        match self.owners.get_mut(i as usize) {
             Some(o) if o.kind == OWNER_PROCESS => {
-                owner::liveness(ProcessIdentity { pid: o.pid, starttime: o.starttime }) == Liveness::Dead
+                if !sys::pid_exists(o.pid) {
+                    return true;
+                }
+                let now = sys::monotonic_ns();
+                if now.saturating_sub(o.alive_at_ns) < LIVENESS_TTL_NS {
+                    return false;
+                }
+                let dead = owner::liveness(ProcessIdentity { pid: o.pid, starttime: o.starttime }) == Liveness::Dead;
+                if !dead {
+                    o.alive_at_ns = now;
+                }
+                dead
             }
             Some(o) if o.kind == OWNER_OPENFILE => probe.is_some_and(|fd| {
                 !crate::openfile::alive(
@@ -913,8 +983,12 @@ impl Tables<'_> {
 }
 
 /// The wait-for graph, derived from the registered waiters and the lock
-/// lists: an owner waits for the holders of every lock that conflicts with
-/// one of its live, fresh registrations.
+/// lists. An owner waits for the holders of every lock that conflicts with
+/// one of its fresh registrations; and, since a lock is released by a
+/// process, an owner also waits for whatever blocks the process that took
+/// its locks (`OwnerSlot::pid`): an open file whose locker is blocked in
+/// fcntl cannot release its flock, and a process blocked in flock cannot
+/// release its fcntl locks. So cycles through both kinds of owner are found.
 struct GraphView<'a> {
     owners: &'a [OwnerSlot],
     waiters: &'a [WaiterSlot],
@@ -939,26 +1013,46 @@ impl GraphView<'_> {
     }
 }
 
+impl GraphView<'_> {
+    fn pid_of(&self, owner: u32) -> Option<i32> {
+        self.owners.get(owner as usize).filter(|o| o.kind != OWNER_FREE).map(|o| o.pid)
+    }
+
+    fn fresh(&self, w: &WaiterSlot) -> bool {
+        w.in_use == 1 && self.now.saturating_sub(w.heartbeat_ns) < WAITER_STALE_NS
+    }
+}
+
 impl WaitGraph for GraphView<'_> {
     fn blockers_of(&self, owner: u32, f: &mut dyn FnMut(u32)) {
-        self.each_waiter(owner, &mut |_, w| {
-            let (Some(file), Some(t)) = (self.files.get(w.file as usize), LockType::from_raw(w.ltype)) else { return };
+        let pid = self.pid_of(owner);
+        for w in self.waiters.iter().filter(|w| self.fresh(w) && (w.owner == owner || Some(w.pid) == pid)) {
+            let (Some(file), Some(t)) = (self.files.get(w.file as usize), LockType::from_raw(w.ltype)) else {
+                continue;
+            };
             if w.start < 0 || w.start > w.end {
-                return;
+                continue;
             }
-            let _ = lockset::for_each_conflict(
-                self.records,
-                file.root,
-                owner,
-                t,
-                Range { start: w.start, end: w.end },
-                &mut |_, r| {
-                    f(r.owner);
-                    true
-                },
-            );
-        });
+            let q = Range { start: w.start, end: w.end };
+            let _ = lockset::for_each_conflict(self.records, file.root, w.owner, t, q, &mut |_, r| {
+                f(r.owner);
+                true
+            });
+        }
     }
+
+    fn is_requester(&self, owner: u32, requester: u32) -> bool {
+        owner == requester || (self.pid_of(owner).is_some() && self.pid_of(owner) == self.pid_of(requester))
+    }
+}
+
+/// What `Tables::file_is_mapped` found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MapCheck {
+    Mapped,
+    Unmapped,
+    /// Stale records went; look the file up again.
+    Changed,
 }
 
 /// Where the registry stands for this process.
