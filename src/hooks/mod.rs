@@ -98,3 +98,68 @@ pub extern "C" fn qnxcompat_exec_failed() {
         saved.set();
     }
 }
+
+/// `int qnxcompat_verify(const char *registry, char *msg, size_t len)`:
+/// checks a lock registry's every structure against every other (see
+/// `Tables::verify`) and writes a one-line summary into `msg`. Returns 0
+/// when consistent, 1 when not, 2 when the registry cannot be attached or
+/// locked. `registry` NULL means the registry this process uses. Part of the
+/// public C API, for test suites that want to confirm the registry after
+/// torture.
+///
+/// # Safety
+/// `registry` is NULL or NUL-terminated; `msg` is valid for `len` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn qnxcompat_verify(
+    registry: *const core::ffi::c_char,
+    msg: *mut u8,
+    len: usize,
+) -> core::ffi::c_int {
+    use core::fmt::Write;
+    let name = if registry.is_null() {
+        config::registry_name()
+    } else {
+        // SAFETY: per the contract, a NUL-terminated string.
+        unsafe { core::ffi::CStr::from_ptr(registry) }.to_bytes()
+    };
+    let out: &mut [u8] = if msg.is_null() || len == 0 {
+        &mut []
+    } else {
+        // SAFETY: per the contract, `msg` is valid for `len` bytes.
+        unsafe { core::slice::from_raw_parts_mut(msg, len) }
+    };
+    let cap = out.len().saturating_sub(1);
+    let mut c = crate::trace::Cursor::new(&mut out[..cap]);
+    let code = match crate::registry::attach_named(name) {
+        Err(refusal) => {
+            let _ = c.write_str("cannot attach: ");
+            let _ = refusal.describe(&mut c);
+            2
+        }
+        Ok(reg) => match reg.lock() {
+            Err(e) => {
+                let _ = write!(c, "cannot lock: {}", e.name());
+                2
+            }
+            Ok(mut g) => match g.tables().verify() {
+                Ok(k) => {
+                    let _ = write!(
+                        c,
+                        "consistent: {} lock records, {} files, {} owners, {} waiters, {} mappings",
+                        k.records, k.files, k.owners, k.waiters, k.maps
+                    );
+                    0
+                }
+                Err(why) => {
+                    let _ = write!(c, "INCONSISTENT: {why}");
+                    1
+                }
+            },
+        },
+    };
+    let n = c.len();
+    if let Some(z) = out.get_mut(n) {
+        *z = 0;
+    }
+    code
+}
