@@ -1,0 +1,89 @@
+//! In-process benchmarks of the pure engine (criterion): the lock-list
+//! operations the registry runs under its mutex, and the deadlock search.
+//! `make bench` runs these beside the native/shim comparison in bench/.
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use qnxcompat::engine::deadlock::{self, WaitGraph};
+use qnxcompat::engine::lockset::{self, Pool};
+use qnxcompat::engine::range::{LockType, Range, Request};
+use qnxcompat::engine::tree::{Arena, ArenaMut, Corrupt, LockRecord, NIL, RECORD_FREE, RECORD_LIVE};
+
+/// A record pool over a Vec, as the registry's is over shared memory.
+struct VecPool {
+    recs: Vec<LockRecord>,
+    free: Vec<u32>,
+}
+
+impl Arena for VecPool {
+    fn records(&self) -> &[LockRecord] {
+        &self.recs
+    }
+}
+
+impl ArenaMut for VecPool {
+    fn records_mut(&mut self) -> &mut [LockRecord] {
+        &mut self.recs
+    }
+}
+
+impl Pool for VecPool {
+    fn alloc(&mut self, owner: u32, file: u32) -> Option<u32> {
+        let i = self.free.pop()?;
+        self.recs[i as usize] = LockRecord { owner, file, state: RECORD_LIVE, left: NIL, right: NIL, ..Default::default() };
+        Some(i)
+    }
+    fn free(&mut self, i: u32) -> Result<(), Corrupt> {
+        self.rec_mut(i)?.state = RECORD_FREE;
+        self.free.push(i);
+        Ok(())
+    }
+    fn can_alloc(&self, n: u32, _for_unlock: bool) -> bool {
+        self.free.len() as u32 >= n
+    }
+}
+
+fn lock_pair_with_others(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lock+unlock pair, same owner holds N other ranges");
+    for n in [0u32, 1_000, 10_000, 100_000] {
+        let mut p = VecPool { recs: (0..n + 16).map(|_| LockRecord::default()).collect(), free: (0..n + 16).rev().collect() };
+        let mut root = NIL;
+        for i in 0..n {
+            let s = 1_000_000 + 2 * i as i64;
+            lockset::set(&mut p, &mut root, 0, 1, Request::Lock(LockType::Write), Range::new(s, s)).unwrap();
+        }
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter(|| {
+                lockset::set(&mut p, &mut root, 0, 1, Request::Lock(LockType::Write), Range::new(0, 9)).unwrap();
+                lockset::set(&mut p, &mut root, 0, 1, Request::Unlock, Range::new(0, 9)).unwrap();
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A chain of waiters: owner i waits for owner i+1; the last waits for 0.
+struct Chain(u32);
+
+impl WaitGraph for Chain {
+    fn blockers_of(&self, owner: u32, f: &mut dyn FnMut(u32)) {
+        if owner + 1 < self.0 {
+            f(owner + 1);
+        } else {
+            f(0);
+        }
+    }
+}
+
+fn deadlock_search(c: &mut Criterion) {
+    let n = 4096usize;
+    let (mut mark, mut parent, mut stack, mut epoch) = (vec![0; n], vec![0; n], vec![0; n], 0u32);
+    c.bench_function("deadlock search, cycle through 64 waiters", |b| {
+        b.iter(|| {
+            let mut s = deadlock::Scratch { mark: &mut mark, parent: &mut parent, stack: &mut stack, epoch: &mut epoch };
+            assert!(deadlock::find_cycle(&Chain(65), 0, &[1], &mut s).is_some());
+        })
+    });
+}
+
+criterion_group!(benches, lock_pair_with_others, deadlock_search);
+criterion_main!(benches);
