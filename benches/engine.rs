@@ -4,48 +4,15 @@
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use qnxcompat::engine::deadlock::{self, WaitGraph};
-use qnxcompat::engine::lockset::{self, Pool};
+use qnxcompat::engine::lockset;
 use qnxcompat::engine::range::{LockType, Range, Request};
-use qnxcompat::engine::tree::{Arena, ArenaMut, Corrupt, LockRecord, NIL, RECORD_FREE, RECORD_LIVE};
-
-/// A record pool over a Vec, as the registry's is over shared memory.
-struct VecPool {
-    recs: Vec<LockRecord>,
-    free: Vec<u32>,
-}
-
-impl Arena for VecPool {
-    fn records(&self) -> &[LockRecord] {
-        &self.recs
-    }
-}
-
-impl ArenaMut for VecPool {
-    fn records_mut(&mut self) -> &mut [LockRecord] {
-        &mut self.recs
-    }
-}
-
-impl Pool for VecPool {
-    fn alloc(&mut self, owner: u32, file: u32) -> Option<u32> {
-        let i = self.free.pop()?;
-        self.recs[i as usize] = LockRecord { owner, file, state: RECORD_LIVE, left: NIL, right: NIL, ..Default::default() };
-        Some(i)
-    }
-    fn free(&mut self, i: u32) -> Result<(), Corrupt> {
-        self.rec_mut(i)?.state = RECORD_FREE;
-        self.free.push(i);
-        Ok(())
-    }
-    fn can_alloc(&self, n: u32, _for_unlock: bool) -> bool {
-        self.free.len() as u32 >= n
-    }
-}
+use qnxcompat::engine::tree::NIL;
+use qnxcompat::engine::vecpool::VecPool;
 
 fn lock_pair_with_others(c: &mut Criterion) {
     let mut g = c.benchmark_group("lock+unlock pair, same owner holds N other ranges");
     for n in [0u32, 1_000, 10_000, 100_000] {
-        let mut p = VecPool { recs: (0..n + 16).map(|_| LockRecord::default()).collect(), free: (0..n + 16).rev().collect() };
+        let mut p = VecPool::new(n + 16, 0);
         let mut root = NIL;
         for i in 0..n {
             let s = 1_000_000 + 2 * i as i64;
@@ -79,7 +46,8 @@ fn deadlock_search(c: &mut Criterion) {
     let (mut mark, mut parent, mut stack, mut epoch) = (vec![0; n], vec![0; n], vec![0; n], 0u32);
     c.bench_function("deadlock search, cycle through 64 waiters", |b| {
         b.iter(|| {
-            let mut s = deadlock::Scratch { mark: &mut mark, parent: &mut parent, stack: &mut stack, epoch: &mut epoch };
+            let mut s =
+                deadlock::Scratch { mark: &mut mark, parent: &mut parent, stack: &mut stack, epoch: &mut epoch };
             assert!(deadlock::find_cycle(&Chain(65), 0, &[1], &mut s).is_some());
         })
     });

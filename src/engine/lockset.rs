@@ -235,64 +235,12 @@ pub fn check<A: Arena + ?Sized>(a: &A, root: u32) -> Result<usize, Corrupt> {
     if bad { Err(Corrupt) } else { Ok(count) }
 }
 
-/// A `Pool` for tests: a Vec of records with a free list.
-#[cfg(test)]
-pub mod testpool {
-    use super::*;
-    use crate::engine::tree::{NIL, RECORD_FREE, RECORD_LIVE};
-
-    pub struct VecPool {
-        pub recs: Vec<LockRecord>,
-        pub free: Vec<u32>,
-        pub reserve: u32,
-    }
-
-    impl VecPool {
-        pub fn new(n: u32, reserve: u32) -> VecPool {
-            VecPool { recs: (0..n).map(|_| LockRecord::default()).collect(), free: (0..n).rev().collect(), reserve }
-        }
-        pub fn live(&self) -> usize {
-            self.recs.iter().filter(|r| r.state == RECORD_LIVE).count()
-        }
-    }
-
-    impl Arena for VecPool {
-        fn records(&self) -> &[LockRecord] {
-            &self.recs
-        }
-    }
-
-    impl ArenaMut for VecPool {
-        fn records_mut(&mut self) -> &mut [LockRecord] {
-            &mut self.recs
-        }
-    }
-
-    impl Pool for VecPool {
-        fn alloc(&mut self, owner: u32, file: u32) -> Option<u32> {
-            let i = self.free.pop()?;
-            let r = &mut self.recs[i as usize];
-            *r = LockRecord { owner, file, state: RECORD_LIVE, left: NIL, right: NIL, ..Default::default() };
-            Some(i)
-        }
-        fn free(&mut self, i: u32) -> Result<(), Corrupt> {
-            self.rec_mut(i)?.state = RECORD_FREE;
-            self.free.push(i);
-            Ok(())
-        }
-        fn can_alloc(&self, n: u32, for_unlock: bool) -> bool {
-            let need = if for_unlock { n } else { n + self.reserve };
-            self.free.len() as u32 >= need
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testpool::VecPool;
     use super::*;
     use crate::engine::range::EOF;
     use crate::engine::tree::NIL;
+    use crate::engine::vecpool::VecPool;
 
     const A: u32 = 1;
     const B: u32 = 2;

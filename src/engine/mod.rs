@@ -6,3 +6,4 @@ pub mod deadlock;
 pub mod lockset;
 pub mod range;
 pub mod tree;
+pub mod vecpool;
