@@ -27,9 +27,16 @@ demo: build
 	QNXCOMPAT_TRACE=1 QNXCOMPAT_REGISTRY=qnxcompat-demo-$$$$ LD_PRELOAD=$(CURDIR)/$(LIB) target/demo; \
 	  status=$$?; rm -f /dev/shm/qnxcompat-demo-*; exit $$status
 
-# Reserved for the benchmark issue (side-by-side native vs shim numbers).
-bench:
-	@echo "make bench: not built yet (see the benchmark issue)"; exit 2
+# Benchmarks (never part of `make test`): the engine in-process with
+# criterion, then every scenario natively and under the library side by side.
+bench: build
+	cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3
+	bench/run.sh $(LIB)
+
+# The long reliability runs: 1,000 kills, 16 x 10,000 oracle operations,
+# >= 1,000,000 fuzzed calls.
+stress: build
+	scripts/stress.sh $(LIB)
 
 lint:
 	cargo fmt --check
