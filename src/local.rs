@@ -163,6 +163,8 @@ pub struct FdInfo {
     pub ino: u64,
     pub readable: bool,
     pub writable: bool,
+    /// A regular file (what mmap bookkeeping tracks).
+    pub regular: bool,
 }
 
 struct FdEntry {
@@ -177,7 +179,8 @@ const FD_CACHE: usize = 4096;
 const VALID: u64 = 1 << 63;
 const READABLE: u64 = 1;
 const WRITABLE: u64 = 2;
-const SEQ: u64 = 4;
+const REGULAR: u64 = 4;
+const SEQ: u64 = 8;
 const NO_OWNER: u64 = u64::MAX;
 
 static FDS: [FdEntry; FD_CACHE] = [const {
@@ -211,19 +214,22 @@ pub fn fd_lookup(fd: i32) -> Option<FdInfo> {
         ino,
         readable: m1 & READABLE != 0,
         writable: m1 & WRITABLE != 0,
+        regular: m1 & REGULAR != 0,
     })
 }
 
 /// Caches what `fd` refers to.
 pub fn fd_store(fd: i32, info: FdInfo) {
     let Some(e) = fd_entry(fd) else { return };
-    let seq = (e.meta.load(Ordering::Relaxed) & !(VALID | READABLE | WRITABLE)).wrapping_add(SEQ) & !VALID;
+    let seq = (e.meta.load(Ordering::Relaxed) & !(VALID | READABLE | WRITABLE | REGULAR)).wrapping_add(SEQ) & !VALID;
     e.meta.store(0, Ordering::Relaxed);
     core::sync::atomic::fence(Ordering::Release);
     e.dev.store(info.dev, Ordering::Relaxed);
     e.ino.store(info.ino, Ordering::Relaxed);
     e.owner.store(NO_OWNER, Ordering::Relaxed);
-    let flags = if info.readable { READABLE } else { 0 } | if info.writable { WRITABLE } else { 0 };
+    let flags = if info.readable { READABLE } else { 0 }
+        | if info.writable { WRITABLE } else { 0 }
+        | if info.regular { REGULAR } else { 0 };
     e.meta.store(VALID | seq | flags, Ordering::Release);
 }
 

@@ -53,6 +53,7 @@ pub struct OpenFile {
     pub ino: u64,
     pub readable: bool,
     pub writable: bool,
+    pub regular: bool,
 }
 
 impl OpenFile {
@@ -60,7 +61,13 @@ impl OpenFile {
     /// uncontended lock path makes no syscall.
     pub fn of(fd: i32) -> Result<OpenFile, Errno> {
         if let Some(i) = local::fd_lookup(fd) {
-            return Ok(OpenFile { dev: i.dev, ino: i.ino, readable: i.readable, writable: i.writable });
+            return Ok(OpenFile {
+                dev: i.dev,
+                ino: i.ino,
+                readable: i.readable,
+                writable: i.writable,
+                regular: i.regular,
+            });
         }
         let st = sys::fstat(fd)?;
         let fl = sys::fcntl_int(fd, libc::F_GETFL, 0)? as i32;
@@ -70,8 +77,12 @@ impl OpenFile {
             ino: st.st_ino,
             readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
             writable: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+            regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
         };
-        local::fd_store(fd, local::FdInfo { dev: f.dev, ino: f.ino, readable: f.readable, writable: f.writable });
+        local::fd_store(
+            fd,
+            local::FdInfo { dev: f.dev, ino: f.ino, readable: f.readable, writable: f.writable, regular: f.regular },
+        );
         Ok(f)
     }
 
@@ -831,8 +842,11 @@ pub fn locked_file_of(fd: i32) -> Option<(u64, u64)> {
     if !local::holds_any() || owner::in_shared_memory_child() {
         return None;
     }
-    let st = sys::fstat(fd).ok()?;
-    local::may_hold(st.st_dev, st.st_ino).then_some((st.st_dev, st.st_ino))
+    let (dev, ino) = match local::fd_lookup(fd) {
+        Some(i) => (i.dev, i.ino),
+        None => sys::fstat(fd).map(|st| (st.st_dev, st.st_ino)).ok()?,
+    };
+    local::may_hold(dev, ino).then_some((dev, ino))
 }
 
 /// Descriptors of locked files, noted before a call that may close many of

@@ -41,8 +41,8 @@ pub fn mapped(addr: usize, len: usize, flags: i32, fd: i32) {
     if fd < 0 || flags & libc::MAP_ANONYMOUS != 0 || len == 0 {
         return;
     }
-    let Ok(st) = sys::fstat(fd) else { return };
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    let Ok(file) = crate::locks::OpenFile::of(fd) else { return };
+    if !file.regular {
         return;
     }
     let Reach::Ready(reg) = registry::reach(true) else { return };
@@ -50,7 +50,7 @@ pub fn mapped(addr: usize, len: usize, flags: i32, fd: i32) {
     let mut t = g.tables();
     let Ok(me) = t.process_owner(owner::current(), local::owner_hint()) else { return };
     local::set_owner_hint(me);
-    let Ok(file) = t.file_slot(st.st_dev, st.st_ino) else {
+    let Ok(file) = t.file_slot(file.dev, file.ino) else {
         t.release_owner_if_idle(me);
         return;
     };

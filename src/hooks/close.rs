@@ -71,8 +71,9 @@ fn close_hook(f: Func, fd: c_int) -> c_int {
     }
     let start = now_if(f);
     let locked = locks::locked_file_of(fd);
-    local::fd_forget(fd);
     let r = real_close(fd);
+    // After the close: a racing open of the same number is hooked and
+    // forgets the entry itself.
     local::fd_forget(fd);
     closed(f, start, r, locked, &|c| write!(c, "fd={fd}"))
 }

@@ -185,7 +185,11 @@ pub struct WaiterSlot {
 }
 
 /// How long a registered waiter may go without waking before it is ignored.
-pub const WAITER_STALE_NS: u64 = 500_000_000;
+/// Registrations end explicitly when the call ends, is cancelled, or its
+/// process dies; this only bounds the damage of a thread that vanished any
+/// other way (a longjmp out of a signal handler), so it is generous: a busy
+/// registry must never make a live waiter look stale.
+pub const WAITER_STALE_NS: u64 = 10_000_000_000;
 
 /// Scratch space for deadlock searches, used under the mutex.
 #[repr(C)]
