@@ -227,6 +227,11 @@ pub fn has_mem_lock_ability() -> bool {
     ABILITY_MEM_LOCK.load(Ordering::Relaxed)
 }
 
+/// Whether any call is traced.
+pub fn tracing_any() -> bool {
+    active() && TRACE_MASK.load(Ordering::Relaxed) != 0
+}
+
 /// Whether calls to `f` are traced.
 pub fn traced(f: Func) -> bool {
     active() && TRACE_MASK.load(Ordering::Relaxed) & f.bit() != 0

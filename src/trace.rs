@@ -61,27 +61,34 @@ pub enum Ret {
 const NOTE_LEN: usize = 384;
 
 thread_local! {
-    /// A detail the call's trace line ends with (e.g. an EDEADLK cycle).
-    /// Plain data with no destructor, so no TLS destructor is registered.
-    static NOTE: core::cell::Cell<([u8; NOTE_LEN], usize)> = const { core::cell::Cell::new(([0; NOTE_LEN], 0)) };
+    /// A detail the call's trace line ends with (e.g. an EDEADLK cycle),
+    /// and its length (0: none), kept apart so that the common no-note case
+    /// costs one load. Plain data, so no TLS destructor is registered.
+    static NOTE: core::cell::Cell<[u8; NOTE_LEN]> = const { core::cell::Cell::new([0; NOTE_LEN]) };
+    static NOTE_USED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
 }
 
-/// Attaches a detail to the current call's trace line.
+/// Attaches a detail to the current call's trace line (only while tracing).
 pub fn set_note(write_note: &dyn Fn(&mut Cursor) -> fmt::Result) {
+    if !config::tracing_any() {
+        return;
+    }
     let mut buf = [0u8; NOTE_LEN];
     let mut c = Cursor::new(&mut buf);
     let _ = write_note(&mut c);
     let n = c.len();
-    NOTE.with(|cell| cell.set((buf, n)));
+    NOTE.with(|cell| cell.set(buf));
+    NOTE_USED.with(|u| u.set(n));
 }
 
 /// Writes one trace line for `f`, if `f` is traced. `args` writes the
 /// decoded arguments; `start_ns` is when the call began.
 pub fn line(f: Func, start_ns: u64, ret: Ret, args: &dyn Fn(&mut Cursor) -> fmt::Result) {
-    let (note, note_len) = NOTE.with(|cell| cell.replace(([0; NOTE_LEN], 0)));
+    let note_len = NOTE_USED.with(|u| u.replace(0));
     if !config::traced(f) {
         return;
     }
+    let note = if note_len > 0 { NOTE.with(|cell| cell.get()) } else { [0; NOTE_LEN] };
     let saved = Errno::last();
     let elapsed = sys::monotonic_ns().saturating_sub(start_ns);
     let mut buf = [0u8; 1024];
