@@ -41,6 +41,16 @@ static FILTER_COUNTS: [AtomicU16; FILTER] = [const { AtomicU16::new(0) }; FILTER
 static HELD_FILES: AtomicU32 = AtomicU32::new(0);
 /// The registry owner slot of this process, a hint checked on use.
 static OWNER_HINT: AtomicU32 = AtomicU32::new(NIL);
+/// The owner slot whose life mark one of our threads holds.
+static LIFE_SLOT: AtomicU32 = AtomicU32::new(NIL);
+
+pub fn life_slot() -> u32 {
+    LIFE_SLOT.load(Ordering::Relaxed)
+}
+
+pub fn set_life_slot(i: u32) {
+    LIFE_SLOT.store(i, Ordering::Relaxed);
+}
 
 fn filter_index(dev: u64, ino: u64) -> usize {
     ((dev ^ ino.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 32) as usize % FILTER
@@ -99,6 +109,7 @@ pub fn forget_after_fork() {
     }
     HELD_FILES.store(0, Ordering::Release);
     OWNER_HINT.store(NIL, Ordering::Relaxed);
+    LIFE_SLOT.store(NIL, Ordering::Relaxed);
     IN_REGISTRY.with(|c| c.set(false));
     for d in &DEFERRED {
         d.state.store(EMPTY, Ordering::Relaxed);

@@ -189,6 +189,7 @@ fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool)
             }
             let o = t.process_owner(me, hint)?;
             local::set_owner_hint(o);
+            t.hold_life(o);
             Ok(Some(o))
         }
         OwnerSpec::OpenFile(fd, flavor) => {
@@ -991,6 +992,8 @@ pub fn adopt_after_exec() {
         let (mut t, wake) = g.split();
         let Some(me_slot) = find_owner(&t, me) else { return };
         local::set_owner_hint(me_slot);
+        // exec made the kernel mark our life mark dead: take it again.
+        t.hold_life(me_slot);
         crate::mappings::forget_old_image(&mut t, me_slot);
         let mut doomed = [NIL; 64];
         let mut more = true;

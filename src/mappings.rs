@@ -50,6 +50,7 @@ pub fn mapped(addr: usize, len: usize, flags: i32, fd: i32) {
     let mut t = g.tables();
     let Ok(me) = t.process_owner(owner::current(), local::owner_hint()) else { return };
     local::set_owner_hint(me);
+    t.hold_life(me);
     let Ok(file) = t.file_slot(file.dev, file.ino) else {
         t.release_owner_if_idle(me);
         return;

@@ -135,6 +135,13 @@ pub struct OwnerSlot {
     pub nmaps: u32,
     /// (r) CLOCK_MONOTONIC when `/proc` last showed this process alive.
     pub alive_at_ns: u64,
+    /// The process's life mark: a robust, process-shared mutex that one of
+    /// its threads holds. While its futex word names an owner thread without
+    /// FUTEX_OWNER_DIED, the process is certainly alive (read without the
+    /// registry mutex's help or any syscall); the kernel sets OWNER_DIED when
+    /// that thread exits, the process dies or execs, and only then is
+    /// `/proc` asked.
+    pub life: libc::pthread_mutex_t,
 }
 
 /// How long a `/proc` check that found an owner alive is trusted. A process
@@ -256,7 +263,8 @@ pub const OFFSETS: Offsets = {
 // Layout checks (rustix's check_types): a change here must bump LAYOUT_VERSION.
 const _: () = {
     assert!(size_of::<LockRecord>() == 56);
-    assert!(size_of::<OwnerSlot>() == 72);
+    assert!(size_of::<OwnerSlot>() == 112);
+    assert!(core::mem::offset_of!(OwnerSlot, life) % 8 == 0);
     assert!(size_of::<MapSlot>() == 32);
     assert!(size_of::<WaiterSlot>() == 56);
     assert!(size_of::<FileSlot>() == 48);

@@ -306,26 +306,49 @@ impl Tables<'_> {
         } else {
             return Err(Errno::NOLCK);
         };
+        // Field by field: the slot holds a mutex, which must not be moved.
         let o = &mut self.owners[i as usize];
-        *o = OwnerSlot {
-            kind,
-            flavor,
-            pid,
-            starttime,
-            lock_head: NIL,
-            nlocks: 0,
-            next_free: NIL,
-            generation: o.generation.wrapping_add(1),
-            dev,
-            ino,
-            waiter_head: NIL,
-            nwaiters: 0,
-            map_head: NIL,
-            nmaps: 0,
-            alive_at_ns: 0,
-            _pad: [0; 2],
-        };
+        o.kind = kind;
+        o.flavor = flavor;
+        o.pid = pid;
+        o.starttime = starttime;
+        o.lock_head = NIL;
+        o.nlocks = 0;
+        o.next_free = NIL;
+        o.generation = o.generation.wrapping_add(1);
+        o.dev = dev;
+        o.ino = ino;
+        o.waiter_head = NIL;
+        o.nwaiters = 0;
+        o.map_head = NIL;
+        o.nmaps = 0;
+        o.alive_at_ns = 0;
+        // A slot is reused only once its last owner is gone, so nobody holds
+        // its life mark: start it afresh.
+        // SAFETY: the mutex lives in the mapping at a fixed address and no
+        // live thread holds or waits on it.
+        let _ = unsafe { shm::init_robust_mutex(&mut o.life) };
         Ok(i)
+    }
+
+    /// Makes the calling process hold the life mark of its owner slot `i`
+    /// (see `OwnerSlot::life`), unless one of its threads already does.
+    /// Never blocks: a mark held by a live thread is left alone.
+    pub fn hold_life(&mut self, i: u32) {
+        let Some(o) = self.owners.get_mut(i as usize) else { return };
+        if o.kind != OWNER_PROCESS || (crate::local::life_slot() == i && life_says_alive(o)) {
+            return;
+        }
+        // SAFETY: an initialised robust mutex at a fixed address; trylock
+        // never blocks, and EOWNERDEAD makes us its consistent owner.
+        let r = unsafe { libc::pthread_mutex_trylock(&mut o.life) };
+        if r == libc::EOWNERDEAD {
+            // SAFETY: we hold the mutex after EOWNERDEAD.
+            unsafe { libc::pthread_mutex_consistent(&mut o.life) };
+        }
+        if r == 0 || r == libc::EOWNERDEAD {
+            crate::local::set_life_slot(i);
+        }
     }
 
     /// The open-file owner that `token` names for the file `(dev, ino)`,
@@ -521,12 +544,17 @@ impl Tables<'_> {
     /// Whether `requester`, about to wait for `blockers`, closes a cycle in
     /// the wait-for graph.
     pub fn find_cycle(&mut self, requester: u32, blockers: &[u32]) -> Option<Cycle> {
+        let waiters = &self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())];
+        let open_file_waits = waiters
+            .iter()
+            .any(|w| w.in_use == 1 && self.owners.get(w.owner as usize).is_some_and(|o| o.kind == OWNER_OPENFILE));
         let view = GraphView {
             owners: self.owners,
-            waiters: &self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())],
+            waiters,
             files: self.files,
             records: self.records,
             now: sys::monotonic_ns(),
+            open_file_waits,
         };
         let sc = &mut *self.scratch;
         let mut s = deadlock::Scratch {
@@ -641,6 +669,7 @@ impl Tables<'_> {
             files: self.files,
             records: self.records,
             now: sys::monotonic_ns(),
+            open_file_waits: true,
         }
         .each_waiter(owner, f);
     }
@@ -1045,6 +1074,9 @@ impl Tables<'_> {
     pub fn owner_is_dead(&mut self, i: u32, probe: Option<i32>) -> bool {
         match self.owners.get_mut(i as usize) {
             Some(o) if o.kind == OWNER_PROCESS => {
+                if life_says_alive(o) {
+                    return false;
+                }
                 if !sys::pid_exists(o.pid) {
                     return true;
                 }
@@ -1069,6 +1101,17 @@ impl Tables<'_> {
     }
 }
 
+/// Whether an owner's life mark is held by a live thread: its futex word
+/// (glibc keeps it first in `pthread_mutex_t`: owner tid, plus the kernel's
+/// FUTEX_OWNER_DIED bit) names an owner and the kernel has not marked it dead.
+/// True proves the process alive; false proves nothing.
+fn life_says_alive(o: &OwnerSlot) -> bool {
+    // SAFETY: the first 4 bytes of the mutex are its futex word, an aligned
+    // u32 in the mapping; we only load it atomically.
+    let word = unsafe { &*(&o.life as *const libc::pthread_mutex_t as *const AtomicU32) }.load(Ordering::Acquire);
+    word & 0x3fff_ffff != 0 && word & 0x4000_0000 == 0
+}
+
 /// The wait-for graph, derived from the registered waiters and the lock
 /// lists. An owner waits for the holders of every lock that conflicts with
 /// one of its fresh registrations; and, since a lock is released by a
@@ -1082,6 +1125,10 @@ struct GraphView<'a> {
     files: &'a [FileSlot],
     records: &'a [LockRecord],
     now: u64,
+    /// Whether any registered wait belongs to an open-file owner. Without
+    /// one, a process owner's edges come from its own waiter list alone,
+    /// and the search is linear in the graph's size.
+    open_file_waits: bool,
 }
 
 impl GraphView<'_> {
@@ -1110,21 +1157,31 @@ impl GraphView<'_> {
     }
 }
 
+impl GraphView<'_> {
+    /// Calls `f` with the owners that block wait `w`.
+    fn blockers_of_wait(&self, w: &WaiterSlot, f: &mut dyn FnMut(u32)) {
+        let (Some(file), Some(t)) = (self.files.get(w.file as usize), LockType::from_raw(w.ltype)) else { return };
+        if w.start < 0 || w.start > w.end {
+            return;
+        }
+        let q = Range { start: w.start, end: w.end };
+        let _ = lockset::for_each_conflict(self.records, file.root, w.owner, t, q, &mut |_, r| {
+            f(r.owner);
+            true
+        });
+    }
+}
+
 impl WaitGraph for GraphView<'_> {
     fn blockers_of(&self, owner: u32, f: &mut dyn FnMut(u32)) {
+        let is_process = self.owners.get(owner as usize).is_some_and(|o| o.kind == OWNER_PROCESS);
+        if is_process && !self.open_file_waits {
+            self.each_waiter(owner, &mut |_, w| self.blockers_of_wait(w, f));
+            return;
+        }
         let pid = self.pid_of(owner);
         for w in self.waiters.iter().filter(|w| self.fresh(w) && (w.owner == owner || Some(w.pid) == pid)) {
-            let (Some(file), Some(t)) = (self.files.get(w.file as usize), LockType::from_raw(w.ltype)) else {
-                continue;
-            };
-            if w.start < 0 || w.start > w.end {
-                continue;
-            }
-            let q = Range { start: w.start, end: w.end };
-            let _ = lockset::for_each_conflict(self.records, file.root, w.owner, t, q, &mut |_, r| {
-                f(r.owner);
-                true
-            });
+            self.blockers_of_wait(w, f);
         }
     }
 

@@ -191,7 +191,7 @@ unsafe fn initialise(base: *mut u8) -> Result<(), Refusal> {
 ///
 /// # Safety
 /// `m` must not be in use and must stay at this address while used.
-unsafe fn init_robust_mutex(m: *mut libc::pthread_mutex_t) -> Result<(), Refusal> {
+pub(crate) unsafe fn init_robust_mutex(m: *mut libc::pthread_mutex_t) -> Result<(), Refusal> {
     // SAFETY: an all-zero attr is only storage; pthread_mutexattr_init
     // initialises it before use, and each call gets valid pointers.
     unsafe {
