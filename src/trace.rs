@@ -84,6 +84,11 @@ pub fn set_note(write_note: &dyn Fn(&mut Cursor) -> fmt::Result) {
 /// Writes one trace line for `f`, if `f` is traced. `args` writes the
 /// decoded arguments; `start_ns` is when the call began.
 pub fn line(f: Func, start_ns: u64, ret: Ret, args: &dyn Fn(&mut Cursor) -> fmt::Result) {
+    // No tracing at all: no note can be pending, and the thread-local
+    // storage (a __tls_get_addr call in a shared object) is left alone.
+    if !config::tracing_any() {
+        return;
+    }
     let note_len = NOTE_USED.with(|u| u.replace(0));
     if !config::traced(f) {
         return;

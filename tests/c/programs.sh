@@ -102,6 +102,18 @@ same "cat" cat input
 same "sort" sort input
 same "sort -n | uniq -c (pipeline)" bash -c 'sort -n input | uniq -c | tail -n 5'
 same "sh: redirections and subshells" sh -c 'exec 3>out; echo a >&3; exec 3>&-; (cat out; echo b) | tr a-z A-Z'
+# The toolchains a porting team runs under the library: gcc compiles and
+# links, cargo builds a crate (offline: it has no dependencies).
+if command -v cc >/dev/null 2>&1; then
+    printf '#include <stdio.h>\nint main(void){puts("built");return 0;}\n' >"$WORK/hello.c"
+    same "cc compiles, links and runs" sh -c 'cc -O1 -o hello hello.c && ./hello && rm -f hello'
+fi
+if command -v cargo >/dev/null 2>&1; then
+    mkdir -p "$WORK/crate/src"
+    printf '[package]\nname = "hello"\nversion = "0.1.0"\nedition = "2021"\n' >"$WORK/crate/Cargo.toml"
+    printf 'fn main() { println!("built"); }\n' >"$WORK/crate/src/main.rs"
+    same "cargo build and run" sh -c 'cd crate && cargo run -q --offline 2>/dev/null; rm -rf target Cargo.lock'
+fi
 if command -v python3 >/dev/null 2>&1; then
     same "python3 fcntl/lockf/flock" python3 -c "$PY"
 else
