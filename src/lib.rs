@@ -35,6 +35,7 @@ pub mod owner;
 pub mod registry;
 pub mod sys;
 pub mod trace;
+pub mod usermem;
 
 /// QNX's `F_FLOCK`, OR'd into `l_type` by flock(). QNX does not publish its
 /// value; 0x1000 collides with no Linux `l_type` (0, 1, 2, and the obsolete

@@ -469,7 +469,9 @@ fn deadlock_check(t: &mut Tables, wake: &mut WakeSet, me: u32, slot: u32, want: 
         let Some(s) = t.owners.get(o as usize).filter(|s| s.kind == OWNER_OPENFILE) else { continue };
         let token = openfile::Token { slot: o, generation: s.generation % openfile::TOKEN_GENS };
         let mut free_holder = false;
-        openfile::holders(s.dev, s.ino, token, &mut |pid| free_holder |= !t.process_is_waiting(pid));
+        let me_pid = owner::current().pid;
+        // The requesting process is about to block: it counts as blocked.
+        openfile::holders(s.dev, s.ino, token, &mut |pid| free_holder |= pid != me_pid && !t.process_is_waiting(pid));
         if free_holder {
             return Check::Clear;
         }

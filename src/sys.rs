@@ -384,3 +384,54 @@ pub fn range_mapped(addr: usize, len: usize) -> bool {
     let r = unsafe { libc::syscall(libc::SYS_msync, start, end - start, libc::MS_ASYNC) };
     r == 0 || Errno::last() != Errno::NOMEM
 }
+
+/// Copies `len` bytes from our own address `src` to `dst` through the
+/// kernel (`process_vm_readv` on ourselves), so an unmapped or unreadable
+/// `src` yields EFAULT instead of a crash.
+pub fn copy_in(src: usize, dst: &mut [u8]) -> Result<()> {
+    let local = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
+    let remote = libc::iovec { iov_base: src as *mut libc::c_void, iov_len: dst.len() };
+    // SAFETY: `local` describes our own buffer; the kernel validates `remote`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_process_vm_readv,
+            getpid() as libc::c_long,
+            &local as *const libc::iovec,
+            1 as libc::c_ulong,
+            &remote as *const libc::iovec,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    match check(r) {
+        Ok(n) if n as usize == dst.len() => Ok(()),
+        Ok(_) => Err(Errno::FAULT),
+        Err(e) if e == Errno::NOSYS || e == Errno::PERM => Err(e),
+        Err(_) => Err(Errno::FAULT),
+    }
+}
+
+/// Copies `src` to our own address `dst` through the kernel
+/// (`process_vm_writev`): EFAULT for an unmapped or read-only `dst`.
+pub fn copy_out(src: &[u8], dst: usize) -> Result<()> {
+    let local = libc::iovec { iov_base: src.as_ptr() as *mut libc::c_void, iov_len: src.len() };
+    let remote = libc::iovec { iov_base: dst as *mut libc::c_void, iov_len: src.len() };
+    // SAFETY: `local` describes our own buffer; the kernel validates `remote`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_process_vm_writev,
+            getpid() as libc::c_long,
+            &local as *const libc::iovec,
+            1 as libc::c_ulong,
+            &remote as *const libc::iovec,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    match check(r) {
+        Ok(n) if n as usize == src.len() => Ok(()),
+        Ok(_) => Err(Errno::FAULT),
+        Err(e) if e == Errno::NOSYS || e == Errno::PERM => Err(e),
+        Err(_) => Err(Errno::FAULT),
+    }
+}

@@ -67,8 +67,16 @@ pub fn find_cycle<G: WaitGraph + ?Sized>(g: &G, requester: u32, blockers: &[u32]
     let mut top = 0;
     s.mark[requester as usize] = epoch;
     for &b in blockers {
-        if g.is_requester(b, requester) {
+        if b == requester {
             continue;
+        }
+        if g.is_requester(b, requester) {
+            // Blocked by a lock only the requesting party can release: a
+            // deadlock with itself (its flock waits on its own fcntl locks).
+            let mut c = Cycle { owners: [0; 32], len: 2, total: 2 };
+            c.owners[0] = requester;
+            c.owners[1] = b;
+            return Some(c);
         }
         if (b as usize) < n && s.mark[b as usize] != epoch {
             s.mark[b as usize] = epoch;

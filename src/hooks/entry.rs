@@ -115,23 +115,20 @@ pub unsafe extern "C" fn qnxcompat_fcntl(
         });
         return r;
     }
-    let before = if arg == 0 {
-        None
-    } else {
-        // SAFETY: per fcntl(2), a lock command's argument points to a struct
-        // flock; we copy it before use.
-        Some(unsafe { core::ptr::read(arg as *const libc::flock) })
-    };
+    let before = crate::usermem::read_flock(arg).ok();
     let mut after = before;
     let is_get = matches!(lock_cmd, Some(LockCmd::GetLk | LockCmd::OfdGetLk));
     let out = match (&mut after, lock_cmd) {
         (Some(fl), Some(c)) => locks::fcntl_lock(fd, c, fl, call),
         _ => Outcome::Failed(Errno::FAULT),
     };
-    if let (Outcome::Done(_), Some(fl), true) = (out, after, is_get) {
-        // SAFETY: `arg` points to the caller's struct flock (checked non-NULL).
-        unsafe { core::ptr::write(arg as *mut libc::flock, fl) };
-    }
+    let out = match (out, after, is_get) {
+        (Outcome::Done(v), Some(fl), true) => match crate::usermem::write_flock(arg, &fl) {
+            Ok(()) => Outcome::Done(v),
+            Err(e) => Outcome::Failed(e),
+        },
+        (out, _, _) => out,
+    };
     settle(
         out,
         // SAFETY: the caller's own arguments, forwarded.
