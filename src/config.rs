@@ -6,6 +6,7 @@
 //! | `QNXCOMPAT_TRACE` | `1`/`all`, or a comma list of functions (`lockf,flock`) |
 //! | `QNXCOMPAT_TRACE_FILE` | append trace lines to this file instead of stderr |
 //! | `QNXCOMPAT_REGISTRY` | the registry segment's name (default `qnxcompat-v1-<uid>`) |
+//! | `QNXCOMPAT_REGISTRY_GROUP` | share the registry with the members of this group (mode 0660) |
 //! | `QNXCOMPAT_QNX_VERSION` | `7` (default) or `8`: which release's mlock rules apply |
 //! | `QNXCOMPAT_ABILITIES` | comma list of QNX abilities granted to a non-root process: `mem_lock` (`PROCMGR_AID_MEM_LOCK`) |
 //! | `QNXCOMPAT_FDCACHE=0` | no descriptor cache, for programs that close descriptors with raw syscalls |
@@ -134,6 +135,8 @@ const MODE_OFF: u8 = 2;
 
 static MODE: AtomicU8 = AtomicU8::new(MODE_UNINIT);
 static QNX8: AtomicBool = AtomicBool::new(false);
+/// The group a shared registry belongs to, or u32::MAX for a private one.
+static SHARED_GID: AtomicU32 = AtomicU32::new(u32::MAX);
 static ABILITY_MEM_LOCK: AtomicBool = AtomicBool::new(false);
 static TRACE_MASK: AtomicU32 = AtomicU32::new(0);
 
@@ -182,12 +185,20 @@ pub fn load() {
         if let Some(path) = sys::getenv(c"QNXCOMPAT_TRACE_FILE") {
             TRACE_FILE.set(path.to_bytes());
         }
+        let gid = sys::getenv(c"QNXCOMPAT_REGISTRY_GROUP").and_then(group_id);
+        if let Some(g) = gid {
+            SHARED_GID.store(g, Ordering::Relaxed);
+        }
         match sys::getenv(c"QNXCOMPAT_REGISTRY") {
             Some(name) => REGISTRY_NAME.set(name.to_bytes()),
             None => {
                 let mut buf = [0u8; 64];
                 let mut c = crate::trace::Cursor::new(&mut buf);
-                let _ = write!(c, "qnxcompat-v{}-{}", crate::registry::layout::LAYOUT_VERSION, sys::geteuid());
+                let v = crate::registry::layout::LAYOUT_VERSION;
+                let _ = match gid {
+                    Some(g) => write!(c, "qnxcompat-v{v}-g{g}"),
+                    None => write!(c, "qnxcompat-v{v}-{}", sys::geteuid()),
+                };
                 let n = c.len();
                 REGISTRY_NAME.set(&buf[..n]);
             }
@@ -215,6 +226,28 @@ pub fn load() {
 /// under QNXCOMPAT=off).
 pub fn active() -> bool {
     MODE.load(Ordering::Acquire) == MODE_ON
+}
+
+/// The group id named by QNXCOMPAT_REGISTRY_GROUP (a name or a number).
+fn group_id(name: &CStr) -> Option<u32> {
+    let b = name.to_bytes();
+    if !b.is_empty() && b.iter().all(u8::is_ascii_digit) {
+        return core::str::from_utf8(b).ok()?.parse().ok();
+    }
+    // SAFETY: an all-zero group is a valid out-parameter for getgrnam_r.
+    let mut grp: libc::group = unsafe { core::mem::zeroed() };
+    let mut buf = [0 as libc::c_char; 4096];
+    let mut out: *mut libc::group = core::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; glibc fills `grp` using
+    // `buf` and sets `out` to `&grp` on success.
+    let r = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut out) };
+    (r == 0 && !out.is_null()).then_some(grp.gr_gid)
+}
+
+/// The group sharing the registry, if QNXCOMPAT_REGISTRY_GROUP is set.
+pub fn shared_gid() -> Option<u32> {
+    let g = SHARED_GID.load(Ordering::Relaxed);
+    (g != u32::MAX).then_some(g)
 }
 
 /// The QNX release whose mlock rules apply.

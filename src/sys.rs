@@ -435,3 +435,15 @@ pub fn copy_out(src: &[u8], dst: usize) -> Result<()> {
         Err(_) => Err(Errno::FAULT),
     }
 }
+
+/// `fchown(fd, -1, gid)`: gives our own file to a group we belong to.
+pub fn fchown_group(fd: c_int, gid: u32) -> Result<()> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_fchown, fd, u32::MAX as c_long, gid as c_long) }).map(drop)
+}
+
+/// `fchmod(fd, mode)`.
+pub fn fchmod(fd: c_int, mode: libc::mode_t) -> Result<()> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_fchmod, fd, mode as c_long) }).map(drop)
+}

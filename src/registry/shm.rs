@@ -30,8 +30,10 @@ pub enum Refusal {
     Io(Errno),
     /// Another uid owns the segment.
     Foreign { uid: u32 },
-    /// Group or others may access it.
+    /// Group or others may access it (others, for a group-shared one).
     Permissive { mode: u32 },
+    /// A shared registry that belongs to another group.
+    WrongGroup { gid: u32, want: u32 },
     /// Its size is not ours: another layout, or truncated.
     WrongSize { size: u64 },
     /// The header names another layout or table sizes.
@@ -49,7 +51,12 @@ impl Refusal {
             Refusal::BadName => write!(w, "invalid registry name (QNXCOMPAT_REGISTRY)"),
             Refusal::Io(e) => write!(w, "cannot open or map it: {}", e.name()),
             Refusal::Foreign { uid } => write!(w, "it is owned by uid {uid}, not by us"),
-            Refusal::Permissive { mode } => write!(w, "its mode {mode:o} lets other users in (want 0600)"),
+            Refusal::Permissive { mode } => {
+                write!(w, "its mode {mode:o} lets other users in (want 0600, or 0660 when shared)")
+            }
+            Refusal::WrongGroup { gid, want } => {
+                write!(w, "it belongs to group {gid}, not to the sharing group {want}")
+            }
             Refusal::WrongSize { size } => {
                 write!(w, "its size {size} is not {} (another version, or truncated)", OFFSETS.size)
             }
@@ -80,9 +87,23 @@ pub fn path_for<'a>(name: &[u8], buf: &'a mut [u8; 256]) -> Result<&'a CStr, Ref
 /// Opens (creating if needed) and maps the segment at `path`.
 /// With `create == false`, a missing segment is `Io(ENOENT)`.
 pub fn attach(path: &CStr, create: bool) -> Result<Segment, Refusal> {
+    attach_as(path, create, crate::config::shared_gid())
+}
+
+/// As `attach`, for a registry private to this uid (`gid` None, mode 0600)
+/// or shared with the members of group `gid` (mode 0660, that group).
+pub fn attach_as(path: &CStr, create: bool, gid: Option<u32>) -> Result<Segment, Refusal> {
     let flags = libc::O_RDWR | libc::O_NOFOLLOW | if create { libc::O_CREAT } else { 0 };
-    let fd = sys::open(path, flags, 0o600).map_err(Refusal::Io)?;
-    let result = attach_fd(fd);
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    let fd = sys::open(path, flags, mode).map_err(Refusal::Io)?;
+    if let Some(g) = gid {
+        // A segment we just created: give it the group, whatever the umask.
+        if sys::fstat(fd).is_ok_and(|st| st.st_uid == sys::geteuid() && st.st_size == 0) {
+            let _ = sys::fchown_group(fd, g);
+            let _ = sys::fchmod(fd, 0o660);
+        }
+    }
+    let result = attach_fd(fd, gid);
     let _ = sys::close(fd);
     result
 }
@@ -101,13 +122,28 @@ fn kernel_flock(fd: i32, op: i32) -> Result<(), Errno> {
     }
 }
 
-fn attach_fd(fd: i32) -> Result<Segment, Refusal> {
+fn attach_fd(fd: i32, gid: Option<u32>) -> Result<Segment, Refusal> {
     let st = sys::fstat(fd).map_err(Refusal::Io)?;
-    if st.st_uid != sys::geteuid() {
-        return Err(Refusal::Foreign { uid: st.st_uid });
-    }
-    if st.st_mode & 0o077 != 0 {
-        return Err(Refusal::Permissive { mode: st.st_mode & 0o7777 });
+    match gid {
+        // Private: ours alone.
+        None => {
+            if st.st_uid != sys::geteuid() {
+                return Err(Refusal::Foreign { uid: st.st_uid });
+            }
+            if st.st_mode & 0o077 != 0 {
+                return Err(Refusal::Permissive { mode: st.st_mode & 0o7777 });
+            }
+        }
+        // Shared: the named group's, and nobody else's. We can open it only
+        // as a member (or its owner), so the group check is what matters.
+        Some(g) => {
+            if st.st_gid != g {
+                return Err(Refusal::WrongGroup { gid: st.st_gid, want: g });
+            }
+            if st.st_mode & 0o007 != 0 {
+                return Err(Refusal::Permissive { mode: st.st_mode & 0o7777 });
+            }
+        }
     }
     kernel_flock(fd, libc::LOCK_EX).map_err(Refusal::Io)?;
     let result = map_checked(fd);
