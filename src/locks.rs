@@ -226,7 +226,7 @@ fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool)
             }
             let o = t.new_owner(OWNER_OPENFILE, flavor, sys::getpid(), 0, file.dev, file.ino)?;
             let token = openfile::Token { slot: o, generation: t.owners[o as usize].generation % openfile::TOKEN_GENS };
-            if let Err(e) = openfile::take(fd, token, file.writable) {
+            if let Err(e) = openfile::take(fd, token, file.readable) {
                 t.release_owner_if_idle(o);
                 return Err(e);
             }
@@ -471,7 +471,9 @@ fn deadlock_check(t: &mut Tables, wake: &mut WakeSet, me: u32, slot: u32, want: 
         let mut free_holder = false;
         let me_pid = owner::current().pid;
         // The requesting process is about to block: it counts as blocked.
-        openfile::holders(s.dev, s.ino, token, &mut |pid| free_holder |= pid != me_pid && !t.process_is_waiting(pid));
+        openfile::holders(s.dev, s.ino, token, None, &mut |pid| {
+            free_holder |= pid != me_pid && !t.process_is_waiting(pid)
+        });
         if free_holder {
             return Check::Clear;
         }

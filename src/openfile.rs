@@ -80,9 +80,11 @@ fn ofd_lock(fd: i32, cmd: i32, ltype: i32, start: i64, len: i64) -> Result<libc:
     Ok(fl)
 }
 
-/// Takes `token` through `fd`'s open file description.
-pub fn take(fd: i32, token: Token, writable: bool) -> Result<(), Errno> {
-    let ltype = if writable { libc::F_WRLCK } else { libc::F_RDLCK };
+/// Takes `token` through `fd`'s open file description: a read lock when the
+/// descriptor is readable (it then coexists with a foreign process's kernel
+/// read locks over the range), a write lock otherwise.
+pub fn take(fd: i32, token: Token, readable: bool) -> Result<(), Errno> {
+    let ltype = if readable { libc::F_RDLCK } else { libc::F_WRLCK };
     ofd_lock(fd, libc::F_OFD_SETLK, ltype, token.start(), token.len()).map(drop)
 }
 
@@ -93,16 +95,30 @@ pub fn drop_token(fd: i32, token: Token) {
 
 /// Whether the owner named by `token` still has an open file description
 /// somewhere, probed through `fd`, a descriptor of the same file. If `fd`
-/// itself carries the token, the owner is alive; otherwise the kernel is
-/// asked whether another description holds it. Unclear evidence (a failed
-/// probe) says alive.
-pub fn alive(fd: i32, token: Token) -> bool {
+/// itself carries the token, the owner is alive. Otherwise the kernel is
+/// asked whether some description holds a lock on the token byte; with
+/// `verify`, a lock that is there is confirmed by finding a process of our
+/// own uid (the registry's trust domain) that holds the token through one of
+/// its descriptors, so a token forged by another user, or another user's
+/// lock over it, does not keep a dead owner alive. Unclear evidence (a
+/// failed probe) says alive.
+pub fn alive(fd: i32, token: Token, verify: bool) -> bool {
     let mut own = false;
     if tokens_of(fd, &mut |t| own |= t == token).is_err() || own {
         return true;
     }
     match ofd_lock(fd, libc::F_OFD_GETLK, libc::F_WRLCK, token.start(), 1) {
-        Ok(fl) => fl.l_type as i32 != libc::F_UNLCK,
+        Ok(fl) if fl.l_type as i32 == libc::F_UNLCK => false,
+        Ok(fl) => {
+            let exact = fl.l_pid == -1 && fl.l_start == token.start() && fl.l_len == token.len();
+            if exact && !verify {
+                return true;
+            }
+            let Ok(st) = sys::fstat(fd) else { return true };
+            let mut held = false;
+            holders(st.st_dev, st.st_ino, token, Some(sys::geteuid()), &mut |_| held = true);
+            held
+        }
         Err(_) => true,
     }
 }
@@ -126,13 +142,24 @@ fn tokens_in(pid: i32, fd: i32, f: &mut dyn FnMut(Token)) -> Result<(), Errno> {
     Ok(())
 }
 
-/// Calls `f` with every process that holds a descriptor of the open file
-/// description carrying `token` (a file `(dev, ino)`): a scan of every
-/// visible process's descriptors, for the rare question of whether an
-/// open file's lock can still be released by someone.
-pub fn holders(dev: u64, ino: u64, token: Token, f: &mut dyn FnMut(i32)) {
+/// Calls `f` with every process (of `uid`, if given) that holds a
+/// descriptor of the open file description carrying `token` (a file
+/// `(dev, ino)`): a scan of every visible process's descriptors, for the
+/// rare questions of whether an open file's lock can still be released by
+/// someone, and whether a token is ours or forged.
+pub fn holders(dev: u64, ino: u64, token: Token, uid: Option<u32>, f: &mut dyn FnMut(i32)) {
     let _ = sys::for_each_entry(c"/proc", &mut |name, _| {
         let Some(pid) = sys::entry_number(name) else { return };
+        if let Some(uid) = uid {
+            let mut p = [0u8; 32];
+            let mut c = crate::trace::Cursor::new(&mut p);
+            let _ = write!(c, "/proc/{pid}\0");
+            let n = c.len();
+            let Ok(p) = core::ffi::CStr::from_bytes_with_nul(&p[..n]) else { return };
+            if !sys::stat(p).is_ok_and(|st| st.st_uid == uid) {
+                return;
+            }
+        }
         let mut dir = [0u8; 40];
         let mut c = crate::trace::Cursor::new(&mut dir);
         let _ = write!(c, "/proc/{pid}/fd\0");
@@ -222,7 +249,7 @@ mod tests {
         let a = std::fs::OpenOptions::new().read(true).write(true).open(&dir).unwrap();
         let b = std::fs::File::open(&dir).unwrap();
         let t = Token { slot: 9, generation: 2 };
-        assert!(!alive(b.as_raw_fd(), t));
+        assert!(!alive(b.as_raw_fd(), t, true));
         take(a.as_raw_fd(), t, true).unwrap();
         let mut mine = vec![];
         tokens_of(a.as_raw_fd(), &mut |t| mine.push(t)).unwrap();
@@ -230,9 +257,9 @@ mod tests {
         let mut theirs = vec![];
         tokens_of(b.as_raw_fd(), &mut |t| theirs.push(t)).unwrap();
         assert!(theirs.is_empty());
-        assert!(alive(b.as_raw_fd(), t));
+        assert!(alive(b.as_raw_fd(), t, true));
         drop(a);
-        assert!(!alive(b.as_raw_fd(), t), "the last close drops the token");
+        assert!(!alive(b.as_raw_fd(), t, true), "the last close drops the token");
         std::fs::remove_file(&dir).unwrap();
     }
 }

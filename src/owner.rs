@@ -85,38 +85,14 @@ pub fn maps_file(pid: i32, dev: u64, ino: u64) -> Option<bool> {
     let _ = write!(w, "/proc/{pid}/maps\0");
     let n = w.len();
     let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).ok()?;
-    let fd = sys::open(path, libc::O_RDONLY, 0).ok()?;
     let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let mut buf = [0u8; 8192];
-    let mut kept = 0;
-    let mut found = Some(false);
-    loop {
-        let got = match sys::read(fd, &mut buf[kept..]) {
-            Ok(0) => break,
-            Ok(g) => g,
-            Err(sys::Errno::INTR) => continue,
-            Err(_) => {
-                found = None;
-                break;
-            }
-        };
-        let end = kept + got;
-        let mut start = 0;
-        while let Some(nl) = buf[start..end].iter().position(|&c| c == b'\n') {
-            if maps_line_is(&buf[start..start + nl], major, minor, ino) {
-                found = Some(true);
-            }
-            start += nl + 1;
-        }
-        if found == Some(true) {
-            break;
-        }
-        // Keep the unfinished line; a line longer than the buffer is skipped.
-        kept = if end - start < buf.len() { end - start } else { 0 };
-        buf.copy_within(start..start + kept, 0);
-    }
-    let _ = sys::close(fd);
-    found
+    let mut found = false;
+    sys::for_each_line(path, &mut |line| {
+        found |= maps_line_is(line, major, minor, ino);
+        !found
+    })
+    .ok()?;
+    Some(found)
 }
 
 /// Whether a maps line (`addr perms offset MAJ:MIN inode path`) names the

@@ -447,3 +447,32 @@ pub fn fchmod(fd: c_int, mode: libc::mode_t) -> Result<()> {
     // SAFETY: integer-only syscall.
     check(unsafe { libc::syscall(libc::SYS_fchmod, fd, mode as c_long) }).map(drop)
 }
+
+/// Calls `f` with each line of the file at `path` (a /proc file, say),
+/// streamed through a fixed buffer without allocating; `f` returns false to
+/// stop. A line longer than the buffer is skipped.
+pub fn for_each_line(path: &CStr, f: &mut dyn FnMut(&[u8]) -> bool) -> Result<()> {
+    let fd = open(path, libc::O_RDONLY, 0)?;
+    let mut buf = [0u8; 8192];
+    let mut kept = 0;
+    let result = 'read: loop {
+        let got = match read(fd, &mut buf[kept..]) {
+            Ok(0) => break Ok(()),
+            Ok(g) => g,
+            Err(Errno::INTR) => continue,
+            Err(e) => break Err(e),
+        };
+        let end = kept + got;
+        let mut start = 0;
+        while let Some(nl) = buf[start..end].iter().position(|&c| c == b'\n') {
+            if !f(&buf[start..start + nl]) {
+                break 'read Ok(());
+            }
+            start += nl + 1;
+        }
+        kept = if end - start < buf.len() { end - start } else { 0 };
+        buf.copy_within(start..start + kept, 0);
+    };
+    let _ = close(fd);
+    result
+}

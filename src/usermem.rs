@@ -2,60 +2,61 @@
 //! pointer: fcntl(2) must fail with EFAULT for an unmapped or unreadable
 //! argument, never crash the program.
 //!
-//! Copies go through the kernel (`process_vm_readv`/`writev` on ourselves),
-//! which reports EFAULT. To keep the uncontended lock path free of
-//! syscalls, each thread remembers the last page it verified, and for what
-//! (read, write); the memory is then accessed directly. The remembered page
-//! is forgotten whenever the address space may have lost it: munmap,
-//! mremap, mprotect and MAP_FIXED mappings bump a global generation.
+//! Memory of the calling thread's own stack, between its stack pointer and
+//! the top of its stack, is mapped and writable for as long as the thread
+//! lives, and that is where a `struct flock` normally is: it is accessed
+//! directly, so the uncontended lock path makes no syscall. Any other
+//! address is copied through the kernel (`process_vm_readv`/`writev` on
+//! ourselves), which reports EFAULT, whatever the program unmapped, freed or
+//! protected behind the library's back.
 //!
 //! # Safety
-//! Direct accesses happen only to a page verified in the current generation.
+//! Direct accesses happen only between the stack pointer and the top of the
+//! calling thread's stack.
 #![allow(unsafe_code)]
 
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys::{self, Errno};
 
-static GENERATION: AtomicU32 = AtomicU32::new(1);
-
-const READABLE: u8 = 1;
-const WRITABLE: u8 = 2;
-
-thread_local! {
-    /// (page, generation, READABLE|WRITABLE) verified last by this thread.
-    static VERIFIED: Cell<(usize, u32, u8)> = const { Cell::new((0, 0, 0)) };
-}
-
-/// Something may have unmapped or protected memory: forget verified pages.
-pub fn mappings_changed() {
-    GENERATION.fetch_add(1, Ordering::Release);
-}
-
 const SIZE: usize = size_of::<libc::flock>();
 
-fn page_of(addr: usize) -> Option<usize> {
-    let page = sys::page_size();
-    let first = addr & !(page - 1);
-    // A struct that straddles two pages is never cached.
-    (addr.checked_add(SIZE - 1)? & !(page - 1) == first).then_some(first)
+thread_local! {
+    /// The top of this thread's stack: 0 not known yet, 1 unknown for good.
+    static STACK_TOP: Cell<usize> = const { Cell::new(0) };
 }
 
-fn verified(addr: usize, need: u8) -> bool {
-    let Some(page) = page_of(addr) else { return false };
-    let (p, g, f) = VERIFIED.with(|v| v.get());
-    p == page && g == GENERATION.load(Ordering::Acquire) && f & need == need
+/// The top (highest address) of the calling thread's stack, asked of glibc
+/// once per thread.
+fn stack_top() -> usize {
+    let known = STACK_TOP.with(|t| t.get());
+    if known != 0 {
+        return known;
+    }
+    // SAFETY: an all-zero attr is storage that pthread_getattr_np fills; the
+    // out-pointers are valid; the attr is destroyed after use.
+    let top = unsafe {
+        let mut attr: libc::pthread_attr_t = core::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) == 0 {
+            let mut addr: *mut libc::c_void = core::ptr::null_mut();
+            let mut size: libc::size_t = 0;
+            let r = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+            libc::pthread_attr_destroy(&mut attr);
+            if r == 0 { (addr as usize).saturating_add(size) } else { 1 }
+        } else {
+            1
+        }
+    };
+    STACK_TOP.with(|t| t.set(top));
+    top
 }
 
-fn remember(addr: usize, got: u8) {
-    let Some(page) = page_of(addr) else { return };
-    let generation = GENERATION.load(Ordering::Acquire);
-    VERIFIED.with(|v| {
-        let (p, g, f) = v.get();
-        let flags = if p == page && g == generation { f | got } else { got };
-        v.set((page, generation, flags));
-    });
+/// Whether `[addr, addr + SIZE)` lies in the calling thread's live stack.
+fn on_own_stack(addr: usize) -> bool {
+    let marker = 0u8;
+    let sp = &marker as *const u8 as usize;
+    let top = stack_top();
+    top > 1 && sp <= addr && addr.checked_add(SIZE).is_some_and(|end| end <= top)
 }
 
 /// Reads the `struct flock` at `addr`; EFAULT if it cannot be read.
@@ -63,14 +64,13 @@ pub fn read_flock(addr: usize) -> Result<libc::flock, Errno> {
     if addr == 0 {
         return Err(Errno::FAULT);
     }
-    if verified(addr, READABLE) {
-        // SAFETY: the page was verified readable in this generation.
+    if on_own_stack(addr) {
+        // SAFETY: the thread's live stack is mapped and readable.
         return Ok(unsafe { core::ptr::read_unaligned(addr as *const libc::flock) });
     }
     let mut buf = [0u8; SIZE];
     match sys::copy_in(addr, &mut buf) {
         Ok(()) => {
-            remember(addr, READABLE);
             // SAFETY: `buf` holds SIZE bytes copied from a struct flock.
             Ok(unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const libc::flock) })
         }
@@ -89,18 +89,15 @@ pub fn write_flock(addr: usize, fl: &libc::flock) -> Result<(), Errno> {
     if addr == 0 {
         return Err(Errno::FAULT);
     }
-    if verified(addr, WRITABLE) {
-        // SAFETY: the page was verified writable in this generation.
+    if on_own_stack(addr) {
+        // SAFETY: the thread's live stack is mapped and writable.
         unsafe { core::ptr::write_unaligned(addr as *mut libc::flock, *fl) };
         return Ok(());
     }
     // SAFETY: a struct flock is plain data; we view its bytes.
     let bytes = unsafe { core::slice::from_raw_parts(fl as *const libc::flock as *const u8, SIZE) };
     match sys::copy_out(bytes, addr) {
-        Ok(()) => {
-            remember(addr, WRITABLE);
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err(e) if e == Errno::NOSYS || e == Errno::PERM => {
             // SAFETY: as the caller's fcntl contract promises.
             unsafe { core::ptr::write_unaligned(addr as *mut libc::flock, *fl) };
@@ -126,5 +123,12 @@ mod tests {
         assert_eq!(read_flock(0).unwrap_err(), Errno::FAULT);
         assert_eq!(read_flock(1).unwrap_err(), Errno::FAULT);
         assert_eq!(write_flock(8, &new).unwrap_err(), Errno::FAULT);
+        // Off the stack: copied through the kernel.
+        let mut heap = Box::new(libc::flock { l_type: 1, l_whence: 0, l_start: 5, l_len: 6, l_pid: 0 });
+        let addr = &mut *heap as *mut libc::flock as usize;
+        assert!(!on_own_stack(addr));
+        assert_eq!(read_flock(addr).unwrap().l_start, 5);
+        write_flock(addr, &new).unwrap();
+        assert_eq!(heap.l_pid, 3);
     }
 }

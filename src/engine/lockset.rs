@@ -219,20 +219,29 @@ pub fn remove_owner<P: Pool + ?Sized>(p: &mut P, root: &mut u32, owner: u32) -> 
     Ok(removed)
 }
 
-/// Checks the lock-list invariants on top of the treap's: one owner's locks
-/// never overlap, and same-type ones never touch.
-pub fn check<A: Arena + ?Sized>(a: &A, root: u32) -> Result<usize, Corrupt> {
-    let count = tree::check(a, root)?;
-    let mut bad = false;
-    tree::for_each_overlap(a, root, Range::WHOLE, &mut |i, n| {
+/// The owner of the first record that breaks the lock-list invariants (its
+/// own records overlap, or same-type ones touch), if any; `None` also when
+/// the treap itself cannot be walked (the caller then checks it whole).
+pub fn first_offender<A: Arena + ?Sized>(a: &A, root: u32) -> Option<u32> {
+    let mut bad = None;
+    let _ = tree::for_each_overlap(a, root, Range::WHOLE, &mut |i, n| {
         let probe = Range { start: n.start.saturating_sub(1).max(0), end: n.end.saturating_add(1) };
         let clash = tree::find(a, root, probe, &mut |j, m| {
             j != i && m.owner == n.owner && (m.ltype == n.ltype || m.range().overlaps(n.range()))
         });
-        bad = !matches!(clash, Ok(None));
-        !bad
-    })?;
-    if bad { Err(Corrupt) } else { Ok(count) }
+        if !matches!(clash, Ok(None)) {
+            bad = Some(n.owner);
+        }
+        bad.is_none()
+    });
+    bad
+}
+
+/// Checks the lock-list invariants on top of the treap's: one owner's locks
+/// never overlap, and same-type ones never touch.
+pub fn check<A: Arena + ?Sized>(a: &A, root: u32) -> Result<usize, Corrupt> {
+    let count = tree::check(a, root)?;
+    if first_offender(a, root).is_some() { Err(Corrupt) } else { Ok(count) }
 }
 
 #[cfg(test)]

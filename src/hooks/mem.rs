@@ -116,9 +116,6 @@ fn mmap_hook(f: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int, 
     let p = unsafe { real(addr, len, prot, flags, fd, off) };
     let e = if p == libc::MAP_FAILED { Errno::last() } else { Errno(0) };
     if p != libc::MAP_FAILED && config::active() {
-        if flags & libc::MAP_FIXED != 0 {
-            crate::usermem::mappings_changed();
-        }
         mappings::mapped(p as usize, len, flags, fd);
     }
     trace::line(f, start, Ret::Ptr(p as usize, e), &|c| {
@@ -173,7 +170,6 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
             let r = table::munmap::get().map(|f| unsafe { f(addr, len) });
             if r == Some(0) && config::active() {
                 let saved = Errno::last();
-                crate::usermem::mappings_changed();
                 mappings::unmapped(addr as usize, len);
                 saved.set();
             }
@@ -188,27 +184,7 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
 pub extern "C" fn qnxcompat_remapped(old: *mut c_void, old_len: usize, new: *mut c_void, new_len: usize) {
     if config::active() {
         let saved = Errno::last();
-        crate::usermem::mappings_changed();
         mappings::remapped(old as usize, old_len, new as usize, new_len);
         saved.set();
     }
-}
-
-/// `mprotect`: a page may have become unreadable, so pages verified for
-/// `struct flock` access are forgotten (see [`crate::usermem`]).
-///
-/// # Safety
-/// As mprotect(2).
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn mprotect(addr: *mut c_void, len: usize, prot: c_int) -> c_int {
-    let Some(real) = table::mprotect::get() else {
-        Errno::NOSYS.set();
-        return -1;
-    };
-    // SAFETY: the caller's arguments, forwarded.
-    let r = unsafe { real(addr, len, prot) };
-    if r == 0 {
-        crate::usermem::mappings_changed();
-    }
-    r
 }

@@ -73,5 +73,4 @@ hook_table! {
     mmap = c"mmap": unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void;
     munmap = c"munmap": unsafe extern "C" fn(*mut c_void, usize) -> c_int;
     fork = c"fork": unsafe extern "C" fn() -> libc::pid_t;
-    mprotect = c"mprotect": unsafe extern "C" fn(*mut c_void, usize, c_int) -> c_int;
 }

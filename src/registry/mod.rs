@@ -983,14 +983,27 @@ impl Tables<'_> {
             }
         }
         self.relink_maps();
-        // A list that still breaks its invariants is dropped, not trusted.
+        // The dead holder's half-finished update concerns its own records:
+        // reap the dead first, so their debris goes before anything is judged.
+        self.reap_dead(touched);
+        // A list that still breaks its invariants loses the records of the
+        // owners that break them (one owner's overlapping or touching
+        // same-type records); other owners' locks are kept.
         for f in 0..self.file_high() as u32 {
-            if self.files[f as usize].in_use == 1 && lockset::check(self, self.files[f as usize].root).is_err() {
+            if self.files[f as usize].in_use != 1 {
+                continue;
+            }
+            for _ in 0..OWNERS {
+                let root = self.files[f as usize].root;
+                let Some(bad) = lockset::first_offender(self, root) else { break };
+                let _ = self.remove_owner_in_file(f, bad);
+                touched(f);
+            }
+            if lockset::check(self, self.files[f as usize].root).is_err() {
                 self.drop_file_locks(f);
                 touched(f);
             }
         }
-        self.reap_dead(touched);
         for f in 0..self.file_high() as u32 {
             self.release_file_if_empty(f);
         }
@@ -1090,12 +1103,21 @@ impl Tables<'_> {
                 }
                 dead
             }
-            Some(o) if o.kind == OWNER_OPENFILE => probe.is_some_and(|fd| {
-                !crate::openfile::alive(
-                    fd,
-                    crate::openfile::Token { slot: i, generation: o.generation % crate::openfile::TOKEN_GENS },
-                )
-            }),
+            Some(o) if o.kind == OWNER_OPENFILE => {
+                let Some(fd) = probe else { return false };
+                let token = crate::openfile::Token { slot: i, generation: o.generation % crate::openfile::TOKEN_GENS };
+                // The full check (a scan of our processes' descriptors) is
+                // needed only once the process that took the lock is gone:
+                // while it lives, the token is its own. A positive scan is
+                // trusted for as long as a process check.
+                let now = sys::monotonic_ns();
+                let verify = now.saturating_sub(o.alive_at_ns) >= LIVENESS_TTL_NS && !sys::pid_exists(o.pid);
+                let alive = crate::openfile::alive(fd, token, verify);
+                if alive && verify {
+                    o.alive_at_ns = now;
+                }
+                !alive
+            }
             _ => false,
         }
     }
