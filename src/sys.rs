@@ -385,16 +385,20 @@ pub fn range_mapped(addr: usize, len: usize) -> bool {
     r == 0 || Errno::last() != Errno::NOMEM
 }
 
-/// Copies `len` bytes from our own address `src` to `dst` through the
-/// kernel (`process_vm_readv` on ourselves), so an unmapped or unreadable
-/// `src` yields EFAULT instead of a crash.
-pub fn copy_in(src: usize, dst: &mut [u8]) -> Result<()> {
-    let local = libc::iovec { iov_base: dst.as_mut_ptr().cast(), iov_len: dst.len() };
-    let remote = libc::iovec { iov_base: src as *mut libc::c_void, iov_len: dst.len() };
-    // SAFETY: `local` describes our own buffer; the kernel validates `remote`.
+/// Copies between a buffer of ours and an address of our own process through
+/// the kernel (`process_vm_readv`/`writev` on ourselves), so an unmapped or
+/// unreadable (for writes: read-only) `addr` yields EFAULT instead of a
+/// crash. ENOSYS or EPERM mean the kernel will not do it here (seccomp).
+fn vm_copy(buf: *mut u8, len: usize, addr: usize, write: bool) -> Result<()> {
+    let local = libc::iovec { iov_base: buf.cast(), iov_len: len };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: len };
+    let nr = if write { libc::SYS_process_vm_writev } else { libc::SYS_process_vm_readv };
+    // SAFETY: `local` describes the caller's buffer of `len` bytes; the
+    // kernel validates `remote`. Every argument is passed as 64 bits, as
+    // the kernel reads its unsigned long parameters.
     let r = unsafe {
         libc::syscall(
-            libc::SYS_process_vm_readv,
+            nr,
             getpid() as libc::c_long,
             &local as *const libc::iovec,
             1 as libc::c_ulong,
@@ -404,36 +408,21 @@ pub fn copy_in(src: usize, dst: &mut [u8]) -> Result<()> {
         )
     };
     match check(r) {
-        Ok(n) if n as usize == dst.len() => Ok(()),
+        Ok(n) if n as usize == len => Ok(()),
         Ok(_) => Err(Errno::FAULT),
         Err(e) if e == Errno::NOSYS || e == Errno::PERM => Err(e),
         Err(_) => Err(Errno::FAULT),
     }
 }
 
-/// Copies `src` to our own address `dst` through the kernel
-/// (`process_vm_writev`): EFAULT for an unmapped or read-only `dst`.
+/// Copies from our own address `src` into `dst` (see `vm_copy`).
+pub fn copy_in(src: usize, dst: &mut [u8]) -> Result<()> {
+    vm_copy(dst.as_mut_ptr(), dst.len(), src, false)
+}
+
+/// Copies `src` to our own address `dst` (see `vm_copy`).
 pub fn copy_out(src: &[u8], dst: usize) -> Result<()> {
-    let local = libc::iovec { iov_base: src.as_ptr() as *mut libc::c_void, iov_len: src.len() };
-    let remote = libc::iovec { iov_base: dst as *mut libc::c_void, iov_len: src.len() };
-    // SAFETY: `local` describes our own buffer; the kernel validates `remote`.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_process_vm_writev,
-            getpid() as libc::c_long,
-            &local as *const libc::iovec,
-            1 as libc::c_ulong,
-            &remote as *const libc::iovec,
-            1 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
-    match check(r) {
-        Ok(n) if n as usize == src.len() => Ok(()),
-        Ok(_) => Err(Errno::FAULT),
-        Err(e) if e == Errno::NOSYS || e == Errno::PERM => Err(e),
-        Err(_) => Err(Errno::FAULT),
-    }
+    vm_copy(src.as_ptr() as *mut u8, src.len(), dst, true)
 }
 
 /// `fchown(fd, -1, gid)`: gives our own file to a group we belong to.
