@@ -376,7 +376,6 @@ static void bad_values(void *arg)
     char ctxbuf[64];
     for (int c = 0; c < NCMDS; c++) {
         int cmd = lock_cmds[c];
-        int get = cmd == F_GETLK || cmd == F_OFD_GETLK;
         snprintf(ctxbuf, sizeof ctxbuf, "[cmd %s] ", cmdname(cmd));
         ctx = ctxbuf;
         /* a start before the file */
@@ -416,7 +415,6 @@ static void bad_values(void *arg)
             EXPECT(lkw(fd, cmd, F_UNLCK, SEEK_SET, 0, 10), EINVAL);
         if (cmd == F_OFD_GETLK)
             EXPECT(lkw(fd, cmd, F_UNLCK, SEEK_SET, 0, 10), EINVAL, 0);
-        (void)get;
         /* release whatever the fine ones took (a blocking request of
          * another owner kind must not wait for them) */
         EXPECT(lk(fd, F_SETLK, F_UNLCK, SEEK_SET, 0, 0), 0);

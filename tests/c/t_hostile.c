@@ -921,7 +921,6 @@ static void token_attacks(void)
         CHECK(exited0(st), "deny: root's prober status %#x (hung?)", st);
         char out[256], err[1024];
         helper_finish(&n, 5000, out, sizeof out, err, sizeof err);
-        (void)e1;
     }
 
     /* revive: twice, with each kind of kernel lock over the token */
@@ -944,12 +943,9 @@ static void token_attacks(void)
         kill(a.pid, SIGKILL);
         qtest_wait(a.pid, 5000);
         untrack(a.pid);
-        char out[256], err[256];
         close(a.in);
         close(a.out);
         close(a.err);
-        (void)out;
-        (void)err;
 
         char sbuf[32], lbuf[32];
         snprintf(sbuf, sizeof sbuf, "%lld", start);
@@ -979,6 +975,7 @@ static void token_attacks(void)
               qtest_errname(e));
         if (r == 0)
             flock(fd, LOCK_UN);
+        char out[256], err[256];
         helper_finish(&n, 5000, out, sizeof out, err, sizeof err);
         /* with nobody's lock gone, the dead holder's flock is reaped */
         t0 = qtest_now_ms();

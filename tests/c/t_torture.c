@@ -29,7 +29,12 @@
  *                  inside a lock update with one of its records detached.
  *
  * Default: about 200 kills (well under 60 s); QTEST_LONG=1: 1,000 kills.
- * QTEST_SEED=<n> repeats a run.  The last lines give the figures.
+ * QTEST_SEED=<n> repeats a run's random choices.  The last lines give the
+ * figures.  For diagnosis only, the test reads two header fields of the
+ * segment file (the repair count and the registry mutex's futex word, see
+ * read_header_u32): a lost witness lock names the round and how many repairs
+ * it caused, and a timeout names what this process was doing, the CPU it
+ * used meanwhile, the other processes' states and the mutex's owner.
  *
  * Helper mode (this binary re-executed):
  *     t_torture --victim PATH1 PATH2 READYFD
