@@ -58,12 +58,28 @@ export QTEST_LONG=1
 OUT=target/ctests
 mkdir -p "$OUT" || exit 2
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/qtest-stress.XXXXXX") || exit 2
+child=""
 cleanup() {
+    if [ -n "$child" ]; then
+        kill -TERM "$child" 2>/dev/null
+        wait "$child" 2>/dev/null
+    fi
     rm -rf "$LOGDIR"
     rm -f /dev/shm/qnxcompat-stress-$$-*
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Run a command in the background and wait for it, so that INT/TERM reach
+# this script (and, through cleanup, the command) at once.
+run_child() {
+    "$@" &
+    child=$!
+    wait "$child"
+    local rc=$?
+    child=""
+    return $rc
+}
 
 CFLAGS=(-O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I shim/include)
 
@@ -99,10 +115,10 @@ for name in "${TESTS[@]}"; do
         start=$(date +%s)
         case $mode in
         native)
-            QTEST_MODE=native timeout "$TIMEOUT" "$bin" >"$log" 2>&1
+            QTEST_MODE=native run_child timeout "$TIMEOUT" "$bin" >"$log" 2>&1
             ;;
         shim)
-            QTEST_MODE=shim timeout "$TIMEOUT" env LD_PRELOAD="$LIB" \
+            QTEST_MODE=shim run_child timeout "$TIMEOUT" env LD_PRELOAD="$LIB" \
                 QNXCOMPAT_REGISTRY="qnxcompat-stress-$$-$name" "$bin" >"$log" 2>&1
             ;;
         *)

@@ -837,7 +837,6 @@ pub fn release_file(dev: u64, ino: u64) {
     }
     local::account(slot, dev, ino, -(local::own_records(slot) as i32));
     t.release_file_if_empty(slot);
-    t.release_owner_if_idle(me_slot);
 }
 
 /// The file behind `fd` if this process may hold locks on it; the cheap
@@ -1022,7 +1021,6 @@ pub fn adopt_after_exec() {
             }
         }
         t.for_each_owned(me_slot, &mut |_, rec, f| local::account(rec.file, f.dev, f.ino, 1));
-        t.release_owner_if_idle(me_slot);
     }
     release_files_without_descriptors();
 }

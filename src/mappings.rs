@@ -51,15 +51,11 @@ pub fn mapped(addr: usize, len: usize, flags: i32, fd: i32) {
     let Ok(me) = t.process_owner(owner::current(), local::owner_hint()) else { return };
     local::set_owner_hint(me);
     t.hold_life(me);
-    let Ok(file) = t.file_slot(file.dev, file.ino) else {
-        t.release_owner_if_idle(me);
-        return;
-    };
+    let Ok(file) = t.file_slot(file.dev, file.ino) else { return };
     if t.add_map(me, file, addr as u64, pages(len)).is_ok() {
         adjust(1);
     } else {
         t.release_file_if_empty(file);
-        t.release_owner_if_idle(me);
     }
 }
 

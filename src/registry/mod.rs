@@ -358,8 +358,22 @@ impl Tables<'_> {
         (o.kind == OWNER_OPENFILE && token.names(o.generation) && o.dev == dev && o.ino == ino).then_some(token.slot)
     }
 
-    /// Returns an owner slot with no locks to the free list.
+    /// Returns an idle open-file owner's slot to the free list. A process
+    /// owner's slot is never freed here, only when its process is dead
+    /// (`reap_owner`): a live process holds its slot's life mark, linked in
+    /// a thread's robust list, and re-initialising that mutex for a new
+    /// owner would corrupt the list, so that the kernel, walking it when the
+    /// process dies, would stop short of the registry mutex and leave it
+    /// held forever.
     pub fn release_owner_if_idle(&mut self, i: u32) {
+        if self.owners.get(i as usize).is_some_and(|o| o.kind == OWNER_OPENFILE) {
+            self.free_owner_if_idle(i);
+        }
+    }
+
+    /// Frees an owner slot that holds nothing, of any kind; the caller knows
+    /// no live thread holds its life mark.
+    fn free_owner_if_idle(&mut self, i: u32) {
         let free_head = self.free.owner;
         let Some(o) = self.owners.get_mut(i as usize) else { return };
         if o.kind == OWNER_FREE || o.nlocks != 0 || o.nwaiters != 0 || o.nmaps != 0 {
@@ -891,7 +905,8 @@ impl Tables<'_> {
             o.nlocks = 0;
             o.lock_head = NIL;
         }
-        self.release_owner_if_idle(owner);
+        // Reaped owners are dead (or an open file nobody holds).
+        self.free_owner_if_idle(owner);
         Ok(())
     }
 
