@@ -34,7 +34,9 @@
  * segment file (the repair count and the registry mutex's futex word, see
  * read_header_u32): a lost witness lock names the round and how many repairs
  * it caused, and a timeout names what this process was doing, the CPU it
- * used meanwhile, the other processes' states and the mutex's owner.
+ * used meanwhile, the other processes' states and the mutex's owner.  A
+ * watchdog process fails a run that makes no progress for 20 s, saying which
+ * system call (and, for a futex, which registry word) it is blocked in.
  *
  * Helper mode (this binary re-executed):
  *     t_torture --victim PATH1 PATH2 READYFD
@@ -42,6 +44,7 @@
 #include <dlfcn.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include "qtest.h"
 
@@ -104,8 +107,15 @@ static void untrack(pid_t p)
 
 static long read_header_u32(int off);
 
-static const char *volatile phase = "start"; /* what main is doing */
-static volatile int phase_round;
+/* What main is doing, in shared memory so that the watchdog sees it. */
+struct progress {
+    const char *volatile what;
+    volatile int round;
+};
+static struct progress progress0 = {"start", 0};
+static struct progress *prog = &progress0;
+#define phase (prog->what)
+#define phase_round (prog->round)
 
 /* This process's CPU time in ms (user + system). */
 static long cpu_ms(void)
@@ -196,6 +206,78 @@ static long read_header_u32(int off)
 }
 
 static long read_repairs(void) { return read_header_u32(40); }
+
+/* A watchdog process: when this process has made no progress (same round,
+ * same phase) for STALL_S seconds, or is still running `after_s` seconds
+ * from now (the test's alarm is about to go off), it reports what this
+ * process is blocked in (/proc/PID/syscall, wchan) and, for a futex wait,
+ * where the futex word lies in the registry segment (offset 64 is the
+ * registry mutex), then sends it SIGALRM, so that a hang fails the test in
+ * STALL_S seconds.  Killed at the end of a normal run. */
+#define STALL_S 20
+
+static pid_t start_watchdog(int after_s)
+{
+    pid_t target = getpid();
+    pid_t w = fork();
+    if (w < 0)
+        qtest_fatal("fork");
+    if (w > 0)
+        return w;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    alarm(0);
+    signal(SIGALRM, SIG_DFL);
+    int still = 0, last_round = -1;
+    const char *last_phase = NULL;
+    for (int t = 0; t < after_s && still < STALL_S; t++) {
+        sleep(1);
+        if (phase_round == last_round && phase == last_phase) {
+            still++;
+        } else {
+            still = 0;
+            last_round = phase_round;
+            last_phase = phase;
+        }
+    }
+    after_s = still >= STALL_S ? still : after_s;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)target);
+    char *sc = qtest_slurp(path);
+    snprintf(path, sizeof path, "/proc/%d/wchan", (int)target);
+    char *wc = qtest_slurp(path);
+    char *nl = strchr(sc, '\n');
+    if (nl)
+        *nl = 0;
+    long nr = -1;
+    unsigned long a0 = 0, a1 = 0;
+    sscanf(sc, "%ld %lx %lx", &nr, &a0, &a1);
+    long off = -1;
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)target);
+    char *maps = qtest_slurp(path);
+    const char *name = strrchr(reg_path, '/');
+    for (char *line = maps; name && line && *line;) {
+        char *eol = strchr(line, '\n');
+        if (eol)
+            *eol = 0;
+        unsigned long lo, hi;
+        if (strstr(line, name + 1) && sscanf(line, "%lx-%lx", &lo, &hi) == 2 &&
+            a0 >= lo && a0 < hi)
+            off = (long)(a0 - lo);
+        line = eol ? eol + 1 : NULL;
+    }
+    char where[96] = "";
+    if (nr == SYS_futex && off >= 0)
+        snprintf(where, sizeof where, "; a futex wait on the word at registry "
+                 "offset %ld%s", off, off == 64 ? " (the registry mutex)" : "");
+    qtest_print("FAIL t_torture: watchdog: %s %d s, the test process is in "
+                "syscall \"%s\" (wchan %s) in round %d while %s%s",
+                still >= STALL_S ? "stuck for" : "after", after_s, sc, wc,
+                phase_round, phase, where);
+    long word = read_header_u32(64);
+    qtest_print("FAIL t_torture: watchdog: registry mutex word %#lx", word);
+    kill(target, SIGALRM);
+    _exit(0);
+}
 
 /* ------------------------------------------------------------------------ */
 /* The victim                                                                */
@@ -768,6 +850,8 @@ int main(int argc, char **argv)
     if (g == MAP_FAILED)
         qtest_fatal("mmap");
     grants = g;
+    prog = (struct progress *)((char *)g + 2048);
+    prog->what = "start";
 
     fd1 = qtest_tmpfile(WIT_BASE + NWIT * WIT_STRIDE, &path1);
     int tmp2 = qtest_tmpfile(100, &path2);
@@ -781,6 +865,8 @@ int main(int argc, char **argv)
     if (shim)
         CHECK(get_verify() != NULL, "qnxcompat_verify not found by dlsym");
 
+    pid_t dog = start_watchdog(long_mode ? 2990 : 82);
+    track(dog);
     for (int i = 0; i < NWIT; i++) {
         wit[i] = qtest_child_start(witness, (void *)(intptr_t)i);
         track(wit[i].pid);
@@ -805,6 +891,9 @@ int main(int argc, char **argv)
     }
     double secs = (qtest_now_ms() - t_start) / 1e3;
 
+    kill(dog, SIGKILL);
+    qtest_wait(dog, 2000);
+    untrack(dog);
     for (int i = 0; i < NWIT; i++) {
         CHECK_CHILD_FINISH(&wit[i]);
         untrack(wit[i].pid);
