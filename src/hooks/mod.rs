@@ -136,26 +136,31 @@ pub unsafe extern "C" fn qnxcompat_verify(
             let _ = refusal.describe(&mut c);
             2
         }
-        Ok(reg) => match reg.lock() {
-            Err(e) => {
-                let _ = write!(c, "cannot lock: {}", e.name());
-                2
-            }
-            Ok(mut g) => match g.tables().verify() {
-                Ok(k) => {
-                    let _ = write!(
-                        c,
-                        "consistent: {} lock records, {} files, {} owners, {} waiters, {} mappings",
-                        k.records, k.files, k.owners, k.waiters, k.maps
-                    );
-                    0
+        Ok(reg) => {
+            let code = match reg.lock() {
+                Err(e) => {
+                    let _ = write!(c, "cannot lock: {}", e.name());
+                    2
                 }
-                Err(why) => {
-                    let _ = write!(c, "INCONSISTENT: {why}");
-                    1
-                }
-            },
-        },
+                Ok(mut g) => match g.tables().verify() {
+                    Ok(k) => {
+                        let _ = write!(
+                            c,
+                            "consistent: {} lock records, {} files, {} owners, {} waiters, {} mappings",
+                            k.records, k.files, k.owners, k.waiters, k.maps
+                        );
+                        0
+                    }
+                    Err(why) => {
+                        let _ = write!(c, "INCONSISTENT: {why}");
+                        1
+                    }
+                },
+            };
+            // SAFETY: the guard is gone; nothing refers into this mapping.
+            unsafe { reg.detach() };
+            code
+        }
     };
     let n = c.len();
     if let Some(z) = out.get_mut(n) {

@@ -1356,9 +1356,7 @@ impl Registry {
         if crate::local::in_registry() {
             return Err(Errno::NOLCK);
         }
-        // SAFETY: the mutex was initialised by the segment's creator and
-        // stays at this address.
-        let r = unsafe { libc::pthread_mutex_lock(self.mutex()) };
+        let r = self.lock_mutex();
         let mut guard = match r {
             0 | libc::EOWNERDEAD => Guard { base: self.base, mutex: self.mutex(), wake: WakeSet::default() },
             _ => return Err(Errno::NOLCK),
@@ -1385,6 +1383,39 @@ impl Registry {
             t.reap_vanished(&mut |f| touched.add(f));
             wake.absorb(t.files, &touched);
         }
+    }
+
+    /// Takes the registry mutex in slices of at most 50 ms. When an owner
+    /// dies, the kernel wakes one waiter of the robust mutex; if that waiter
+    /// is killed too, the wake is lost and the others would sleep forever
+    /// on a free mutex. A bounded wait turns a lost wake into one slice.
+    fn lock_mutex(&self) -> i32 {
+        loop {
+            let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `now` is a valid timespec to fill.
+            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+            let mut until = libc::timespec { tv_sec: now.tv_sec, tv_nsec: now.tv_nsec + 50_000_000 };
+            if until.tv_nsec >= 1_000_000_000 {
+                until.tv_sec += 1;
+                until.tv_nsec -= 1_000_000_000;
+            }
+            // SAFETY: the mutex was initialised by the segment's creator and
+            // stays at this address; `until` is a valid absolute time.
+            let r = unsafe { libc::pthread_mutex_timedlock(self.mutex(), &until) };
+            if r != libc::ETIMEDOUT {
+                return r;
+            }
+        }
+    }
+
+    /// Unmaps a registry attached with `attach_named` (tools only: the
+    /// process's own registry stays mapped for its lifetime).
+    ///
+    /// # Safety
+    /// No guard or reference into this mapping may outlive the call.
+    pub unsafe fn detach(self) {
+        // SAFETY: per the contract.
+        unsafe { sys::unmap(self.base, OFFSETS.size) };
     }
 
     /// The futex word of file slot `i` (it lives as long as the mapping).
