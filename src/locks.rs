@@ -71,7 +71,8 @@ impl OpenFile {
         }
         let st = sys::fstat(fd)?;
         let fl = sys::fcntl_int(fd, libc::F_GETFL, 0)? as i32;
-        let acc = fl & libc::O_ACCMODE;
+        // An O_PATH descriptor can neither read nor write: no lock through it.
+        let acc = if fl & libc::O_PATH != 0 { -1 } else { fl & libc::O_ACCMODE };
         let f = OpenFile {
             dev: st.st_dev,
             ino: st.st_ino,

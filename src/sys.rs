@@ -76,6 +76,7 @@ impl Errno {
             libc::EROFS => "EROFS",
             libc::EPIPE => "EPIPE",
             libc::ERANGE => "ERANGE",
+            libc::ELOOP => "ELOOP",
             libc::EDEADLK => "EDEADLK",
             libc::ENOLCK => "ENOLCK",
             libc::ENOSYS => "ENOSYS",
