@@ -222,6 +222,62 @@ static inline void qtest_on_alarm(int sig)
     _exit(124);
 }
 
+/* Children and temporary paths a test must not leave behind if its alarm
+ * fires: install qtest_on_timeout as the SIGALRM handler, and it kills the
+ * tracked children and unlinks the tracked paths before failing the test. */
+#define QTEST_MAX_TRACK 32
+static volatile pid_t qtest_tracked[QTEST_MAX_TRACK] __attribute__((unused));
+static char qtest_tracked_paths[QTEST_MAX_TRACK][256] __attribute__((unused));
+static volatile int qtest_tracked_path_used[QTEST_MAX_TRACK] __attribute__((unused));
+
+static inline void qtest_track(pid_t p)
+{
+    for (int i = 0; i < QTEST_MAX_TRACK; i++)
+        if (qtest_tracked[i] == 0) {
+            qtest_tracked[i] = p;
+            return;
+        }
+}
+
+static inline void qtest_untrack(pid_t p)
+{
+    for (int i = 0; i < QTEST_MAX_TRACK; i++)
+        if (qtest_tracked[i] == p)
+            qtest_tracked[i] = 0;
+}
+
+static inline void qtest_track_path(const char *p)
+{
+    for (int i = 0; i < QTEST_MAX_TRACK; i++)
+        if (!qtest_tracked_path_used[i]) {
+            snprintf(qtest_tracked_paths[i], sizeof qtest_tracked_paths[i], "%.255s", p);
+            qtest_tracked_path_used[i] = 1;
+            return;
+        }
+}
+
+/* Unlinks a tracked path and stops tracking it. */
+static inline void qtest_remove_path(const char *p)
+{
+    unlink(p);
+    for (int i = 0; i < QTEST_MAX_TRACK; i++)
+        if (qtest_tracked_path_used[i] && strcmp(qtest_tracked_paths[i], p) == 0)
+            qtest_tracked_path_used[i] = 0;
+}
+
+static inline void qtest_on_timeout(int sig)
+{
+    if (getpid() == qtest_main_pid) {
+        for (int i = 0; i < QTEST_MAX_TRACK; i++)
+            if (qtest_tracked[i] > 0)
+                kill(qtest_tracked[i], SIGKILL);
+        for (int i = 0; i < QTEST_MAX_TRACK; i++)
+            if (qtest_tracked_path_used[i])
+                unlink(qtest_tracked_paths[i]);
+    }
+    qtest_on_alarm(sig);
+}
+
 /* Call first thing in main(). */
 static inline void qtest_init(void)
 {

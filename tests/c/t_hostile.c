@@ -88,57 +88,6 @@ static int rnd_below(int n) { return (int)(rnd() % (unsigned long long)n); }
 /* Bookkeeping                                                               */
 /* ------------------------------------------------------------------------ */
 
-#define MAX_TRACK 32
-static volatile pid_t tracked[MAX_TRACK];
-static char tracked_paths[MAX_TRACK][200];
-static volatile int tracked_path_used[MAX_TRACK];
-
-static void track(pid_t p)
-{
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (tracked[i] == 0) {
-            tracked[i] = p;
-            return;
-        }
-}
-
-static void untrack(pid_t p)
-{
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (tracked[i] == p)
-            tracked[i] = 0;
-}
-
-static void track_path(const char *p)
-{
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (!tracked_path_used[i]) {
-            snprintf(tracked_paths[i], sizeof tracked_paths[i], "%s", p);
-            tracked_path_used[i] = 1;
-            return;
-        }
-}
-
-static void remove_path(const char *p)
-{
-    unlink(p);
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (tracked_path_used[i] && strcmp(tracked_paths[i], p) == 0)
-            tracked_path_used[i] = 0;
-}
-
-static void on_timeout(int sig)
-{
-    if (getpid() == qtest_main_pid) {
-        for (int i = 0; i < MAX_TRACK; i++)
-            if (tracked[i] > 0)
-                kill(tracked[i], SIGKILL);
-        for (int i = 0; i < MAX_TRACK; i++)
-            if (tracked_path_used[i])
-                unlink(tracked_paths[i]);
-    }
-    qtest_on_alarm(sig);
-}
 
 /* Read from fd until EOF or timeout (or `want` is seen); NUL-terminated. */
 static size_t read_until(int fd, char *buf, size_t cap, const char *want,
@@ -227,7 +176,7 @@ static struct helper spawn(char *const *argv, const char *registry,
         execv("/proc/self/exe", argv);
         _exit(98);
     }
-    track(pid);
+    qtest_track(pid);
     close(pin[0]);
     close(pout[1]);
     close(perr[1]);
@@ -244,7 +193,7 @@ static int helper_finish(struct helper *h, int timeout_ms, char *out,
     int left = timeout_ms - (int)(qtest_now_ms() - t0);
     read_until(h->err, err, errcap, NULL, left > 200 ? left : 200);
     int st = qtest_wait(h->pid, left > 200 ? left : 200);
-    untrack(h->pid);
+    qtest_untrack(h->pid);
     close(h->out);
     close(h->err);
     return st;
@@ -709,10 +658,10 @@ static void other_user(void)
     snprintf(link, sizeof link, "%s-link", segpath);
     snprintf(victim, sizeof victim, "/tmp/qtest-hostile-victim-%d",
              (int)getpid());
-    remove_path(forged);
-    track_path(forged);
-    track_path(link);
-    track_path(victim);
+    qtest_remove_path(forged);
+    qtest_track_path(forged);
+    qtest_track_path(link);
+    qtest_track_path(victim);
 
     char *argv[] = {"t_hostile", "--nobody", (char *)file_f, (char *)file_g,
                     (char *)reg, NULL};
@@ -819,7 +768,7 @@ static void other_user(void)
                   memcmp(h0, h1, sizeof h0) == 0,
               "the forged segment was changed by root's process");
     }
-    remove_path(forged);
+    qtest_remove_path(forged);
     /* a symlink planted by nobody, pointing at a root-owned file */
     int vf_fd = open(victim, O_RDWR | O_CREAT | O_TRUNC, 0600);
     if (vf_fd < 0)
@@ -850,8 +799,8 @@ static void other_user(void)
               (long long)vs.st_size);
         free(text);
     }
-    remove_path(link);
-    remove_path(victim);
+    qtest_remove_path(link);
+    qtest_remove_path(victim);
 
     CHECK_OK(unlock(fd_f, 0, 0));
     o.l_type = F_UNLCK;
@@ -942,7 +891,7 @@ static void token_attacks(void)
               "revive: root's flock holder: %s", oneline(tok, e1, sizeof e1));
         kill(a.pid, SIGKILL);
         qtest_wait(a.pid, 5000);
-        untrack(a.pid);
+        qtest_untrack(a.pid);
         close(a.in);
         close(a.out);
         close(a.err);
@@ -1050,7 +999,7 @@ static void scribble_round(int round, int count, int big)
     snprintf(reg, sizeof reg, "%s-scribble", registry_name());
     snprintf(seg, sizeof seg, "/dev/shm/%s", reg);
     unlink(seg);
-    track_path(seg);
+    qtest_track_path(seg);
     const char *path;
     int hf = qtest_tmpfile(8000, &path);
     close(hf);
@@ -1154,7 +1103,7 @@ static void scribble_round(int round, int count, int big)
     qtest_print("hostile:   a new file: %s; verify then: %d (%s)%s%s",
                 works ? "locks work" : "BROKEN", v3, m3,
                 errsum[0] ? "; helpers' stderr: " : "", errsum);
-    remove_path(seg);
+    qtest_remove_path(seg);
     unlink(path);
 }
 
@@ -1182,7 +1131,7 @@ int main(int argc, char **argv)
         return 97;
     }
     qtest_init();
-    signal(SIGALRM, on_timeout);
+    signal(SIGALRM, qtest_on_timeout);
     const char *s = getenv("QTEST_SEED");
     unsigned long long seed = s ? strtoull(s, NULL, 0)
                                 : (unsigned long long)time(NULL) * 2654435761ULL ^

@@ -32,57 +32,6 @@
 /* Bookkeeping: processes to kill and segments to remove on timeout          */
 /* ------------------------------------------------------------------------ */
 
-#define MAX_TRACK 16
-static volatile pid_t tracked_pids[MAX_TRACK];
-static char tracked_paths[MAX_TRACK][160];
-static volatile int tracked_path_used[MAX_TRACK];
-
-static void track_pid(pid_t pid)
-{
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (tracked_pids[i] == 0) {
-            tracked_pids[i] = pid;
-            return;
-        }
-}
-
-static void untrack_pid(pid_t pid)
-{
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (tracked_pids[i] == pid)
-            tracked_pids[i] = 0;
-}
-
-static void track_path(const char *p)
-{
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (!tracked_path_used[i]) {
-            snprintf(tracked_paths[i], sizeof tracked_paths[i], "%s", p);
-            tracked_path_used[i] = 1;
-            return;
-        }
-}
-
-static void remove_path(const char *p)
-{
-    unlink(p);
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (tracked_path_used[i] && strcmp(tracked_paths[i], p) == 0)
-            tracked_path_used[i] = 0;
-}
-
-static void on_timeout(int sig)
-{
-    if (getpid() == qtest_main_pid) {
-        for (int i = 0; i < MAX_TRACK; i++)
-            if (tracked_pids[i] > 0)
-                kill(tracked_pids[i], SIGKILL);
-        for (int i = 0; i < MAX_TRACK; i++)
-            if (tracked_path_used[i])
-                unlink(tracked_paths[i]);
-    }
-    qtest_on_alarm(sig);
-}
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
@@ -208,7 +157,7 @@ static struct helper spawn(const char *registry, const char *fault,
         }
         _exit(fn(arg));
     }
-    track_pid(pid);
+    qtest_track(pid);
     close(pin[0]);
     close(pout[1]);
     close(perr[1]);
@@ -221,14 +170,14 @@ static void helper_close(struct helper *h)
     close(h->in);
     close(h->out);
     close(h->err);
-    untrack_pid(h->pid);
+    qtest_untrack(h->pid);
 }
 
 /* Wait for the helper and return its wait status (-1: killed on timeout). */
 static int helper_wait(struct helper *h, int timeout_ms)
 {
     int st = qtest_wait(h->pid, timeout_ms);
-    untrack_pid(h->pid);
+    qtest_untrack(h->pid);
     return st;
 }
 
@@ -404,7 +353,7 @@ static void probe_segment_size(void)
     shm_name(name, sizeof name, "probe");
     shm_path(path, sizeof path, name);
     unlink(path);
-    track_path(path);
+    qtest_track_path(path);
     char *argv[] = {"t_registry", "--lock-once", test_fd_str, NULL};
     struct helper h = spawn(name, NULL, argv, NULL, 0);
     int st = helper_wait(&h, 20000);
@@ -420,7 +369,7 @@ static void probe_segment_size(void)
     if (stat(path, &sb) != 0) {
         CHECK(0, "no segment %s after a preloaded process locked (errno %s)",
               path, qtest_errname(errno));
-        remove_path(path);
+        qtest_remove_path(path);
         return;
     }
     CHECK(sb.st_uid == getuid() && (sb.st_mode & 0777) == 0600,
@@ -440,7 +389,7 @@ static void probe_segment_size(void)
           "new segment header: magic '%.8s', version %u", ok ? (char *)hdr : "?",
           (unsigned)version);
     seg_size = sb.st_size;
-    remove_path(path);
+    qtest_remove_path(path);
 }
 
 /* Create /dev/shm/<name> with the given size, header and owner. */
@@ -448,7 +397,7 @@ static void make_segment(const char *path, off_t size, const void *hdr,
                          size_t hlen, mode_t mode, uid_t uid)
 {
     unlink(path);
-    track_path(path);
+    qtest_track_path(path);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
     if (fd < 0)
         qtest_fatal("create segment");
@@ -546,7 +495,7 @@ static void refused(const char *tag, const char *reason, off_t size,
           (unsigned)after.st.st_mode,
           memcmp(after.head, before.head, sizeof after.head) ? "changed"
                                                              : "same");
-    remove_path(path);
+    qtest_remove_path(path);
 }
 
 static void refusals(void)
@@ -615,7 +564,7 @@ static void half_initialised(const char *tag, int scribble)
           "%s: after use: magic '%.8s' version %u size %lld mode %o", tag,
           (char *)s.head, (unsigned)version, (long long)s.st.st_size,
           (unsigned)(s.st.st_mode & 0777));
-    remove_path(path);
+    qtest_remove_path(path);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -920,7 +869,7 @@ int main(int argc, char **argv)
     }
 
     qtest_init();
-    signal(SIGALRM, on_timeout);
+    signal(SIGALRM, qtest_on_timeout);
     unsetenv("QNXCOMPAT_FAULT");
     test_fd = qtest_tmpfile(200, NULL);
     snprintf(test_fd_str, sizeof test_fd_str, "%d", test_fd);
