@@ -31,6 +31,8 @@ struct qnxcompat_call {
     uint64_t start_ns;
     uint32_t slices;
     uint32_t waiter;
+    uint32_t waiter_gen;
+    uint32_t pad;
 };
 
 extern long qnxcompat_fcntl(int fd, int cmd, uintptr_t arg, int entry, struct qnxcompat_call *call);
@@ -79,7 +81,7 @@ static int blocking_fcntl_cmd(int cmd)
 
 static int fcntl_entry(int fd, int cmd, uintptr_t arg, int entry)
 {
-    struct qnxcompat_call call = {0, 0, 0};
+    struct qnxcompat_call call = {0, 0, 0, 0, 0};
     long r;
     if (blocking_fcntl_cmd(cmd))
         pthread_testcancel();
@@ -119,7 +121,7 @@ __attribute__((visibility("default"))) int __fcntl(int fd, int cmd, ...)
 
 static int lockf_entry(int fd, int function, int64_t size, int entry)
 {
-    struct qnxcompat_call call = {0, 0, 0};
+    struct qnxcompat_call call = {0, 0, 0, 0, 0};
     long r;
     if (function == F_LOCK)
         pthread_testcancel();
@@ -139,7 +141,7 @@ __attribute__((visibility("default"))) int lockf64(int fd, int function, off64_t
 
 __attribute__((visibility("default"))) int flock(int fd, int operation)
 {
-    struct qnxcompat_call call = {0, 0, 0};
+    struct qnxcompat_call call = {0, 0, 0, 0, 0};
     long r;
     if (!(operation & LOCK_NB))
         pthread_testcancel();
@@ -156,13 +158,19 @@ __attribute__((visibility("default"))) int flock(int fd, int operation)
  * glibc does, and go through the wrapped execv* spelling.
  */
 #include <dlfcn.h>
+#include <string.h>
 #include <stddef.h>
 
-extern void qnxcompat_before_exec(void);
-extern void qnxcompat_exec_failed(void);
+/* Before the real exec: marks locks exec's closes release and, when the new
+ * image will load the library, takes the anchor bridge (a descriptor that
+ * survives the exec) and writes "QNXCOMPAT_ADOPT=..." into buf. Returns the
+ * bridge descriptor, or -1. `path` NULL with `fd` >= 0 means fexecve. */
+extern int qnxcompat_before_exec(const char *path, int fd, int search, char *const envp[], char *buf, size_t len);
+extern void qnxcompat_exec_failed(int bridge);
+
+extern char **environ;
 
 typedef int (*exec_path_fn)(const char *, char *const[], char *const[]);
-typedef int (*exec_argv_fn)(const char *, char *const[]);
 typedef int (*exec_fd_fn)(int, char *const[], char *const[]);
 
 static void *real_symbol(const char *name)
@@ -170,10 +178,10 @@ static void *real_symbol(const char *name)
     return dlsym(RTLD_NEXT, name);
 }
 
-static int exec_done(int r)
+static int exec_done(int r, int bridge)
 {
     int saved = errno;
-    qnxcompat_exec_failed();
+    qnxcompat_exec_failed(bridge);
     errno = saved;
     return r;
 }
@@ -191,39 +199,65 @@ static int exec_done(int r)
         return -1;                                                                                 \
     }
 
+static size_t env_count(char *const envp[])
+{
+    size_t n = 0;
+    while (envp && envp[n])
+        n++;
+    return n;
+}
+
+/* Runs `call` with `env` = envp plus the bridge variable (on the stack: exec
+ * may run in a fork child of a threaded program, where malloc is unsafe). */
+#define WITH_BRIDGE(path, fd, search, envp, call)                                                  \
+    do {                                                                                           \
+        char bridge_var[96];                                                                       \
+        char *const *env_in = (envp);                                                              \
+        int bridge = qnxcompat_before_exec((path), (fd), (search), env_in, bridge_var,             \
+                                           sizeof bridge_var);                                     \
+        size_t env_n = bridge >= 0 ? env_count(env_in) : 0;                                        \
+        char *env_new[env_n + 2];                                                                  \
+        char *const *env = env_in;                                                                 \
+        if (bridge >= 0) {                                                                         \
+            size_t k = 0;                                                                          \
+            for (size_t i = 0; i < env_n; i++)                                                     \
+                if (strncmp(env_in[i], "QNXCOMPAT_ADOPT=", 16) != 0)                               \
+                    env_new[k++] = env_in[i];                                                      \
+            env_new[k++] = bridge_var;                                                             \
+            env_new[k] = NULL;                                                                     \
+            env = env_new;                                                                         \
+        }                                                                                          \
+        return exec_done((call), bridge);                                                          \
+    } while (0)
+
 __attribute__((visibility("default"))) int execve(const char *path, char *const argv[], char *const envp[])
 {
     REAL_OR_ENOSYS(exec_path_fn, real, "execve");
-    qnxcompat_before_exec();
-    return exec_done(real(path, argv, envp));
+    WITH_BRIDGE(path, -1, 0, envp, real(path, argv, env));
 }
 
 __attribute__((visibility("default"))) int execvpe(const char *file, char *const argv[], char *const envp[])
 {
     REAL_OR_ENOSYS(exec_path_fn, real, "execvpe");
-    qnxcompat_before_exec();
-    return exec_done(real(file, argv, envp));
+    WITH_BRIDGE(file, -1, 1, envp, real(file, argv, env));
 }
 
 __attribute__((visibility("default"))) int execv(const char *path, char *const argv[])
 {
-    REAL_OR_ENOSYS(exec_argv_fn, real, "execv");
-    qnxcompat_before_exec();
-    return exec_done(real(path, argv));
+    REAL_OR_ENOSYS(exec_path_fn, real, "execve");
+    WITH_BRIDGE(path, -1, 0, environ, real(path, argv, env));
 }
 
 __attribute__((visibility("default"))) int execvp(const char *file, char *const argv[])
 {
-    REAL_OR_ENOSYS(exec_argv_fn, real, "execvp");
-    qnxcompat_before_exec();
-    return exec_done(real(file, argv));
+    REAL_OR_ENOSYS(exec_path_fn, real, "execvpe");
+    WITH_BRIDGE(file, -1, 1, environ, real(file, argv, env));
 }
 
 __attribute__((visibility("default"))) int fexecve(int fd, char *const argv[], char *const envp[])
 {
     REAL_OR_ENOSYS(exec_fd_fn, real, "fexecve");
-    qnxcompat_before_exec();
-    return exec_done(real(fd, argv, envp));
+    WITH_BRIDGE(NULL, fd, 0, envp, real(fd, argv, env));
 }
 
 /* Counts execl's arguments up to the terminating NULL. */

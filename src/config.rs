@@ -174,6 +174,8 @@ impl StaticBuf {
 
 static TRACE_FILE: StaticBuf = StaticBuf::new();
 static REGISTRY_NAME: StaticBuf = StaticBuf::new();
+static FAULT: StaticBuf = StaticBuf::new();
+static FD_CACHE: AtomicBool = AtomicBool::new(true);
 
 /// Reads the environment. Called once from the library constructor.
 pub fn load() {
@@ -193,11 +195,13 @@ pub fn load() {
             Some(name) => REGISTRY_NAME.set(name.to_bytes()),
             None => {
                 let mut buf = [0u8; 64];
-                let mut c = crate::trace::Cursor::new(&mut buf);
-                let v = crate::registry::layout::LAYOUT_VERSION;
+                let mut c = crate::fmt::Cursor::new(&mut buf);
+                // No version in the name: processes of two layouts must meet
+                // on one segment, so that the second is refused (fail
+                // closed) rather than granting what the first holds.
                 let _ = match gid {
-                    Some(g) => write!(c, "qnxcompat-v{v}-g{g}"),
-                    None => write!(c, "qnxcompat-v{v}-{}", sys::geteuid()),
+                    Some(g) => write!(c, "qnxcompat-g{g}"),
+                    None => write!(c, "qnxcompat-{}", sys::geteuid()),
                 };
                 let n = c.len();
                 REGISTRY_NAME.set(&buf[..n]);
@@ -213,13 +217,24 @@ pub fn load() {
         })
     });
     ABILITY_MEM_LOCK.store(mem_lock, Ordering::Relaxed);
-    if sys::getenv(c"QNXCOMPAT_FDCACHE").is_some_and(|v| matches!(v.to_bytes(), b"0" | b"off" | b"no")) {
-        crate::local::disable_fd_cache();
-    }
+    let no_cache = sys::getenv(c"QNXCOMPAT_FDCACHE").is_some_and(|v| matches!(v.to_bytes(), b"0" | b"off" | b"no"));
+    FD_CACHE.store(!no_cache, Ordering::Relaxed);
+    VERIFY_EACH.store(sys::getenv(c"QNXCOMPAT_VERIFY").is_some_and(|v| v.to_bytes() == b"1"), Ordering::Relaxed);
+    let fallback = sys::getenv(c"QNXCOMPAT_FALLBACK").is_some_and(|v| v.to_bytes() == b"kernel");
+    KERNEL_FALLBACK.store(fallback, Ordering::Relaxed);
     if let Some(f) = sys::getenv(c"QNXCOMPAT_FAULT") {
-        crate::fault::arm(f.to_bytes());
+        // SAFETY: we are the constructor; no other thread runs yet.
+        unsafe { FAULT.set(f.to_bytes()) };
     }
     MODE.store(if off { MODE_OFF } else { MODE_ON }, Ordering::Release);
+}
+
+static KERNEL_FALLBACK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Whether `QNXCOMPAT_FALLBACK=kernel` asks that a registry that cannot be
+/// used give Linux kernel locks instead of failing every lock call.
+pub fn kernel_fallback() -> bool {
+    KERNEL_FALLBACK.load(Ordering::Relaxed)
 }
 
 /// Whether hooks apply QNX semantics (false before the constructor ran and
@@ -251,8 +266,27 @@ pub fn shared_gid() -> Option<u32> {
 }
 
 /// The QNX release whose mlock rules apply.
-pub fn qnx_version() -> crate::mlock::Version {
-    if QNX8.load(Ordering::Relaxed) { crate::mlock::Version::V8 } else { crate::mlock::Version::V7 }
+pub fn qnx8() -> bool {
+    QNX8.load(Ordering::Relaxed)
+}
+
+/// Whether the descriptor cache is on (QNXCOMPAT_FDCACHE).
+pub fn fd_cache() -> bool {
+    FD_CACHE.load(Ordering::Relaxed)
+}
+
+static VERIFY_EACH: AtomicBool = AtomicBool::new(false);
+
+/// Whether `QNXCOMPAT_VERIFY=1` asks for the registry's invariants to be
+/// checked after every operation (always on in debug builds).
+pub fn verify_each() -> bool {
+    VERIFY_EACH.load(Ordering::Relaxed)
+}
+
+/// The QNXCOMPAT_FAULT setting, if any (see `crate::fault`).
+pub fn fault_spec() -> Option<&'static [u8]> {
+    let f = FAULT.get();
+    (!f.is_empty()).then_some(f)
 }
 
 /// Whether the process was granted QNX's PROCMGR_AID_MEM_LOCK ability.

@@ -8,7 +8,8 @@
 //! Layout (one job per module):
 //! - [`engine`]: pure range algebra and lock lists (no I/O);
 //! - [`registry`]: the shared-memory segment, its mutex, owners and repair;
-//! - [`owner`]: process identity and liveness;
+//! - [`liveness`]: kernel-anchored liveness and identity of process owners;
+//! - [`owner`]: the calling process (vfork detection);
 //! - [`locks`]: QNX lock semantics for descriptors, on top of the registry;
 //! - [`local`]: per-process state the async-signal-safe close path reads;
 //! - [`hooks`]: the interposed entry points, thin by design;
@@ -22,15 +23,17 @@
 pub mod config;
 pub mod engine;
 pub mod fault;
+pub mod fmt;
 /// The exported symbols; compiled out of unit-test binaries, which must not
 /// interpose on their own libc calls.
 #[cfg(not(test))]
 pub mod hooks;
+pub mod identity;
+pub mod liveness;
 pub mod local;
 pub mod locks;
 pub mod mappings;
 pub mod mlock;
-pub mod openfile;
 pub mod owner;
 pub mod registry;
 pub mod sys;

@@ -11,46 +11,30 @@
 //!   no syscall.
 //!
 //! A `close()` reached from a signal handler while the same thread is inside
-//! the registry cannot take the mutex again; it queues the file here, and the
-//! interrupted call releases it on its way out.
+//! the registry cannot take the mutex again; it marks the file's slot here
+//! (one bit per registry file slot, so the mark can never be lost to a full
+//! queue), and the interrupted call releases it on its way out
+//! (`locks::settle_deferred`).
 
-use core::cell::Cell;
 use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
 
 use crate::engine::tree::NIL;
 use crate::registry::layout::FILES;
 
-thread_local! {
-    /// Set while this thread holds the registry mutex. Const-initialised
-    /// and without Drop, so no TLS destructor is registered.
-    static IN_REGISTRY: Cell<bool> = const { Cell::new(false) };
-}
-
-pub fn in_registry() -> bool {
-    IN_REGISTRY.with(|c| c.get())
-}
-
-pub fn set_in_registry(v: bool) {
-    IN_REGISTRY.with(|c| c.set(v));
-}
-
 const FILTER: usize = 1024;
 
 static OWN_RECORDS: [AtomicU32; FILES as usize] = [const { AtomicU32::new(0) }; FILES as usize];
+/// The file each slot of `OWN_RECORDS` counts for, while it counts.
+static SLOT_DEV: [AtomicU64; FILES as usize] = [const { AtomicU64::new(0) }; FILES as usize];
+static SLOT_INO: [AtomicU64; FILES as usize] = [const { AtomicU64::new(0) }; FILES as usize];
+/// Deferred releases: bit `s` set means "release this process's locks on
+/// the file of slot `s`".
+static DEFERRED: [AtomicU64; FILES as usize / 64] = [const { AtomicU64::new(0) }; FILES as usize / 64];
+static ANY_DEFERRED: AtomicU32 = AtomicU32::new(0);
 static FILTER_COUNTS: [AtomicU16; FILTER] = [const { AtomicU16::new(0) }; FILTER];
 static HELD_FILES: AtomicU32 = AtomicU32::new(0);
 /// The registry owner slot of this process, a hint checked on use.
 static OWNER_HINT: AtomicU32 = AtomicU32::new(NIL);
-/// The owner slot whose life mark one of our threads holds.
-static LIFE_SLOT: AtomicU32 = AtomicU32::new(NIL);
-
-pub fn life_slot() -> u32 {
-    LIFE_SLOT.load(Ordering::Relaxed)
-}
-
-pub fn set_life_slot(i: u32) {
-    LIFE_SLOT.store(i, Ordering::Relaxed);
-}
 
 fn filter_index(dev: u64, ino: u64) -> usize {
     ((dev ^ ino.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 32) as usize % FILTER
@@ -65,7 +49,11 @@ pub fn account(file: u32, dev: u64, ino: u64, delta: i32) {
     }
     let before = slot.load(Ordering::Relaxed);
     let after = (before as i64 + delta as i64).max(0) as u32;
-    slot.store(after, Ordering::Relaxed);
+    if before == 0 && after > 0 {
+        SLOT_DEV[file as usize].store(dev, Ordering::Relaxed);
+        SLOT_INO[file as usize].store(ino, Ordering::Relaxed);
+    }
+    slot.store(after, Ordering::Release);
     let f = &FILTER_COUNTS[filter_index(dev, ino)];
     if before == 0 && after > 0 {
         f.fetch_add(1, Ordering::Relaxed);
@@ -109,46 +97,41 @@ pub fn forget_after_fork() {
     }
     HELD_FILES.store(0, Ordering::Release);
     OWNER_HINT.store(NIL, Ordering::Relaxed);
-    LIFE_SLOT.store(NIL, Ordering::Relaxed);
-    IN_REGISTRY.with(|c| c.set(false));
     for d in &DEFERRED {
-        d.state.store(EMPTY, Ordering::Relaxed);
+        d.store(0, Ordering::Relaxed);
     }
+    ANY_DEFERRED.store(0, Ordering::Relaxed);
 }
 
-/// Files whose release a signal-handler `close()` deferred.
-struct Deferred {
-    state: AtomicU32,
-    dev: AtomicU64,
-    ino: AtomicU64,
-}
-
-const EMPTY: u32 = 0;
-const CLAIMED: u32 = 1;
-const READY: u32 = 2;
-static DEFERRED: [Deferred; 16] =
-    [const { Deferred { state: AtomicU32::new(EMPTY), dev: AtomicU64::new(0), ino: AtomicU64::new(0) } }; 16];
-
-/// Queues a release for the thread that holds the registry; false if full.
-pub fn defer_release(dev: u64, ino: u64) -> bool {
-    for d in &DEFERRED {
-        if d.state.compare_exchange(EMPTY, CLAIMED, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-            d.dev.store(dev, Ordering::Relaxed);
-            d.ino.store(ino, Ordering::Relaxed);
-            d.state.store(READY, Ordering::Release);
-            return true;
+/// Marks a release of this process's locks on `(dev, ino)` for the thread
+/// that holds the registry (async-signal-safe; never fails: one bit per
+/// slot). A file this process holds nothing on needs no mark.
+pub fn defer_release(dev: u64, ino: u64) {
+    for (s, count) in OWN_RECORDS.iter().enumerate() {
+        if count.load(Ordering::Acquire) != 0
+            && SLOT_DEV[s].load(Ordering::Relaxed) == dev
+            && SLOT_INO[s].load(Ordering::Relaxed) == ino
+        {
+            DEFERRED[s / 64].fetch_or(1 << (s % 64), Ordering::AcqRel);
+            ANY_DEFERRED.store(1, Ordering::Release);
         }
     }
-    false
 }
 
-/// Runs queued releases; called after the registry mutex is dropped.
-pub fn run_deferred_releases() {
-    for d in &DEFERRED {
-        if d.state.load(Ordering::Acquire) == READY {
-            let (dev, ino) = (d.dev.load(Ordering::Relaxed), d.ino.load(Ordering::Relaxed));
-            d.state.store(EMPTY, Ordering::Release);
-            crate::locks::release_file(dev, ino);
+/// Whether any release is deferred (one load).
+pub fn has_deferred() -> bool {
+    ANY_DEFERRED.load(Ordering::Acquire) != 0
+}
+
+/// Takes every deferred release, calling `f(dev, ino)` for each.
+pub fn take_deferred(f: &mut dyn FnMut(u64, u64)) {
+    ANY_DEFERRED.store(0, Ordering::Release);
+    for (w, word) in DEFERRED.iter().enumerate() {
+        let mut bits = word.swap(0, Ordering::AcqRel);
+        while bits != 0 {
+            let s = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            f(SLOT_DEV[s].load(Ordering::Relaxed), SLOT_INO[s].load(Ordering::Relaxed));
         }
     }
 }
@@ -265,6 +248,13 @@ pub fn fd_owner(fd: i32) -> Option<(u32, u32)> {
     let m1 = e.meta.load(Ordering::Acquire);
     let o = e.owner.load(Ordering::Acquire);
     (m1 & VALID != 0 && o != NO_OWNER && e.meta.load(Ordering::Acquire) == m1).then_some((o as u32, (o >> 32) as u32))
+}
+
+/// Forgets the open-file owner cached for `fd` (it was retired).
+pub fn fd_forget_owner(fd: i32) {
+    if let Some(e) = fd_entry(fd) {
+        e.owner.store(NO_OWNER, Ordering::Release);
+    }
 }
 
 /// Caches the open-file owner of `fd`'s open file description.

@@ -15,16 +15,20 @@
 use crate::engine::lockset::SetError;
 use crate::engine::range::{EOF, LockType, Range, Request};
 use crate::engine::tree::{NIL, RECORD_EXEC_RELEASE};
+use crate::identity::{self, FileRef};
+use crate::liveness::{self, Me, Verdict};
 use crate::local;
-use crate::openfile;
-use crate::owner::{self, ProcessIdentity};
-use crate::registry::layout::{FLAVOR_LINUX_OFD, FLAVOR_QNX_FLOCK, OWNER_OPENFILE};
-use crate::registry::{self, MapCheck, Reach, Tables, WakeSet};
+use crate::owner;
+use crate::registry::layout::{FLAVOR_LINUX_OFD, FLAVOR_QNX_FLOCK, OWNER_OPENFILE, OWNER_PROCESS};
+use crate::registry::{self, Reach, Registry, Tables, Ticket, Vouch, WakeSet};
 use crate::sys::{self, Errno};
 
 /// The longest a blocked request sleeps before it offers cancellation and
 /// re-checks its blockers' liveness.
 pub const SLICE_NS: u64 = 50_000_000;
+
+/// Passes of one call through the registry without a sleep (see `set`).
+const MAX_PASSES: u32 = 4096;
 
 /// How a lock call ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,58 +47,6 @@ pub enum Outcome {
 impl From<Errno> for Outcome {
     fn from(e: Errno) -> Outcome {
         Outcome::Failed(e)
-    }
-}
-
-/// A descriptor's file and access mode.
-#[derive(Clone, Copy, Debug)]
-pub struct OpenFile {
-    pub dev: u64,
-    pub ino: u64,
-    pub readable: bool,
-    pub writable: bool,
-    pub regular: bool,
-}
-
-impl OpenFile {
-    /// What `fd` refers to: from the descriptor cache when possible, so the
-    /// uncontended lock path makes no syscall.
-    pub fn of(fd: i32) -> Result<OpenFile, Errno> {
-        if let Some(i) = local::fd_lookup(fd) {
-            return Ok(OpenFile {
-                dev: i.dev,
-                ino: i.ino,
-                readable: i.readable,
-                writable: i.writable,
-                regular: i.regular,
-            });
-        }
-        let st = sys::fstat(fd)?;
-        let fl = sys::fcntl_int(fd, libc::F_GETFL, 0)? as i32;
-        // An O_PATH descriptor can neither read nor write: no lock through it.
-        let acc = if fl & libc::O_PATH != 0 { -1 } else { fl & libc::O_ACCMODE };
-        let f = OpenFile {
-            dev: st.st_dev,
-            ino: st.st_ino,
-            readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
-            writable: acc == libc::O_WRONLY || acc == libc::O_RDWR,
-            regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
-        };
-        local::fd_store(
-            fd,
-            local::FdInfo { dev: f.dev, ino: f.ino, readable: f.readable, writable: f.writable, regular: f.regular },
-        );
-        Ok(f)
-    }
-
-    /// The offset `l_whence` counts from.
-    pub fn base(&self, fd: i32, whence: i16) -> Result<i64, Errno> {
-        match whence as i32 {
-            libc::SEEK_SET => Ok(0),
-            libc::SEEK_CUR => sys::current_offset(fd),
-            libc::SEEK_END => sys::fstat(fd).map(|st| st.st_size),
-            _ => Err(Errno::INVAL),
-        }
     }
 }
 
@@ -127,12 +79,132 @@ pub struct CallState {
     pub slices: u32,
     /// 1 + the registry waiter slot registered for this call, or 0.
     pub waiter: u32,
+    /// That slot's generation: the registration is ours only while the
+    /// slot still has it.
+    pub waiter_gen: u32,
+    pub _pad: u32,
 }
 
 impl CallState {
     fn waiter(&self) -> Option<u32> {
         self.waiter.checked_sub(1)
     }
+}
+
+/// Probe verdicts gathered during one wait slice of a call: a probe runs
+/// outside the mutex, and its verdict applies when the mutex is taken again
+/// only to the owner generation it was made for.
+#[derive(Default)]
+struct Verdicts {
+    seen: [(Ticket, bool); 32],
+    n: usize,
+    /// The processes found holding an open file (deadlock check): its
+    /// ticket, up to 32 pids, and whether there were more.
+    holders: Option<(Ticket, [i32; 32], usize, bool)>,
+}
+
+impl Verdicts {
+    fn get(&self, t: &Ticket) -> Option<bool> {
+        self.seen[..self.n].iter().find(|(s, _)| s == t).map(|&(_, alive)| alive)
+    }
+
+    fn record(&mut self, t: Ticket, alive: bool) {
+        if self.n == self.seen.len() {
+            self.seen.copy_within(1.., 0);
+            self.n -= 1;
+        }
+        self.seen[self.n] = (t, alive);
+        self.n += 1;
+    }
+
+    fn clear(&mut self) {
+        self.n = 0;
+        self.holders = None;
+    }
+
+    /// The holders noted for `t`: `Some(None)` when there were too many to
+    /// note.
+    fn holders_of(&self, t: &Ticket) -> Option<Option<&[i32]>> {
+        let (tk, pids, n, more) = self.holders.as_ref()?;
+        (tk == t).then_some(if *more { None } else { Some(&pids[..*n]) })
+    }
+
+    /// Scans for the processes holding the open file behind `token` (run
+    /// without the mutex).
+    fn find_holders(&mut self, t: Ticket, dev: u64, ino: u64, token: identity::Token) {
+        let mut pids = [0i32; 32];
+        let (mut n, mut more) = (0, false);
+        identity::holders(dev, ino, token, None, &mut |pid| {
+            if n < pids.len() {
+                pids[n] = pid;
+                n += 1;
+            } else {
+                more = true;
+            }
+        });
+        self.holders = Some((t, pids, n, more));
+    }
+}
+
+/// What is known about a blocker's liveness under the mutex.
+enum Judged {
+    Alive,
+    /// It was dead and is gone: the caller looks again.
+    Reaped,
+    /// A probe must run outside the mutex first.
+    Probe(Vouch),
+}
+
+/// Decides about owner `o` under the mutex, reaping it when it is known to
+/// be dead.
+fn judge(t: &mut Tables, wake: &mut WakeSet, o: u32, v: &Verdicts) -> Judged {
+    let dead = match t.vouch(o) {
+        Vouch::Alive => false,
+        Vouch::Dead => {
+            // A lock whose owner slot names no owner: the tables disagree
+            // (a scribbled segment). Repair frees such records.
+            let mut touched = WakeSet::default();
+            t.repair(&mut |f| touched.add(f));
+            wake.absorb(t.files, &touched);
+            return Judged::Reaped;
+        }
+        probe @ (Vouch::ProbeProcess(tk) | Vouch::ProbeOpenFile(tk, _)) => match v.get(&tk) {
+            Some(alive) => !alive,
+            None => return Judged::Probe(probe),
+        },
+    };
+    if !dead {
+        return Judged::Alive;
+    }
+    let mut touched = WakeSet::default();
+    if t.reap_owner(o, &mut |f| touched.add(f)).is_err() {
+        t.repair(&mut |f| touched.add(f));
+    }
+    wake.absorb(t.files, &touched);
+    Judged::Reaped
+}
+
+/// Runs a probe decided under the mutex; call without it. `fd` is a
+/// descriptor of the file an open-file owner locks (its token is probed
+/// through it).
+fn run_probe(reg: &Registry, v: Vouch, fd: i32, verdicts: &mut Verdicts) {
+    match v {
+        Vouch::ProbeProcess(tk) => {
+            let alive = liveness::probe(reg, tk.anchor, tk.nonce) == Verdict::Alive;
+            verdicts.record(tk, alive);
+        }
+        Vouch::ProbeOpenFile(tk, verify) => {
+            let token = identity::Token { slot: tk.owner, generation: tk.generation % identity::TOKEN_GENS };
+            verdicts.record(tk, identity::alive(fd, token, verify));
+        }
+        Vouch::Alive | Vouch::Dead => {}
+    }
+}
+
+/// The registry is refused: fail closed with `nomem`, or, with
+/// `QNXCOMPAT_FALLBACK=kernel`, let the kernel do it.
+fn refused(nomem: Errno) -> Outcome {
+    if crate::config::kernel_fallback() { Outcome::Native } else { Outcome::Failed(nomem) }
 }
 
 /// Who a request is for.
@@ -164,49 +236,54 @@ pub struct SetRequest {
     pub refuse_mapped: bool,
 }
 
-/// Reaps `blocker` if it has died; true if it did (the caller retries).
-/// `probe` is a descriptor of the file, for open-file owners' liveness.
-fn reap_if_dead(t: &mut Tables, wake: &mut WakeSet, blocker: u32, probe: i32) -> bool {
-    if !t.owner_is_dead(blocker, Some(probe)) {
-        return false;
-    }
-    let mut touched = WakeSet::default();
-    if t.reap_owner(blocker, &mut |f| touched.add(f)).is_err() {
-        t.repair(&mut |f| touched.add(f));
-    }
-    wake.absorb(t.files, &touched);
-    true
-}
-
 /// The registry owner for `spec` on `file`, created when `create`; `None`
-/// when it does not exist and `create` is false.
-fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool) -> Result<Option<u32>, Errno> {
-    match spec {
-        OwnerSpec::Process => {
-            let me = owner::current();
-            let hint = local::owner_hint();
-            if !create {
-                return Ok(find_owner(t, me));
-            }
-            let o = t.process_owner(me, hint)?;
-            local::set_owner_hint(o);
-            t.hold_life(o);
-            Ok(Some(o))
+/// when it does not exist and `create` is false. `me` is the caller's image
+/// (None: it has claimed no anchor, so it owns nothing).
+fn resolve_owner(
+    t: &mut Tables,
+    spec: OwnerSpec,
+    file: &FileRef,
+    create: bool,
+    me: Option<Me>,
+) -> Result<Option<u32>, Errno> {
+    let hint = local::owner_hint();
+    let process = |t: &mut Tables| -> Result<Option<u32>, Errno> {
+        let Some(me) = me else { return Ok(None) };
+        if !create {
+            return Ok(t.find_process(me.nonce, hint));
         }
+        let o = t.process_owner(me.nonce, me.anchor, me.pid, hint)?;
+        local::set_owner_hint(o);
+        t.hold_life(o);
+        Ok(Some(o))
+    };
+    match spec {
+        OwnerSpec::Process => process(t),
         OwnerSpec::OpenFile(fd, flavor) => {
+            // The process that locks through the open file releases it: the
+            // deadlock graph follows it.
+            let locker = if create { process(t)? } else { me.and_then(|m| t.find_process(m.nonce, hint)) };
             // The descriptor cache remembers the owner; the registry says
             // whether that slot still is it.
             if let Some((slot, generation)) = local::fd_owner(fd) {
-                let token = openfile::Token { slot, generation };
-                if let Some(o) = t.openfile_owner(token, file.dev, file.ino) {
-                    relabel_if_idle(t, o, flavor, create);
+                let token = identity::Token { slot, generation };
+                if let Some(o) =
+                    t.openfile_owner(token.slot, token.generation, identity::TOKEN_GENS, file.dev, file.ino)
+                {
+                    relabel_if_idle(t, o, flavor, create, locker, me);
                     return Ok(Some(o));
                 }
             }
             let mut found = None;
             let mut stale = [None; 4];
             let mut nstale = 0;
-            openfile::tokens_of(fd, &mut |tok| match t.openfile_owner(tok, file.dev, file.ino) {
+            identity::tokens_of(fd, &mut |tok| match t.openfile_owner(
+                tok.slot,
+                tok.generation,
+                identity::TOKEN_GENS,
+                file.dev,
+                file.ino,
+            ) {
                 Some(o) => found = Some(o),
                 None if nstale < stale.len() => {
                     stale[nstale] = Some(tok);
@@ -216,20 +293,25 @@ fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool)
             })?;
             // A token whose slot was reaped and reused names nobody now.
             for tok in stale.iter().flatten() {
-                openfile::drop_token(fd, *tok);
+                identity::drop_token(fd, *tok);
             }
             if let Some(o) = found {
-                local::fd_set_owner(fd, o, t.owners[o as usize].generation % openfile::TOKEN_GENS);
-                relabel_if_idle(t, o, flavor, create);
+                local::fd_set_owner(fd, o, t.owners[o as usize].generation % identity::TOKEN_GENS);
+                relabel_if_idle(t, o, flavor, create, locker, me);
             }
             if found.is_some() || !create {
                 return Ok(found);
             }
-            let o = t.new_owner(OWNER_OPENFILE, flavor, sys::getpid(), 0, file.dev, file.ino)?;
-            let token = openfile::Token { slot: o, generation: t.owners[o as usize].generation % openfile::TOKEN_GENS };
-            if let Err(e) = openfile::take(fd, token, file.readable) {
+            let (Some(locker), Some(me)) = (locker, me) else { return Ok(None) };
+            let o = t.new_owner(OWNER_OPENFILE, flavor, me.pid, me.nonce, file.dev, file.ino)?;
+            t.owners[o as usize].locker = locker;
+            let token = identity::Token { slot: o, generation: t.owners[o as usize].generation % identity::TOKEN_GENS };
+            if let Err(e) = identity::take(fd, token, file.readable) {
                 t.release_owner_if_idle(o);
-                return Err(e);
+                // A kernel lock over the token is a lock held outside the
+                // library over the whole file: a real conflict. Anything
+                // else is a kernel-side failure, never reported as one.
+                return Err(if e == Errno::AGAIN || e == Errno::ACCES { Errno::AGAIN } else { Errno::NOLCK });
             }
             local::fd_set_owner(fd, o, token.generation);
             Ok(Some(o))
@@ -237,26 +319,40 @@ fn resolve_owner(t: &mut Tables, spec: OwnerSpec, file: &OpenFile, create: bool)
     }
 }
 
-/// An open-file owner outlives its locks (keeping it spares a token and an
-/// fdinfo read per flock call). When an idle one locks again, F_GETLK must
-/// name the process that now took the lock, and report it in the flavor of
-/// the call that took it.
-fn relabel_if_idle(t: &mut Tables, o: u32, flavor: u8, locking: bool) {
+/// An open-file owner that locks again after going idle: F_GETLK must name
+/// the process that now took the lock, and report it in the flavor of the
+/// call that took it; the deadlock graph must follow that process.
+fn relabel_if_idle(t: &mut Tables, o: u32, flavor: u8, locking: bool, locker: Option<u32>, me: Option<Me>) {
     if let Some(slot) = t.owners.get_mut(o as usize)
         && locking
         && slot.nlocks == 0
     {
-        slot.pid = owner::current().pid;
+        if let Some(me) = me {
+            slot.pid = me.pid;
+            slot.nonce = me.nonce;
+        }
+        if let Some(l) = locker {
+            slot.locker = l;
+        }
         slot.flavor = flavor;
     }
 }
 
-/// The descriptor a request's liveness probes go through.
-fn probe_fd(spec: OwnerSpec, fallback: i32) -> i32 {
-    match spec {
-        OwnerSpec::OpenFile(fd, _) => fd,
-        OwnerSpec::Process => fallback,
+/// After a call on an open-file owner: one that holds nothing and waits for
+/// nothing gives back its slot and its kernel token, so no kernel lock of
+/// the library's is left for a program outside it to trip on.
+fn retire_if_idle(t: &mut Tables, spec: OwnerSpec, o: u32) {
+    let OwnerSpec::OpenFile(fd, _) = spec else { return };
+    let Some(s) = t.owners.get(o as usize) else { return };
+    if s.kind != OWNER_OPENFILE || s.nlocks != 0 || s.nwaiters != 0 {
+        return;
     }
+    let token = identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS };
+    // Under the mutex: the slot may be reused the moment it is free, by a
+    // token whose range overlaps this one's.
+    identity::drop_token(fd, token);
+    local::fd_forget_owner(fd);
+    t.release_owner_if_idle(o);
 }
 
 /// Applies a set request (lock or unlock) on `file`, reached through `fd`.
@@ -265,29 +361,62 @@ fn probe_fd(spec: OwnerSpec, fallback: i32) -> i32 {
 /// would close a cycle in the wait-for graph (EDEADLK if so), then registers
 /// itself as a waiter, so that later requests see its edges, and sleeps. The
 /// registration lasts across wait slices and goes when the call ends.
-pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Outcome {
+///
+/// Liveness: a blocker the registry cannot vouch for is probed with the
+/// mutex dropped, and the verdict applies on the next pass only if the
+/// blocker's slot still has the generation it was probed at.
+pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outcome {
+    crate::fault::point(crate::fault::Point::Entry);
     let deadline = sys::monotonic_ns() + SLICE_NS;
-    let me_id = owner::current();
     let mut repaired = false;
+    let mut reaped_full = false;
     let mut converted = !r.convert;
     let mut interrupted = false;
     let mut slept_on = None;
+    let mut verdicts = Verdicts::default();
     let is_lock = matches!(r.req, Request::Lock(_));
+    let reg = match registry::reach(is_lock) {
+        Reach::Ready(reg) => reg,
+        Reach::Absent => return Outcome::Done(0), // nothing is locked anywhere
+        Reach::Fallback => return refused(r.nomem),
+    };
+    // Passes that neither sleep nor finish (a reap, a probe, a repair) are
+    // bounded: each removes something or records a verdict, so a registry
+    // that keeps producing them is broken, and the call fails rather than
+    // spin.
+    let mut passes = 0u32;
+    // Claim the caller's anchor before the mutex: it is I/O.
+    let me = if is_lock {
+        match liveness::ensure(&reg) {
+            Ok(me) => Some(me),
+            Err(_) => return Outcome::Failed(r.nomem),
+        }
+    } else {
+        liveness::current()
+    };
     loop {
-        let reg = match registry::reach(is_lock) {
-            Reach::Ready(reg) => reg,
-            Reach::Absent => return Outcome::Done(0), // nothing is locked anywhere
-            Reach::Fallback => return Outcome::Native,
-        };
+        passes += 1;
         let mut g = match reg.lock() {
             Ok(g) => g,
             Err(e) => return Outcome::Failed(e),
         };
         let (mut t, wake) = g.split();
+        if passes == MAX_PASSES / 2 {
+            let mut touched = WakeSet::default();
+            t.repair(&mut |f| touched.add(f));
+            wake.absorb(t.files, &touched);
+        }
+        if passes > MAX_PASSES {
+            if let Some(w) = call.waiter() {
+                t.remove_waiter_if(w, call.waiter_gen);
+                call.waiter = 0;
+            }
+            return Outcome::Failed(r.nomem);
+        }
         // Every exit taken with the mutex held ends the call's registration.
         let finish = |t: &mut Tables, call: &mut CallState, out: Outcome| {
             if let Some(w) = call.waiter() {
-                t.remove_waiter(w);
+                t.remove_waiter_if(w, call.waiter_gen);
                 call.waiter = 0;
             }
             out
@@ -310,15 +439,28 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
                 Err(_) => return finish(&mut t, call, Outcome::Failed(r.nomem)),
             },
         };
-        let me = match resolve_owner(&mut t, r.owner, file, is_lock) {
+        let owner = match resolve_owner(&mut t, r.owner, file, is_lock, me) {
             Ok(Some(o)) => o,
-            Ok(None) => return finish(&mut t, call, Outcome::Done(0)), // an owner with nothing unlocks
-            Err(Errno::NOLCK) if !repaired => {
+            Ok(None) => {
+                t.release_file_if_empty(slot);
+                return finish(&mut t, call, Outcome::Done(0)); // an owner with nothing unlocks
+            }
+            Err(Errno::NOLCK) if !reaped_full => {
                 // The owner table is full: reap the dead, then retry once.
-                let mut touched = WakeSet::default();
-                t.reap_dead(&mut |f| touched.add(f));
-                wake.absorb(t.files, &touched);
-                repaired = true;
+                t.release_file_if_empty(slot);
+                drop(g);
+                reap_unvouched(&reg);
+                reaped_full = true;
+                continue;
+            }
+            Err(Errno::AGAIN) if r.wait => {
+                // A lock held outside the library over the open file's
+                // token: wait for it in the kernel, then try again.
+                t.release_file_if_empty(slot);
+                drop(g);
+                if identity::wait_for_outside(fd, file.readable) == Err(Errno::INTR) {
+                    interrupted = true;
+                }
                 continue;
             }
             Err(e) => {
@@ -327,28 +469,31 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
             }
         };
         if r.refuse_mapped {
-            let mut touched = WakeSet::default();
-            let check = t.file_is_mapped(slot, me_id.pid, &mut |f| touched.add(f));
-            wake.absorb(t.files, &touched);
-            match check {
+            match mapped_check(&mut t, wake, owner, slot, &verdicts) {
                 MapCheck::Mapped => {
                     t.release_file_if_empty(slot);
                     return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
                 }
                 // The file slot may have gone with what was reaped.
-                MapCheck::Changed => continue,
+                MapCheck::Reaped => continue,
+                MapCheck::Probe(v) => {
+                    t.release_file_if_empty(slot);
+                    drop(g);
+                    run_probe(&reg, v, fd, &mut verdicts);
+                    continue;
+                }
                 MapCheck::Unmapped => {}
             }
         }
         if let Some(w) = call.waiter()
-            && !t.refresh_waiter(w, me, me_id)
+            && !t.refresh_waiter(w, call.waiter_gen, owner)
         {
             call.waiter = 0; // dropped by a repair: registers again below
         }
         if !converted {
             converted = true;
             if let Request::Lock(want) = r.req
-                && let Ok(out) = t.release_other_type(slot, me, want)
+                && let Ok(out) = t.release_other_type(slot, owner, want)
             {
                 account(r.owner, slot, file, out.delta);
                 if out.released {
@@ -356,19 +501,21 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
                 }
             }
         }
-        let blocker = match t.set(slot, me, r.req, r.range) {
+        let blocker = match t.set(slot, owner, r.req, r.range) {
             Ok(out) => {
                 account(r.owner, slot, file, out.delta);
                 if out.released {
                     wake.notify(t.files, slot);
                 }
                 let out = finish(&mut t, call, Outcome::Done(0));
+                retire_if_idle(&mut t, r.owner, owner);
                 t.release_file_if_empty(slot);
                 return out;
             }
             Err(SetError::Conflict(rec)) => t.records[rec as usize].owner,
             Err(SetError::NoSpace) => {
                 let out = finish(&mut t, call, Outcome::Failed(r.nomem));
+                retire_if_idle(&mut t, r.owner, owner);
                 t.release_file_if_empty(slot);
                 return out;
             }
@@ -383,23 +530,47 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
                 continue;
             }
         };
-        if reap_if_dead(&mut t, wake, blocker, probe_fd(r.owner, fd)) {
-            continue;
+        match judge(&mut t, wake, blocker, &verdicts) {
+            Judged::Alive => {}
+            Judged::Reaped => continue,
+            Judged::Probe(v) => {
+                retire_if_idle(&mut t, r.owner, owner);
+                t.release_file_if_empty(slot);
+                drop(g);
+                run_probe(&reg, v, fd, &mut verdicts);
+                continue;
+            }
         }
         if !r.wait {
+            let out = finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+            retire_if_idle(&mut t, r.owner, owner);
             t.release_file_if_empty(slot);
-            return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+            return out;
         }
-        if let (None, Request::Lock(want)) = (call.waiter(), r.req) {
-            match deadlock_check(&mut t, wake, me, slot, want, r.range, fd) {
+        if let (None, Request::Lock(want), Some(me)) = (call.waiter(), r.req, me) {
+            match deadlock_check(&mut t, wake, owner, slot, want, r.range, fd, &verdicts) {
                 Check::Retry => continue,
+                Check::Probe(v) => {
+                    drop(g);
+                    run_probe(&reg, v, fd, &mut verdicts);
+                    continue;
+                }
+                Check::Holders(tk, dev, ino, token) => {
+                    drop(g);
+                    verdicts.find_holders(tk, dev, ino, token);
+                    continue;
+                }
                 Check::Deadlock => {
+                    let out = finish(&mut t, call, Outcome::Failed(Errno::DEADLK));
+                    retire_if_idle(&mut t, r.owner, owner);
                     t.release_file_if_empty(slot);
-                    return finish(&mut t, call, Outcome::Failed(Errno::DEADLK));
+                    return out;
                 }
                 Check::Clear => {
-                    if let Some(w) = t.add_waiter(me, slot, want, r.range, me_id) {
+                    let proc_ = t.find_process(me.nonce, local::owner_hint()).unwrap_or(owner);
+                    if let Some((w, generation)) = t.add_waiter(owner, slot, want, r.range, proc_, me.nonce) {
                         call.waiter = w + 1;
+                        call.waiter_gen = generation;
                     }
                 }
             }
@@ -411,16 +582,81 @@ pub fn set(fd: i32, file: &OpenFile, r: SetRequest, call: &mut CallState) -> Out
         }
         // Read the futex word and count ourselves a sleeper under the mutex:
         // a release after this point changes the word and wakes us, so the
-        // sleep below cannot miss it.
+        // sleep below cannot miss it. The slot is not freed while we sleep.
         let word = reg.wake_word(slot);
         let seen = word.load(core::sync::atomic::Ordering::Acquire);
         t.files[slot as usize].sleepers += 1;
         slept_on = Some(slot);
         drop(g);
+        verdicts.clear();
+        passes = 0;
         if sys::futex_wait_shared(word, seen, deadline - now) == Err(Errno::INTR) {
             interrupted = true;
         }
     }
+}
+
+/// What the mapped-file check found.
+enum MapCheck {
+    Mapped,
+    Unmapped,
+    /// A mapper was dead and is gone: look again.
+    Reaped,
+    Probe(Vouch),
+}
+
+/// Whether a live process maps `file` (QNX lockf's mapped-file rule). The
+/// caller's own mappings count.
+fn mapped_check(t: &mut Tables, wake: &mut WakeSet, me: u32, file: u32, v: &Verdicts) -> MapCheck {
+    let mut mappers = [NIL; 16];
+    let mut n = 0;
+    let mut more = false;
+    t.for_each_mapper(file, &mut |o| {
+        if !mappers[..n].contains(&o) {
+            if n == mappers.len() {
+                more = true;
+                return false;
+            }
+            mappers[n] = o;
+            n += 1;
+        }
+        true
+    });
+    if mappers[..n].contains(&me) {
+        return MapCheck::Mapped;
+    }
+    let mut reaped = false;
+    for &o in &mappers[..n] {
+        match judge(t, wake, o, v) {
+            Judged::Alive => return MapCheck::Mapped,
+            Judged::Reaped => reaped = true,
+            Judged::Probe(p) => return MapCheck::Probe(p),
+        }
+    }
+    if reaped || more { MapCheck::Reaped } else { MapCheck::Unmapped }
+}
+
+/// With the owner table full: probes the process owners the registry cannot
+/// vouch for (outside the mutex) and reaps those found dead.
+fn reap_unvouched(reg: &Registry) {
+    let mut tickets = [Ticket::default(); 64];
+    let n = match reg.lock() {
+        Ok(mut g) => g.tables().unvouched(&mut tickets),
+        Err(_) => return,
+    };
+    let mut dead = [false; 64];
+    for (i, tk) in tickets[..n].iter().enumerate() {
+        dead[i] = liveness::probe(reg, tk.anchor, tk.nonce) == Verdict::Dead;
+    }
+    let Ok(mut g) = reg.lock() else { return };
+    let (mut t, wake) = g.split();
+    let mut touched = WakeSet::default();
+    for (i, tk) in tickets[..n].iter().enumerate() {
+        if dead[i] && t.ticket_current(tk) && t.reap_owner(tk.owner, &mut |f| touched.add(f)).is_err() {
+            t.repair(&mut |f| touched.add(f));
+        }
+    }
+    wake.absorb(t.files, &touched);
 }
 
 /// What the deadlock check decided.
@@ -431,12 +667,27 @@ enum Check {
     Deadlock,
     /// A dead owner or waiter was on the cycle and is gone now: try again.
     Retry,
+    /// An owner on the cycle must be probed outside the mutex first.
+    Probe(Vouch),
+    /// The processes holding an open file on the cycle must be found
+    /// (outside the mutex) first.
+    Holders(Ticket, u64, u64, identity::Token),
 }
 
 /// Asks whether `me` waiting for `want` on `q` in file `slot` closes a cycle.
 /// A cycle through a dead owner is not a deadlock: the owner is reaped and
 /// the request retried.
-fn deadlock_check(t: &mut Tables, wake: &mut WakeSet, me: u32, slot: u32, want: LockType, q: Range, fd: i32) -> Check {
+#[allow(clippy::too_many_arguments)]
+fn deadlock_check(
+    t: &mut Tables,
+    wake: &mut WakeSet,
+    me: u32,
+    slot: u32,
+    want: LockType,
+    q: Range,
+    fd: i32,
+    v: &Verdicts,
+) -> Check {
     let mut blockers = [NIL; 64];
     let mut n = 0;
     let _ = t.for_each_conflict(slot, me, want, q, &mut |o| {
@@ -447,34 +698,47 @@ fn deadlock_check(t: &mut Tables, wake: &mut WakeSet, me: u32, slot: u32, want: 
     });
     let Some(cycle) = t.find_cycle(me, &blockers[..n]) else { return Check::Clear };
     let (dev, ino) = t.files.get(slot as usize).map_or((0, 0), |f| (f.dev, f.ino));
+    let _ = fd;
     for &o in &cycle.owners()[1..] {
-        // An open-file owner can be probed only through a descriptor of its
-        // own file; a process owner needs no probe.
-        let probe = t.owners.get(o as usize).filter(|s| s.dev == dev && s.ino == ino).map(|_| fd);
-        if t.owner_is_dead_now(o, probe) {
-            let mut touched = WakeSet::default();
-            if t.reap_owner(o, &mut |f| touched.add(f)).is_err() {
-                t.repair(&mut |f| touched.add(f));
+        // Every owner on the cycle, and every process whose wait puts it
+        // there, must be alive: a cycle through the dead is no deadlock.
+        let mut procs = [NIL; 8];
+        let mut n = 0;
+        t.waiting_processes(o, &mut |p| {
+            if n < procs.len() && !procs[..n].contains(&p) {
+                procs[n] = p;
+                n += 1;
             }
-            wake.absorb(t.files, &touched);
-            return Check::Retry;
-        }
-        if t.drop_dead_waiters(o) {
-            return Check::Retry;
+        });
+        let open_file_elsewhere =
+            t.owners.get(o as usize).is_some_and(|s| s.kind == OWNER_OPENFILE && (s.dev != dev || s.ino != ino));
+        // An open-file owner can be probed only through a descriptor of its
+        // own file; on another file its waiting processes stand for it.
+        let own = if open_file_elsewhere { None } else { Some(o) };
+        for p in own.into_iter().chain(procs[..n].iter().copied()) {
+            match judge(t, wake, p, v) {
+                Judged::Alive => {}
+                Judged::Reaped => return Check::Retry,
+                Judged::Probe(pr) => return Check::Probe(pr),
+            }
         }
     }
     // An open file on the cycle is released by whichever process holds a
     // descriptor of it: unless every one of them is blocked, someone can
     // still release it, and this is no deadlock.
+    // Who holds a descriptor of it is a scan of /proc, run outside the
+    // mutex (`Check::Holders`); the answer is used under it.
     for &o in &cycle.owners()[1..] {
         let Some(s) = t.owners.get(o as usize).filter(|s| s.kind == OWNER_OPENFILE) else { continue };
-        let token = openfile::Token { slot: o, generation: s.generation % openfile::TOKEN_GENS };
-        let mut free_holder = false;
-        let me_pid = owner::current().pid;
+        let ticket = Ticket { owner: o, generation: s.generation, anchor: NIL, nonce: s.nonce };
+        let Some(pids) = v.holders_of(&ticket) else {
+            let token = identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS };
+            return Check::Holders(ticket, s.dev, s.ino, token);
+        };
+        let me_pid = sys::getpid();
         // The requesting process is about to block: it counts as blocked.
-        openfile::holders(s.dev, s.ino, token, None, &mut |pid| {
-            free_holder |= pid != me_pid && !t.process_is_waiting(pid)
-        });
+        // More holders than were noted: someone may be free.
+        let free_holder = pids.is_none_or(|p| p.iter().any(|&pid| pid != me_pid && !t.process_is_waiting(pid)));
         if free_holder {
             return Check::Clear;
         }
@@ -487,14 +751,14 @@ fn deadlock_check(t: &mut Tables, wake: &mut WakeSet, me: u32, slot: u32, want: 
 /// waits for.
 fn note_cycle(t: &Tables, cycle: &crate::engine::deadlock::Cycle, slot: u32, want: LockType, q: Range) {
     use core::fmt::Write;
-    let label = |c: &mut crate::trace::Cursor, o: u32| -> core::fmt::Result {
+    let label = |c: &mut crate::fmt::Cursor, o: u32| -> core::fmt::Result {
         match t.owners.get(o as usize) {
             Some(s) if s.kind == OWNER_OPENFILE => write!(c, "open file (first locked by pid {})", s.pid),
             Some(s) => write!(c, "pid {}", s.pid),
             None => write!(c, "owner {o}"),
         }
     };
-    let wants = |c: &mut crate::trace::Cursor, file: u32, t_: LockType, q: Range| -> core::fmt::Result {
+    let wants = |c: &mut crate::fmt::Cursor, file: u32, t_: LockType, q: Range| -> core::fmt::Result {
         let (dev, ino) = t.files.get(file as usize).map_or((0, 0), |f| (f.dev, f.ino));
         let kind = if t_ == LockType::Write { "F_WRLCK" } else { "F_RDLCK" };
         write!(c, " waits for {kind} on {}:{} [{}, ", dev, ino, q.start)?;
@@ -535,17 +799,13 @@ fn note_cycle(t: &Tables, cycle: &crate::engine::deadlock::Cycle, slot: u32, wan
 pub fn abandon(call: &mut CallState) {
     let Some(w) = call.waiter() else { return };
     call.waiter = 0;
-    let me = owner::current();
     let Some(reg) = registry::attached() else { return };
     let Ok(mut g) = reg.lock() else { return };
-    let mut t = g.tables();
-    if t.waiters.get(w as usize).is_some_and(|s| s.in_use == 1 && s.pid == me.pid && s.starttime == me.starttime) {
-        t.remove_waiter(w);
-    }
+    g.tables().remove_waiter_if(w, call.waiter_gen);
 }
 
 /// Keeps the process-local summary in step with the process's own records.
-fn account(spec: OwnerSpec, slot: u32, file: &OpenFile, delta: i32) {
+fn account(spec: OwnerSpec, slot: u32, file: &FileRef, delta: i32) {
     if spec == OwnerSpec::Process {
         local::account(slot, file.dev, file.ino, delta);
     }
@@ -553,26 +813,40 @@ fn account(spec: OwnerSpec, slot: u32, file: &OpenFile, delta: i32) {
 
 /// The first lock of another owner that conflicts with `t` on `q`
 /// (F_GETLK, lockf F_TEST); dead owners' locks are reaped, not reported.
-pub fn test(fd: i32, file: &OpenFile, spec: OwnerSpec, t: LockType, q: Range) -> Result<Option<Conflict>, Outcome> {
+/// `nomem` is the call's errno for an unusable registry.
+pub fn test(
+    fd: i32,
+    file: &FileRef,
+    spec: OwnerSpec,
+    t: LockType,
+    q: Range,
+    nomem: Errno,
+) -> Result<Option<Conflict>, Outcome> {
+    crate::fault::point(crate::fault::Point::Entry);
     let reg = match registry::reach(false) {
         Reach::Ready(r) => r,
         Reach::Absent => return Ok(None),
-        Reach::Fallback => return Err(Outcome::Native),
+        Reach::Fallback => return Err(refused(nomem)),
     };
-    let mut g = reg.lock().map_err(Outcome::Failed)?;
-    let (mut tb, wake) = g.split();
-    let Some(slot) = tb.find_file(file.dev, file.ino) else { return Ok(None) };
-    let me = resolve_owner(&mut tb, spec, file, false).ok().flatten().unwrap_or(NIL);
+    let me_id = liveness::current();
+    let mut verdicts = Verdicts::default();
     for _ in 0..registry::layout::OWNERS {
+        let mut g = reg.lock().map_err(Outcome::Failed)?;
+        let (mut tb, wake) = g.split();
+        let Some(slot) = tb.find_file(file.dev, file.ino) else { return Ok(None) };
+        let me = resolve_owner(&mut tb, spec, file, false, me_id).ok().flatten().unwrap_or(NIL);
         let Some(rec) = tb.first_conflict(slot, me, t, q).map_err(|_| Outcome::Failed(Errno::NOLCK))? else {
             return Ok(None);
         };
         let owner = tb.records[rec as usize].owner;
-        if reap_if_dead(&mut tb, wake, owner, probe_fd(spec, fd)) {
-            if tb.find_file(file.dev, file.ino) != Some(slot) {
-                return Ok(None);
+        match judge(&mut tb, wake, owner, &verdicts) {
+            Judged::Alive => {}
+            Judged::Reaped => continue,
+            Judged::Probe(v) => {
+                drop(g);
+                run_probe(&reg, v, fd, &mut verdicts);
+                continue;
             }
-            continue;
         }
         let r = &tb.records[rec as usize];
         let o = tb.owners.get(owner as usize);
@@ -591,11 +865,11 @@ pub fn test(fd: i32, file: &OpenFile, spec: OwnerSpec, t: LockType, q: Range) ->
 }
 
 /// Whether this process holds a lock on `q` of `file` running to EOF.
-pub fn holds_lock_to_eof(file: &OpenFile, q: Range) -> bool {
+pub fn holds_lock_to_eof(file: &FileRef, q: Range) -> bool {
     let Some(reg) = registry::attached() else { return false };
     let Ok(mut g) = reg.lock() else { return false };
     let t = g.tables();
-    let (Some(slot), Some(me)) = (t.find_file(file.dev, file.ino), find_owner(&t, owner::current())) else {
+    let (Some(slot), Some(me)) = (t.find_file(file.dev, file.ino), find_owner(&t)) else {
         return false;
     };
     t.holds_lock_to_eof(slot, me, q).unwrap_or(false)
@@ -608,7 +882,7 @@ pub fn lockf(fd: i32, function: i32, size: i64, call: &mut CallState) -> Outcome
     if !matches!(function, libc::F_LOCK | libc::F_TLOCK | libc::F_TEST | libc::F_ULOCK) {
         return Outcome::Failed(Errno::INVAL);
     }
-    let file = match OpenFile::of(fd) {
+    let file = match FileRef::of(fd) {
         Ok(f) => f,
         Err(e) => return Outcome::Failed(e),
     };
@@ -639,7 +913,7 @@ pub fn lockf(fd: i32, function: i32, size: i64, call: &mut CallState) -> Outcome
         Err(e) => return Outcome::Failed(e),
     };
     match function {
-        libc::F_TEST => match test(fd, &file, OwnerSpec::Process, LockType::Write, q) {
+        libc::F_TEST => match test(fd, &file, OwnerSpec::Process, LockType::Write, q, Errno::NOMEM) {
             Ok(None) => Outcome::Done(0),
             Ok(Some(_)) => Outcome::Failed(Errno::ACCES),
             Err(o) => o,
@@ -687,7 +961,7 @@ fn decode_type(l_type: i16) -> (i32, bool) {
 /// `fcntl(fd, cmd, fl)` for the lock commands: process-owned locks, or
 /// open-file-owned ones with `F_FLOCK` in `l_type` or a Linux OFD command.
 pub fn fcntl_lock(fd: i32, cmd: LockCmd, fl: &mut libc::flock, call: &mut CallState) -> Outcome {
-    let file = match OpenFile::of(fd) {
+    let file = match FileRef::of(fd) {
         Ok(f) => f,
         Err(e) => return Outcome::Failed(e),
     };
@@ -713,7 +987,7 @@ pub fn fcntl_lock(fd: i32, cmd: LockCmd, fl: &mut libc::flock, call: &mut CallSt
             libc::F_WRLCK => LockType::Write,
             _ => return Outcome::Failed(Errno::INVAL),
         };
-        return match test(fd, &file, spec, t, q) {
+        return match test(fd, &file, spec, t, q, Errno::NOLCK) {
             Ok(None) => {
                 fl.l_type = libc::F_UNLCK as i16;
                 Outcome::Done(0)
@@ -763,7 +1037,7 @@ pub fn fcntl_lock(fd: i32, cmd: LockCmd, fl: &mut libc::flock, call: &mut CallSt
     out
 }
 
-fn same_file(fd: i32, file: &OpenFile) -> bool {
+fn same_file(fd: i32, file: &FileRef) -> bool {
     sys::fstat(fd).is_ok_and(|st| st.st_dev == file.dev && st.st_ino == file.ino)
 }
 
@@ -787,7 +1061,7 @@ pub fn flock(fd: i32, op: i32, call: &mut CallState) -> Outcome {
     } else {
         return Outcome::Failed(Errno::INVAL);
     };
-    let file = match OpenFile::of(fd) {
+    let file = match FileRef::of(fd) {
         Ok(f) => f,
         Err(e) => return Outcome::Failed(e),
     };
@@ -818,17 +1092,27 @@ pub fn flock(fd: i32, op: i32, call: &mut CallState) -> Outcome {
 /// Safe to call from a signal handler: inside a registry call on this thread
 /// the release is deferred to that call's exit.
 pub fn release_file(dev: u64, ino: u64) {
-    if local::in_registry() {
-        let _ = local::defer_release(dev, ino);
+    if registry::in_registry() {
+        local::defer_release(dev, ino);
         return;
     }
+    release_file_now(dev, ino);
+    settle_deferred();
+}
+
+fn release_file_now(dev: u64, ino: u64) {
     let Some(reg) = registry::attached() else { return };
-    let me = owner::current();
-    let Ok(mut g) = reg.lock() else { return };
+    let Some(me) = liveness::current() else { return };
+    let Ok(mut g) = reg.lock() else {
+        // The mutex could not be had (a handler interrupted this thread
+        // between its flag and the mutex): never drop the release.
+        local::defer_release(dev, ino);
+        return;
+    };
     let (mut t, wake) = g.split();
     let Some(slot) = t.find_file(dev, ino) else { return };
     let me_slot = local::owner_hint();
-    if !t.owners.get(me_slot as usize).is_some_and(|o| o.pid == me.pid && o.starttime == me.starttime) {
+    if !t.owners.get(me_slot as usize).is_some_and(|o| o.kind == OWNER_PROCESS && o.nonce == me.nonce) {
         return;
     }
     if let Ok(n) = t.remove_owner_in_file(slot, me_slot)
@@ -838,6 +1122,16 @@ pub fn release_file(dev: u64, ino: u64) {
     }
     local::account(slot, dev, ino, -(local::own_records(slot) as i32));
     t.release_file_if_empty(slot);
+}
+
+/// Runs the releases that signal handlers' close() calls deferred while
+/// this thread was inside the registry. The hooks call it when a call
+/// that used the registry returns; one atomic load when there are none.
+pub fn settle_deferred() {
+    if !local::has_deferred() || registry::in_registry() {
+        return;
+    }
+    local::take_deferred(&mut |dev, ino| release_file_now(dev, ino));
 }
 
 /// The file behind `fd` if this process may hold locks on it; the cheap
@@ -906,14 +1200,13 @@ fn same_file_id(fd: i32, dev: u64, ino: u64) -> bool {
 /// longer has a descriptor for (after exec closed close-on-exec
 /// descriptors, or after too many closes to note one by one).
 pub fn release_files_without_descriptors() {
-    let me = owner::current();
     let Some(reg) = registry::attached() else { return };
     let mut files = [(0u64, 0u64); 256];
     let mut n = 0;
     {
         let Ok(mut g) = reg.lock() else { return };
         let mut t = g.tables();
-        let Some(me_slot) = find_owner(&t, me) else { return };
+        let Some(me_slot) = find_owner(&t) else { return };
         t.for_each_owned(me_slot, &mut |_, _, f| {
             if n < files.len() && !files[..n].contains(&(f.dev, f.ino)) {
                 files[n] = (f.dev, f.ino);
@@ -930,11 +1223,9 @@ pub fn release_files_without_descriptors() {
     }
 }
 
-fn find_owner(t: &Tables, me: ProcessIdentity) -> Option<u32> {
-    t.used_owners()
-        .iter()
-        .position(|o| o.kind == registry::layout::OWNER_PROCESS && o.pid == me.pid && o.starttime == me.starttime)
-        .map(|i| i as u32)
+/// This image's process owner slot, if it has one.
+fn find_owner(t: &Tables) -> Option<u32> {
+    t.find_process(liveness::current()?.nonce, local::owner_hint())
 }
 
 /// Before an exec: marks this process's locks on every file that has a
@@ -974,27 +1265,34 @@ pub fn clear_exec_marks() {
 }
 
 fn set_exec_marks(marked: &mut dyn FnMut(u64, u64) -> bool) {
-    let me = owner::current();
     let Some(reg) = registry::attached() else { return };
     let Ok(mut g) = reg.lock() else { return };
     let mut t = g.tables();
-    let Some(me_slot) = find_owner(&t, me) else { return };
+    let Some(me_slot) = find_owner(&t) else { return };
     t.for_each_owned(me_slot, &mut |_, rec, f| {
         rec.flags = if marked(f.dev, f.ino) { RECORD_EXEC_RELEASE } else { 0 };
     });
 }
 
-/// At load time: if this process image follows an exec by a process that
-/// held locks (same pid and start time), drop the locks exec's closes
-/// released, adopt the accounting of the rest, and release files no
-/// descriptor refers to any more.
+/// At load time: if this image was started by an exec that handed its
+/// anchor over (`QNXCOMPAT_ADOPT`, see `crate::liveness`), take the anchor,
+/// drop the locks exec's closes released, adopt the accounting of the
+/// rest, and release files no descriptor refers to any more. Without the
+/// variable this costs one `getenv`.
 pub fn adopt_after_exec() {
-    let me = owner::current();
+    let Some(value) = sys::getenv(c"QNXCOMPAT_ADOPT") else { return };
+    let value = value.to_bytes();
+    let mut copy = [0u8; 96];
+    let n = value.len().min(copy.len());
+    copy[..n].copy_from_slice(&value[..n]);
+    // Not for our own children: they are new images.
+    sys::unsetenv_in_constructor(c"QNXCOMPAT_ADOPT");
     let Reach::Ready(reg) = registry::reach(false) else { return };
+    let Some(me) = liveness::adopt_bridge(&reg, &copy[..n]) else { return };
     {
         let Ok(mut g) = reg.lock() else { return };
         let (mut t, wake) = g.split();
-        let Some(me_slot) = find_owner(&t, me) else { return };
+        let Some(me_slot) = t.find_process(me.nonce, NIL) else { return };
         local::set_owner_hint(me_slot);
         // exec made the kernel mark our life mark dead: take it again.
         t.hold_life(me_slot);
@@ -1028,11 +1326,10 @@ pub fn adopt_after_exec() {
 
 /// Releases every lock this process holds (at exit).
 pub fn release_all() {
-    let me = owner::current();
     let Some(reg) = registry::attached() else { return };
     let Ok(mut g) = reg.lock() else { return };
     let (mut t, wake) = g.split();
-    let Some(me_slot) = find_owner(&t, me) else { return };
+    let Some(me_slot) = find_owner(&t) else { return };
     let mut touched = WakeSet::default();
     if t.reap_owner(me_slot, &mut |f| touched.add(f)).is_err() {
         t.repair(&mut |f| touched.add(f));

@@ -14,8 +14,8 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use crate::engine::tree::NIL;
 use crate::local;
-use crate::owner;
 use crate::registry::{self, Reach};
 use crate::sys;
 
@@ -41,14 +41,15 @@ pub fn mapped(addr: usize, len: usize, flags: i32, fd: i32) {
     if fd < 0 || flags & libc::MAP_ANONYMOUS != 0 || len == 0 {
         return;
     }
-    let Ok(file) = crate::locks::OpenFile::of(fd) else { return };
+    let Ok(file) = crate::identity::FileRef::of(fd) else { return };
     if !file.regular {
         return;
     }
     let Reach::Ready(reg) = registry::reach(true) else { return };
+    let Ok(id) = crate::liveness::ensure(&reg) else { return };
     let Ok(mut g) = reg.lock() else { return };
     let mut t = g.tables();
-    let Ok(me) = t.process_owner(owner::current(), local::owner_hint()) else { return };
+    let Ok(me) = t.process_owner(id.nonce, id.anchor, id.pid, local::owner_hint()) else { return };
     local::set_owner_hint(me);
     t.hold_life(me);
     let Ok(file) = t.file_slot(file.dev, file.ino) else { return };
@@ -97,28 +98,33 @@ pub fn remapped(old: usize, old_len: usize, new: usize, new_len: usize) {
 }
 
 /// `fork()` by a process that maps files: the child maps them too, so its
-/// records must exist before either process can act. The registry mutex is
-/// held across the real fork, and the parent records the child's copies
-/// before letting go; a child that unmaps at once waits for the mutex and
-/// finds its records. (The child keeps this process's count of records.)
+/// records must exist before either process can act. The parent claims the
+/// child's anchor and records the child's copies *before* the fork, under
+/// the mutex, and lets go of the mutex before forking (no registry lock is
+/// held across fork). The child takes the anchor over; a failed fork leaves
+/// an owner whose anchor ended with the parent's descriptor, reaped as dead.
 pub fn fork_mapped(real_fork: &dyn Fn() -> libc::pid_t) -> libc::pid_t {
     let Some(reg) = registry::attached() else { return real_fork() };
-    let Ok(mut g) = reg.lock() else { return real_fork() };
-    let pid = real_fork();
-    if pid == 0 {
-        // The child does not own the mutex (the parent's thread does), so it
-        // must neither unlock it nor run the guard's wake-ups.
-        core::mem::forget(g);
-        return pid;
-    }
-    if pid > 0 {
+    let Ok(child) = crate::liveness::prepare_child(&reg) else { return real_fork() };
+    let mut child_slot = None;
+    if let Ok(mut g) = reg.lock() {
         let mut t = g.tables();
-        if let (Some(parent), Some(child)) = (own_slot(&t), owner::identity_of(pid))
-            && let Ok(c) = t.new_owner(registry::layout::OWNER_PROCESS, 0, child.pid, child.starttime, 0, 0)
+        if let Some(parent) = own_slot(&t)
+            && let Ok(c) = t.process_owner(child.nonce, child.anchor, 0, NIL)
         {
             t.copy_maps(parent, c);
+            child_slot = Some(c);
         }
     }
+    let pid = real_fork();
+    if pid == 0 {
+        crate::liveness::become_child(&reg, &child);
+        if let Some(c) = child_slot {
+            local::set_owner_hint(c);
+        }
+        return pid;
+    }
+    let _ = crate::sys::close(child.fd);
     pid
 }
 
@@ -134,13 +140,5 @@ pub fn any() -> bool {
 }
 
 fn own_slot(t: &registry::Tables) -> Option<u32> {
-    let me = owner::current();
-    let hint = local::owner_hint();
-    let is_me = |o: &registry::layout::OwnerSlot| {
-        o.kind == registry::layout::OWNER_PROCESS && o.pid == me.pid && o.starttime == me.starttime
-    };
-    if t.owners.get(hint as usize).is_some_and(is_me) {
-        return Some(hint);
-    }
-    t.used_owners().iter().position(is_me).map(|i| i as u32)
+    t.find_process(crate::liveness::current()?.nonce, local::owner_hint())
 }

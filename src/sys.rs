@@ -145,6 +145,14 @@ pub fn open(path: &CStr, flags: c_int, mode: libc::mode_t) -> Result<c_int> {
     .map(|fd| fd as c_int)
 }
 
+/// `open(path, flags, mode)` without the close-on-exec flag: the one
+/// descriptor the library hands across an exec (the anchor bridge).
+pub fn open_inheritable(path: &CStr, flags: c_int, mode: libc::mode_t) -> Result<c_int> {
+    // SAFETY: `path` is NUL-terminated by construction of CStr.
+    check(unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags, mode as c_long) })
+        .map(|fd| fd as c_int)
+}
+
 /// `read(fd, buf)`.
 pub fn read(fd: c_int, buf: &mut [u8]) -> Result<usize> {
     // SAFETY: `buf` is valid for writes of its length.
@@ -157,6 +165,25 @@ pub fn write(fd: c_int, buf: &[u8]) -> Result<usize> {
     check(unsafe { libc::syscall(libc::SYS_write, fd, buf.as_ptr(), buf.len()) }).map(|n| n as usize)
 }
 
+/// Sends `sig` to the calling thread (`tgkill`).
+pub fn raise_in_thread(sig: c_int) {
+    // SAFETY: integer-only syscall with our own ids.
+    unsafe { libc::syscall(libc::SYS_tgkill, getpid(), gettid(), sig) };
+}
+
+/// `unsetenv(name)`, for the library constructor only: it runs before the
+/// program's `main`, so no other thread reads or writes the environment.
+pub fn unsetenv_in_constructor(name: &CStr) {
+    // SAFETY: as above; `name` is NUL-terminated.
+    unsafe { libc::unsetenv(name.as_ptr()) };
+}
+
+/// `pread(fd, buf, off)`.
+pub fn pread(fd: c_int, buf: &mut [u8], off: i64) -> Result<usize> {
+    // SAFETY: `buf` is valid for writes of its length.
+    check(unsafe { libc::syscall(libc::SYS_pread64, fd, buf.as_mut_ptr(), buf.len(), off) }).map(|n| n as usize)
+}
+
 /// `ftruncate(fd, len)`.
 pub fn ftruncate(fd: c_int, len: u64) -> Result<()> {
     // SAFETY: integer-only syscall.
@@ -165,17 +192,18 @@ pub fn ftruncate(fd: c_int, len: u64) -> Result<()> {
 
 /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_SHARED, fd, 0)`.
 pub fn map_shared(fd: c_int, len: usize) -> Result<*mut u8> {
+    map_with(fd, len, libc::PROT_READ | libc::PROT_WRITE)
+}
+
+/// `mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0)`.
+pub fn map_shared_ro(fd: c_int, len: usize) -> Result<*mut u8> {
+    map_with(fd, len, libc::PROT_READ)
+}
+
+fn map_with(fd: c_int, len: usize, prot: c_int) -> Result<*mut u8> {
     // SAFETY: a fresh mapping chosen by the kernel aliases nothing of ours.
     let p = unsafe {
-        libc::syscall(
-            libc::SYS_mmap,
-            core::ptr::null_mut::<u8>(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0 as libc::off_t,
-        )
+        libc::syscall(libc::SYS_mmap, core::ptr::null_mut::<u8>(), len, prot, libc::MAP_SHARED, fd, 0 as libc::off_t)
     };
     if (-4095..0).contains(&p) {
         return Err(Errno(-p as c_int));

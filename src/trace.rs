@@ -14,38 +14,7 @@ use core::fmt::{self, Write};
 use crate::config::{self, Func};
 use crate::sys::{self, Errno};
 
-/// A `fmt::Write` over a fixed buffer; output past its end is dropped.
-pub struct Cursor<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl<'a> Cursor<'a> {
-    pub fn new(buf: &'a mut [u8]) -> Cursor<'a> {
-        Cursor { buf, len: 0 }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-}
-
-impl Write for Cursor<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-        self.len += n;
-        Ok(())
-    }
-}
+pub use crate::fmt::Cursor;
 
 /// What an intercepted call returned.
 #[derive(Clone, Copy)]
@@ -147,20 +116,6 @@ fn emit(bytes: &[u8]) {
             let _ = sys::write(2, bytes);
         }
     }
-}
-
-/// The one-line stderr message for a refused registry segment.
-pub fn refusal_message(path: &[u8; 256], why: crate::registry::shm::Refusal) {
-    let saved = Errno::last();
-    let mut buf = [0u8; 512];
-    let mut c = Cursor::new(&mut buf[..511]);
-    let end = path.iter().position(|&b| b == 0).unwrap_or(0);
-    let _ = write!(c, "qnxcompat: not using lock registry {}: ", core::str::from_utf8(&path[..end]).unwrap_or("?"));
-    let _ = why.describe(&mut c);
-    let _ = c.write_str("; falling back to native kernel locks\n");
-    let n = c.len();
-    let _ = sys::write(2, &buf[..n]);
-    saved.set();
 }
 
 /// Symbolic decoders for arguments.

@@ -121,6 +121,22 @@ pub fn set<P: Pool + ?Sized>(
         Request::Lock(t) => Some(t as u8),
         Request::Unlock => None,
     };
+    // Crash safety: the new lock's record exists (live, outside the treap)
+    // before any record it absorbs is freed, and grows before each one
+    // goes. A process that dies at any step leaves records whose union is
+    // "before" plus some of "after", which repair normalises; nothing the
+    // owner held is ever only in this function's locals.
+    let acc = match want {
+        Some(t) => {
+            let i = p.alloc(owner, file).ok_or(SetError::Corrupt)?;
+            let n = p.rec_mut(i)?;
+            n.start = s;
+            n.end = e;
+            n.ltype = t;
+            Some(i)
+        }
+        None => None,
+    };
     loop {
         // Own records that overlap [s, e], or touch it and have our type.
         let probe = Range { start: s.saturating_sub(1).max(0), end: e.saturating_add(1) };
@@ -136,9 +152,14 @@ pub fn set<P: Pool + ?Sized>(
             (n.start, n.end, n.ltype)
         };
         if Some(rt) == want {
-            // Same type: absorb it into the request and drop it.
+            // Same type: absorb it into the request (grown first) and drop it.
             s = s.min(rs);
             e = e.max(re);
+            if let Some(a) = acc {
+                let n = p.rec_mut(a)?;
+                n.start = s;
+                n.end = e;
+            }
             p.free(r)?;
             out.delta -= 1;
             continue;
@@ -177,15 +198,8 @@ pub fn set<P: Pool + ?Sized>(
             }
         }
     }
-    if let Some(t) = want {
-        let i = p.alloc(owner, file).ok_or(SetError::Corrupt)?;
-        {
-            let n = p.rec_mut(i)?;
-            n.start = s;
-            n.end = e;
-            n.ltype = t;
-        }
-        tree::insert(p, root, i)?;
+    if let Some(a) = acc {
+        tree::insert(p, root, a)?;
         out.delta += 1;
     }
     Ok(out)
@@ -235,6 +249,27 @@ pub fn first_offender<A: Arena + ?Sized>(a: &A, root: u32) -> Option<u32> {
         bad.is_none()
     });
     bad
+}
+
+/// A record that clashes with another record of its owner (they overlap,
+/// or touch with the same type): a write lock if there is one, else any.
+/// Repair re-applies such records (see `Tables::normalise`).
+pub fn first_offending_record<A: Arena + ?Sized>(a: &A, root: u32) -> Option<u32> {
+    let mut found: Option<(u32, bool)> = None;
+    let _ = tree::for_each_overlap(a, root, Range::WHOLE, &mut |i, n| {
+        let probe = Range { start: n.start.saturating_sub(1).max(0), end: n.end.saturating_add(1) };
+        let clash = tree::find(a, root, probe, &mut |j, m| {
+            j != i && m.owner == n.owner && (m.ltype == n.ltype || m.range().overlaps(n.range()))
+        });
+        if !matches!(clash, Ok(None)) {
+            let write = n.ltype == LockType::Write as u8;
+            if found.is_none_or(|(_, w)| write && !w) {
+                found = Some((i, write));
+            }
+        }
+        !found.is_some_and(|(_, w)| w)
+    });
+    found.map(|(i, _)| i)
 }
 
 /// Checks the lock-list invariants on top of the treap's: one owner's locks

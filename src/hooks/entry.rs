@@ -49,6 +49,8 @@ unsafe fn real_fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_long {
 /// Turns an outcome into the value handed back to C, tracing final ones.
 fn settle(out: Outcome, native: &mut dyn FnMut() -> c_long, trace_line: &mut dyn FnMut(Ret)) -> c_long {
     let saved = Errno::last();
+    // Releases a signal handler's close() deferred while we were inside.
+    locks::settle_deferred();
     match out {
         Outcome::Again => AGAIN,
         Outcome::Interrupted => {

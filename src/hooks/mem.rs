@@ -32,7 +32,10 @@ fn traced_int(f: Func, real: &dyn Fn() -> Option<c_int>, args: &dyn Fn(&mut Curs
 
 /// Who is calling, for the mlock policy.
 fn caller() -> mlock::Caller {
-    mlock::Caller { version: config::qnx_version(), privileged: sys::geteuid() == 0 || config::has_mem_lock_ability() }
+    mlock::Caller {
+        version: if config::qnx8() { mlock::Version::V8 } else { mlock::Version::V7 },
+        privileged: sys::geteuid() == 0 || config::has_mem_lock_ability(),
+    }
 }
 
 /// Applies the policy's verdict: fail, succeed, or run the real call.
@@ -117,6 +120,7 @@ fn mmap_hook(f: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int, 
     let e = if p == libc::MAP_FAILED { Errno::last() } else { Errno(0) };
     if p != libc::MAP_FAILED && config::active() {
         mappings::mapped(p as usize, len, flags, fd);
+        crate::locks::settle_deferred();
     }
     trace::line(f, start, Ret::Ptr(p as usize, e), &|c| {
         write!(c, "addr={addr:p}, len={len}, ")?;
@@ -171,6 +175,7 @@ pub unsafe extern "C" fn munmap(addr: *mut c_void, len: usize) -> c_int {
             if r == Some(0) && config::active() {
                 let saved = Errno::last();
                 mappings::unmapped(addr as usize, len);
+                crate::locks::settle_deferred();
                 saved.set();
             }
             r
@@ -185,6 +190,7 @@ pub extern "C" fn qnxcompat_remapped(old: *mut c_void, old_len: usize, new: *mut
     if config::active() {
         let saved = Errno::last();
         mappings::remapped(old as usize, old_len, new as usize, new_len);
+        crate::locks::settle_deferred();
         saved.set();
     }
 }

@@ -28,11 +28,18 @@ use crate::{config, local, locks, mappings, owner};
 /// Runs once when the library is loaded, before `main`.
 extern "C" fn init() {
     config::load();
+    if !config::fd_cache() {
+        local::disable_fd_cache();
+    }
     table::resolve_all();
     // SAFETY: registering a plain function as the fork-child handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     if config::active() {
         locks::adopt_after_exec();
+    }
+    // Fault points count the program's own calls, not the adoption above.
+    if let Some(spec) = config::fault_spec() {
+        crate::fault::arm(spec);
     }
 }
 
@@ -49,6 +56,8 @@ extern "C" fn fini() {
 extern "C" fn after_fork_child() {
     owner::forget_after_fork();
     local::forget_after_fork();
+    crate::registry::forget_after_fork();
+    crate::liveness::forget_after_fork();
 }
 
 /// `fork()`: plain, unless this process maps files (see
@@ -79,22 +88,52 @@ fn errno_of(r: i64) -> Errno {
     if r == -1 { Errno::last() } else { Errno(0) }
 }
 
-/// Called by the C exec wrappers just before the real exec.
+/// Called by the C exec wrappers just before the real exec: marks the locks
+/// exec's closes release and, when this image holds locks and the new one
+/// will load the library, takes the anchor bridge and writes its variable
+/// into `buf`. Returns the bridge descriptor, or -1.
+///
+/// # Safety
+/// `path` is NULL or NUL-terminated; `envp` is NULL or a NULL-terminated
+/// array of NUL-terminated strings; `buf` is valid for `len` bytes.
 #[unsafe(no_mangle)]
-pub extern "C" fn qnxcompat_before_exec() {
-    if config::active() {
-        let saved = Errno::last();
-        locks::mark_for_exec();
-        saved.set();
+pub unsafe extern "C" fn qnxcompat_before_exec(
+    path: *const core::ffi::c_char,
+    fd: core::ffi::c_int,
+    search: core::ffi::c_int,
+    envp: *const *const core::ffi::c_char,
+    buf: *mut u8,
+    len: usize,
+) -> core::ffi::c_int {
+    if !config::active() || !local::holds_any() || owner::in_shared_memory_child() {
+        return -1;
     }
+    let saved = Errno::last();
+    locks::mark_for_exec();
+    // SAFETY: per the contract.
+    let path = (!path.is_null()).then(|| unsafe { core::ffi::CStr::from_ptr(path) });
+    // SAFETY: per the contract.
+    let bridge = if unsafe { crate::liveness::will_load_library(path, fd, search != 0, envp) } && !buf.is_null() {
+        // SAFETY: per the contract, `buf` is valid for `len` bytes.
+        let out = unsafe { core::slice::from_raw_parts_mut(buf, len) };
+        crate::liveness::open_bridge(out).unwrap_or(-1)
+    } else {
+        -1
+    };
+    saved.set();
+    bridge
 }
 
 /// Called by the C exec wrappers when the real exec returned (failed).
 #[unsafe(no_mangle)]
-pub extern "C" fn qnxcompat_exec_failed() {
+pub extern "C" fn qnxcompat_exec_failed(bridge: core::ffi::c_int) {
     if config::active() {
         let saved = Errno::last();
+        if bridge >= 0 {
+            crate::liveness::close_bridge(bridge);
+        }
         locks::clear_exec_marks();
+        locks::settle_deferred();
         saved.set();
     }
 }
@@ -129,7 +168,7 @@ pub unsafe extern "C" fn qnxcompat_verify(
         unsafe { core::slice::from_raw_parts_mut(msg, len) }
     };
     let cap = out.len().saturating_sub(1);
-    let mut c = crate::trace::Cursor::new(&mut out[..cap]);
+    let mut c = crate::fmt::Cursor::new(&mut out[..cap]);
     let code = match crate::registry::attach_named(name) {
         Err(refusal) => {
             let _ = c.write_str("cannot attach: ");

@@ -2,8 +2,9 @@
 //! No logic lives here.
 //!
 //! ```text
-//! [Header][OwnerSlot; OWNERS][FileSlot; FILES][u32 bucket; BUCKETS]
-//! [WaiterSlot; WAITERS][MapSlot; MAPS][Scratch][LockRecord; RECORDS]
+//! [Header][LifeSlot; LIVES][OwnerSlot; OWNERS][FileSlot; FILES]
+//! [u32 bucket; BUCKETS][WaiterSlot; WAITERS][MapSlot; MAPS][Scratch]
+//! [LockRecord; RECORDS]
 //! ```
 //!
 //! Locks legend for every field: (c) constant once the creator has published
@@ -19,8 +20,8 @@ pub use crate::engine::tree::LockRecord;
 
 /// "QNXCREG1" once the creator has finished initialising.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"QNXCREG1");
-/// Bumped whenever any struct below changes shape.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Bumped whenever any struct below changes meaning.
+pub const LAYOUT_VERSION: u32 = 2;
 
 pub const OWNERS: u32 = 4096;
 pub const FILES: u32 = 8192;
@@ -33,6 +34,11 @@ pub const MAPS: u32 = 16_384;
 /// Records that only unlocks may use, so that an unlock that splits a lock
 /// still succeeds when lock requests already get ENOLCK.
 pub const UNLOCK_RESERVE: u32 = 256;
+/// Liveness anchors: process images that use the registry at once.
+pub const LIVES: u32 = 8192;
+/// Where anchor `k`'s two bytes sit in the segment file's offset space (far
+/// beyond its end: a kernel lock needs no data under it).
+pub const ANCHOR_BASE: i64 = 1 << 40;
 
 #[repr(C)]
 pub struct Header {
@@ -50,7 +56,12 @@ pub struct Header {
     pub size: u64,
     /// (a) Number of repairs after a mutex holder died (diagnostics).
     pub repairs: AtomicU32,
-    pub _pad1: [u32; 5],
+    pub _pad1: u32,
+    /// (c) `ABI_HASH`: the shape of every struct below, so that two builds
+    /// that agree on sizes but not on meaning never share a segment.
+    pub abi: u64,
+    /// (a) The last identity nonce handed out (see `LifeSlot`).
+    pub nonce: AtomicU64,
     /// The registry mutex: robust, process-shared, error-checking. Never
     /// covered by a Rust reference while other processes may lock it.
     pub mutex: libc::pthread_mutex_t,
@@ -85,12 +96,29 @@ pub struct FreeLists {
     pub _pad: u32,
 }
 
+/// A liveness anchor (see `crate::liveness`). Anchor `k` is claimed by a
+/// process image with a kernel OFD write lock on bytes
+/// `ANCHOR_BASE + 2k .. + 2k + 1` of the segment file, held through an open
+/// file that only a one-page `MADV_DONTFORK` mapping refers to: the kernel
+/// drops it when the image ends (exit, crash, exec). The claimer then
+/// publishes its nonce here; an owner is alive exactly while its anchor is
+/// locked and still carries its nonce.
+#[repr(C)]
+pub struct LifeSlot {
+    /// (a) The nonce of the image that claimed the anchor last.
+    pub nonce: AtomicU64,
+    /// (a) Its pid, in its own pid namespace (diagnostics only).
+    pub pid: AtomicU32,
+    pub _pad: u32,
+}
+
 /// Kinds of lock owner.
 pub const OWNER_FREE: u8 = 0;
-/// A process, for fcntl and lockf locks: identified by (pid, start time).
+/// A process image, for fcntl and lockf locks: identified by its nonce and
+/// kept alive by its anchor (see `LifeSlot`).
 pub const OWNER_PROCESS: u8 = 1;
 /// An open file description, for flock(), `F_FLOCK` and Linux OFD locks:
-/// identified and kept alive by its kernel token (see `crate::openfile`).
+/// identified and kept alive by its kernel token (see `crate::identity`).
 pub const OWNER_OPENFILE: u8 = 2;
 
 /// An open file locked through QNX flock() or `F_FLOCK`: F_GETLK reports its
@@ -107,12 +135,13 @@ pub struct OwnerSlot {
     /// (r) For an open file: `FLAVOR_*`, how its locks are reported.
     pub flavor: u8,
     pub _pad: [u8; 2],
-    /// (r) The process id (F_GETLK's l_pid); for an open file, the process
-    /// that first locked through it.
+    /// (r) The process id (F_GETLK's l_pid), in the locker's pid namespace;
+    /// for an open file, the process that last started locking through it.
+    /// Reported, never used to decide anything.
     pub pid: i32,
-    /// (r) The process start time in clock ticks since boot; with `pid`, an
-    /// identity that survives pid reuse. 0 for an open file.
-    pub starttime: u64,
+    /// (r) A process's identity: the nonce of its anchor. For an open file,
+    /// the nonce of the process owner in `locker`.
+    pub nonce: u64,
     /// (r) Head of this owner's record list (linked through `onext`/`oprev`).
     pub lock_head: u32,
     /// (r) Number of records this owner holds.
@@ -133,8 +162,12 @@ pub struct OwnerSlot {
     pub map_head: u32,
     /// (r) How many there are; an owner with mappings is never freed.
     pub nmaps: u32,
-    /// (r) CLOCK_MONOTONIC when `/proc` last showed this process alive.
-    pub alive_at_ns: u64,
+    /// (r) A process's anchor (`LifeSlot` index); NIL for an open file.
+    pub anchor: u32,
+    /// (r) For an open file: the process owner slot that last started
+    /// locking through it (the deadlock graph's "who releases this");
+    /// for a process, its own slot.
+    pub locker: u32,
     /// The process's life mark: a robust, process-shared mutex that one of
     /// its threads holds. While its futex word names an owner thread without
     /// FUTEX_OWNER_DIED, the process is certainly alive (read without the
@@ -143,11 +176,6 @@ pub struct OwnerSlot {
     /// `/proc` asked.
     pub life: libc::pthread_mutex_t,
 }
-
-/// How long a `/proc` check that found an owner alive is trusted. A process
-/// whose pid is gone is seen dead at once (`kill(pid, 0)`); a zombie or a
-/// reused pid is seen within this long.
-pub const LIVENESS_TTL_NS: u64 = 100_000_000;
 
 /// A file mapping made with mmap() by a process, kept so that lockf() can
 /// refuse F_LOCK/F_TLOCK on a mapped file whichever process mapped it.
@@ -182,10 +210,13 @@ pub struct WaiterSlot {
     pub _pad: [u8; 2],
     pub start: i64,
     pub end: i64,
-    /// (r) The waiting process, checked when a cycle runs through it.
-    pub pid: i32,
-    pub _pad2: u32,
-    pub starttime: u64,
+    /// (r) The process owner slot of the waiting process, and its nonce:
+    /// the waiter is its process's while the slot still carries the nonce.
+    pub proc_: u32,
+    /// (r) Bumped each time the slot is taken: a call's handle on its
+    /// registration is (slot, generation).
+    pub generation: u32,
+    pub nonce: u64,
     /// (r) CLOCK_MONOTONIC of its last wake; a registration not refreshed
     /// for `WAITER_STALE_NS` belongs to a thread that was cancelled.
     pub heartbeat_ns: u64,
@@ -227,13 +258,17 @@ pub struct FileSlot {
     /// (r) Recorded mmap() mappings of the file, by any process.
     pub mappings: u32,
     /// (r) Requests asleep on `wake`; a release wakes only when there are
-    /// some, so an uncontended unlock makes no syscall.
+    /// some, so an uncontended unlock makes no syscall. A slot with
+    /// sleepers is never freed: they read its futex word.
     pub sleepers: u32,
-    pub _pad: u32,
+    /// (r) Registered waiters naming this slot; a slot they name is never
+    /// freed.
+    pub waiters: u32,
 }
 
 /// Byte offsets of each table from the start of the segment.
 pub struct Offsets {
+    pub lives: usize,
     pub owners: usize,
     pub files: usize,
     pub buckets: usize,
@@ -249,7 +284,8 @@ const fn align_up(x: usize, a: usize) -> usize {
 }
 
 pub const OFFSETS: Offsets = {
-    let owners = align_up(size_of::<Header>(), 64);
+    let lives = align_up(size_of::<Header>(), 64);
+    let owners = align_up(lives + LIVES as usize * size_of::<LifeSlot>(), 64);
     let files = align_up(owners + OWNERS as usize * size_of::<OwnerSlot>(), 64);
     let buckets = align_up(files + FILES as usize * size_of::<FileSlot>(), 64);
     let waiters = align_up(buckets + BUCKETS as usize * size_of::<u32>(), 64);
@@ -257,7 +293,7 @@ pub const OFFSETS: Offsets = {
     let scratch = align_up(maps + MAPS as usize * size_of::<MapSlot>(), 64);
     let records = align_up(scratch + size_of::<Scratch>(), 64);
     let size = align_up(records + RECORDS as usize * size_of::<LockRecord>(), 4096);
-    Offsets { owners, files, buckets, waiters, maps, scratch, records, size }
+    Offsets { lives, owners, files, buckets, waiters, maps, scratch, records, size }
 };
 
 // Layout checks (rustix's check_types): a change here must bump LAYOUT_VERSION.
@@ -267,10 +303,54 @@ const _: () = {
     assert!(core::mem::offset_of!(OwnerSlot, life) % 8 == 0);
     assert!(size_of::<MapSlot>() == 32);
     assert!(size_of::<WaiterSlot>() == 56);
+    assert!(size_of::<LifeSlot>() == 16);
     assert!(size_of::<FileSlot>() == 48);
     assert!(size_of::<libc::pthread_mutex_t>() == 40);
     assert!(core::mem::offset_of!(Header, mutex) == 64);
     assert!(core::mem::offset_of!(Header, free) == 128);
     assert!(OFFSETS.records.is_multiple_of(align_of::<LockRecord>()));
     assert!(UNLOCK_RESERVE < RECORDS);
+};
+
+/// FNV-1a over the layout's every size and offset that matters, and its
+/// table sizes: two builds with equal hashes agree on the segment's shape.
+pub const ABI_HASH: u64 = {
+    let parts: [u64; 24] = [
+        LAYOUT_VERSION as u64,
+        size_of::<Header>() as u64,
+        size_of::<LifeSlot>() as u64,
+        size_of::<OwnerSlot>() as u64,
+        size_of::<FileSlot>() as u64,
+        size_of::<WaiterSlot>() as u64,
+        size_of::<MapSlot>() as u64,
+        size_of::<LockRecord>() as u64,
+        size_of::<Scratch>() as u64,
+        core::mem::offset_of!(OwnerSlot, life) as u64,
+        core::mem::offset_of!(OwnerSlot, nonce) as u64,
+        core::mem::offset_of!(OwnerSlot, anchor) as u64,
+        core::mem::offset_of!(WaiterSlot, nonce) as u64,
+        core::mem::offset_of!(FileSlot, wake) as u64,
+        core::mem::offset_of!(LockRecord, owner) as u64,
+        OWNERS as u64,
+        FILES as u64,
+        BUCKETS as u64,
+        RECORDS as u64,
+        WAITERS as u64,
+        MAPS as u64,
+        LIVES as u64,
+        ANCHOR_BASE as u64,
+        OFFSETS.size as u64,
+    ];
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < parts.len() {
+        let mut b = 0;
+        while b < 8 {
+            h ^= (parts[i] >> (b * 8)) & 0xff;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+            b += 1;
+        }
+        i += 1;
+    }
+    h
 };

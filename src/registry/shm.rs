@@ -19,7 +19,9 @@ use core::ffi::CStr;
 use core::sync::atomic::Ordering;
 
 use super::layout::*;
+use crate::fmt::Cursor;
 use crate::sys::{self, Errno};
+use core::fmt::Write;
 
 /// Why a segment was not used; each has a one-line explanation.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -60,7 +62,12 @@ impl Refusal {
             Refusal::WrongSize { size } => {
                 write!(w, "its size {size} is not {} (another version, or truncated)", OFFSETS.size)
             }
-            Refusal::WrongVersion { version } => write!(w, "it has layout version {version}, we use {LAYOUT_VERSION}"),
+            Refusal::WrongVersion { version } => {
+                write!(
+                    w,
+                    "it has layout version {version} (or another ABI), we use {LAYOUT_VERSION} (ABI {ABI_HASH:#x})"
+                )
+            }
             Refusal::Scribbled => write!(w, "its header is corrupt"),
             Refusal::NoRobustMutex(e) => write!(w, "robust process-shared mutexes are unavailable ({e})"),
         }
@@ -174,6 +181,7 @@ fn map_checked(fd: i32) -> Result<Segment, Refusal> {
     } else if magic != MAGIC {
         Err(Refusal::Scribbled)
     } else if header.version != LAYOUT_VERSION
+        || header.abi != ABI_HASH
         || header.owners != OWNERS
         || header.files != FILES
         || header.buckets != BUCKETS
@@ -208,6 +216,7 @@ unsafe fn initialise(base: *mut u8) -> Result<(), Refusal> {
     // SAFETY: offset 0 holds the header; the mapping is exclusively ours.
     let h = unsafe { &mut *(base as *mut Header) };
     h.version = LAYOUT_VERSION;
+    h.abi = ABI_HASH;
     h.owners = OWNERS;
     h.files = FILES;
     h.buckets = BUCKETS;
@@ -248,4 +257,24 @@ pub(crate) unsafe fn init_robust_mutex(m: *mut libc::pthread_mutex_t) -> Result<
         libc::pthread_mutexattr_destroy(&mut attr);
         if r == 0 { Ok(()) } else { Err(Refusal::NoRobustMutex(r)) }
     }
+}
+
+/// The one-line stderr message for a refused registry segment.
+pub fn refusal_message(path: &[u8; 256], why: Refusal) {
+    let saved = Errno::last();
+    let mut buf = [0u8; 512];
+    let mut c = Cursor::new(&mut buf[..511]);
+    let end = path.iter().position(|&b| b == 0).unwrap_or(0);
+    let _ = write!(c, "qnxcompat: not using lock registry {}: ", core::str::from_utf8(&path[..end]).unwrap_or("?"));
+    let _ = why.describe(&mut c);
+    let _ = if crate::config::kernel_fallback() {
+        c.write_str("; falling back to native kernel locks\n")
+    } else {
+        c.write_str(
+            "; lock calls fail with ENOLCK (lockf: ENOMEM); QNXCOMPAT_FALLBACK=kernel uses kernel locks instead\n",
+        )
+    };
+    let n = c.len();
+    let _ = sys::write(2, &buf[..n]);
+    saved.set();
 }

@@ -9,8 +9,13 @@
 //! and whose length names the slot's generation:
 //!
 //! ```text
-//! start = TOKEN_BASE + slot * TOKEN_STRIDE,  len = 1 + generation % TOKEN_GENS
+//! g     = generation % TOKEN_GENS                      (30 bits)
+//! start = TOKEN_BASE + slot * TOKEN_STRIDE + g / 2^15
+//! len   = 1 + g % 2^15
 //! ```
+//!
+//! so a token stays inside its slot's stride and names 2^30 generations
+//! of it before one repeats.
 //!
 //! - **Identity.** `/proc/self/fdinfo/<fd>` lists exactly the OFD locks held
 //!   through that open file description, so the token found there names the
@@ -27,6 +32,7 @@
 
 use core::fmt::Write;
 
+use crate::local;
 use crate::registry::layout::OWNERS;
 use crate::sys::{self, Errno};
 
@@ -34,7 +40,9 @@ use crate::sys::{self, Errno};
 /// real file data and any range a program locks short of "to EOF".
 pub const TOKEN_BASE: i64 = i64::MAX - (1 << 32);
 pub const TOKEN_STRIDE: i64 = 1 << 16;
-pub const TOKEN_GENS: u32 = 1 << 15;
+pub const TOKEN_GENS: u32 = 1 << 30;
+/// Generations carried by the length; the rest go in the start offset.
+const LEN_GENS: u32 = 1 << 15;
 
 const _: () = assert!(TOKEN_BASE + OWNERS as i64 * TOKEN_STRIDE < i64::MAX - (1 << 31));
 
@@ -47,29 +55,88 @@ pub struct Token {
 
 impl Token {
     fn start(self) -> i64 {
-        TOKEN_BASE + self.slot as i64 * TOKEN_STRIDE
+        let g = self.generation % TOKEN_GENS;
+        TOKEN_BASE + self.slot as i64 * TOKEN_STRIDE + (g / LEN_GENS) as i64
     }
 
     fn len(self) -> i64 {
-        1 + (self.generation % TOKEN_GENS) as i64
+        1 + (self.generation % TOKEN_GENS % LEN_GENS) as i64
     }
 
     /// The token a kernel lock range `[start, end]` names, if it is one.
     pub fn from_range(start: i64, end: i64) -> Option<Token> {
         let off = start.checked_sub(TOKEN_BASE)?;
-        if off < 0 || off % TOKEN_STRIDE != 0 || off / TOKEN_STRIDE >= OWNERS as i64 {
+        if off < 0 || off / TOKEN_STRIDE >= OWNERS as i64 {
+            return None;
+        }
+        let hi = off % TOKEN_STRIDE;
+        if hi >= (TOKEN_GENS / LEN_GENS) as i64 {
             return None;
         }
         let len = end.checked_sub(start)?.checked_add(1)?;
-        if !(1..=TOKEN_GENS as i64).contains(&len) {
+        if !(1..=LEN_GENS as i64).contains(&len) {
             return None;
         }
-        Some(Token { slot: (off / TOKEN_STRIDE) as u32, generation: (len - 1) as u32 })
+        Some(Token { slot: (off / TOKEN_STRIDE) as u32, generation: (hi as u32) * LEN_GENS + (len - 1) as u32 })
     }
 
     /// Whether this token stands for generation `generation` of its slot.
     pub fn names(self, generation: u32) -> bool {
         self.generation == generation % TOKEN_GENS
+    }
+}
+
+/// What a descriptor refers to: its file `(st_dev, st_ino)` and access
+/// mode. (Not to be confused with the open file description's *identity*,
+/// the token below.)
+#[derive(Clone, Copy, Debug)]
+pub struct FileRef {
+    pub dev: u64,
+    pub ino: u64,
+    pub readable: bool,
+    pub writable: bool,
+    pub regular: bool,
+}
+
+impl FileRef {
+    /// What `fd` refers to: from the descriptor cache when possible, so the
+    /// uncontended lock path makes no syscall.
+    pub fn of(fd: i32) -> Result<FileRef, Errno> {
+        if let Some(i) = local::fd_lookup(fd) {
+            return Ok(FileRef {
+                dev: i.dev,
+                ino: i.ino,
+                readable: i.readable,
+                writable: i.writable,
+                regular: i.regular,
+            });
+        }
+        let st = sys::fstat(fd)?;
+        let fl = sys::fcntl_int(fd, libc::F_GETFL, 0)? as i32;
+        // An O_PATH descriptor can neither read nor write: no lock through it.
+        let acc = if fl & libc::O_PATH != 0 { -1 } else { fl & libc::O_ACCMODE };
+        let f = FileRef {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            readable: acc == libc::O_RDONLY || acc == libc::O_RDWR,
+            writable: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+            regular: st.st_mode & libc::S_IFMT == libc::S_IFREG,
+        };
+        local::fd_store(
+            fd,
+            local::FdInfo { dev: f.dev, ino: f.ino, readable: f.readable, writable: f.writable, regular: f.regular },
+        );
+        Ok(f)
+    }
+
+    /// The offset `l_whence` counts from.
+    pub fn base(&self, fd: i32, whence: i16) -> Result<i64, Errno> {
+        match whence as i32 {
+            libc::SEEK_SET => Ok(0),
+            libc::SEEK_CUR => sys::current_offset(fd),
+            libc::SEEK_END => sys::fstat(fd).map(|st| st.st_size),
+            _ => Err(Errno::INVAL),
+        }
     }
 }
 
@@ -86,6 +153,18 @@ fn ofd_lock(fd: i32, cmd: i32, ltype: i32, start: i64, len: i64) -> Result<libc:
 pub fn take(fd: i32, token: Token, readable: bool) -> Result<(), Errno> {
     let ltype = if readable { libc::F_RDLCK } else { libc::F_WRLCK };
     ofd_lock(fd, libc::F_OFD_SETLK, ltype, token.start(), token.len()).map(drop)
+}
+
+/// Waits, in the kernel, until no lock held outside the library covers the
+/// token range of `fd`'s file (a process outside the library holds a lock
+/// over the whole file): takes and at once drops a probe lock there with
+/// `F_OFD_SETLKW`. EINTR when a signal interrupts the wait.
+pub fn wait_for_outside(fd: i32, readable: bool) -> Result<(), Errno> {
+    let ltype = if readable { libc::F_RDLCK } else { libc::F_WRLCK };
+    let (start, len) = (TOKEN_BASE, TOKEN_STRIDE * OWNERS as i64);
+    let r = ofd_lock(fd, libc::F_OFD_SETLKW, ltype, start, len).map(drop);
+    let _ = ofd_lock(fd, libc::F_OFD_SETLK, libc::F_UNLCK, start, len);
+    r
 }
 
 /// Drops `token` from `fd`'s open file description.
@@ -132,14 +211,16 @@ pub fn tokens_of(fd: i32, f: &mut dyn FnMut(Token)) -> Result<(), Errno> {
 /// The tokens held through descriptor `fd` of process `pid` (0: ourselves).
 fn tokens_in(pid: i32, fd: i32, f: &mut dyn FnMut(Token)) -> Result<(), Errno> {
     let mut path = [0u8; 48];
-    let mut c = crate::trace::Cursor::new(&mut path);
+    let mut c = crate::fmt::Cursor::new(&mut path);
     let _ = if pid == 0 { write!(c, "/proc/self/fdinfo/{fd}\0") } else { write!(c, "/proc/{pid}/fdinfo/{fd}\0") };
     let n = c.len();
     let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).map_err(|_| Errno::INVAL)?;
-    let mut buf = [0u8; 4096];
-    let len = sys::read_small_file(path, &mut buf)?;
-    parse_fdinfo(&buf[..len], f);
-    Ok(())
+    // Streamed line by line: a descriptor with many locks has an fdinfo
+    // far longer than any fixed buffer.
+    sys::for_each_line(path, &mut |line| {
+        parse_fdinfo_line(line, f);
+        true
+    })
 }
 
 /// Calls `f` with every process (of `uid`, if given) that holds a
@@ -152,7 +233,7 @@ pub fn holders(dev: u64, ino: u64, token: Token, uid: Option<u32>, f: &mut dyn F
         let Some(pid) = sys::entry_number(name) else { return };
         if let Some(uid) = uid {
             let mut p = [0u8; 32];
-            let mut c = crate::trace::Cursor::new(&mut p);
+            let mut c = crate::fmt::Cursor::new(&mut p);
             let _ = write!(c, "/proc/{pid}\0");
             let n = c.len();
             let Ok(p) = core::ffi::CStr::from_bytes_with_nul(&p[..n]) else { return };
@@ -161,7 +242,7 @@ pub fn holders(dev: u64, ino: u64, token: Token, uid: Option<u32>, f: &mut dyn F
             }
         }
         let mut dir = [0u8; 40];
-        let mut c = crate::trace::Cursor::new(&mut dir);
+        let mut c = crate::fmt::Cursor::new(&mut dir);
         let _ = write!(c, "/proc/{pid}/fd\0");
         let n = c.len();
         let Ok(dir) = core::ffi::CStr::from_bytes_with_nul(&dir[..n]) else { return };
@@ -169,7 +250,7 @@ pub fn holders(dev: u64, ino: u64, token: Token, uid: Option<u32>, f: &mut dyn F
         let _ = sys::for_each_entry(dir, &mut |fdname, _| {
             let Some(fd) = sys::entry_number(fdname).filter(|_| !holds) else { return };
             let mut link = [0u8; 48];
-            let mut c = crate::trace::Cursor::new(&mut link);
+            let mut c = crate::fmt::Cursor::new(&mut link);
             let _ = write!(c, "/proc/{pid}/fd/{fd}\0");
             let n = c.len();
             let Ok(link) = core::ffi::CStr::from_bytes_with_nul(&link[..n]) else { return };
@@ -186,16 +267,21 @@ pub fn holders(dev: u64, ino: u64, token: Token, uid: Option<u32>, f: &mut dyn F
 /// Finds the OFD lock lines of an fdinfo text and reports the tokens.
 pub fn parse_fdinfo(text: &[u8], f: &mut dyn FnMut(Token)) {
     for line in text.split(|&c| c == b'\n') {
-        if !line.starts_with(b"lock:") || !contains(line, b"OFDLCK") || contains(line, b"->") {
-            continue;
-        }
-        let mut fields = line.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty()).rev();
-        let (Some(end), Some(start)) = (fields.next(), fields.next()) else { continue };
-        if let (Some(start), Some(end)) = (number(start), number(end))
-            && let Some(t) = Token::from_range(start, end)
-        {
-            f(t);
-        }
+        parse_fdinfo_line(line, f);
+    }
+}
+
+/// One fdinfo line: reports the token if it is an OFD lock line naming one.
+fn parse_fdinfo_line(line: &[u8], f: &mut dyn FnMut(Token)) {
+    if !line.starts_with(b"lock:") || !contains(line, b"OFDLCK") || contains(line, b"->") {
+        return;
+    }
+    let mut fields = line.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty()).rev();
+    let (Some(end), Some(start)) = (fields.next(), fields.next()) else { return };
+    if let (Some(start), Some(end)) = (number(start), number(end))
+        && let Some(t) = Token::from_range(start, end)
+    {
+        f(t);
     }
 }
 
@@ -216,11 +302,17 @@ mod tests {
 
     #[test]
     fn token_ranges_round_trip() {
+        for generation in [0, 1, 40_000, 1 << 20, TOKEN_GENS - 1, TOKEN_GENS + 7] {
+            let t = Token { slot: 17, generation };
+            let (s, e) = (t.start(), t.start() + t.len() - 1);
+            assert_eq!(Token::from_range(s, e), Some(Token { slot: 17, generation: generation % TOKEN_GENS }));
+            assert!(Token::from_range(s, e).unwrap().names(generation));
+            assert!(e < TOKEN_BASE + 18 * TOKEN_STRIDE, "stays within its stride");
+        }
         let t = Token { slot: 17, generation: 40_000 };
         let (s, e) = (t.start(), t.start() + t.len() - 1);
-        assert_eq!(Token::from_range(s, e), Some(Token { slot: 17, generation: 40_000 % TOKEN_GENS }));
-        assert!(Token::from_range(s, e).unwrap().names(40_000));
-        assert_eq!(Token::from_range(s + 1, e), None);
+        assert_ne!(Token::from_range(s + 1, e), Some(t));
+        assert_eq!(Token::from_range(TOKEN_BASE + 17 * TOKEN_STRIDE + (TOKEN_GENS / LEN_GENS) as i64, e), None);
         assert_eq!(Token::from_range(0, 10), None);
         assert_eq!(
             Token::from_range(TOKEN_BASE + OWNERS as i64 * TOKEN_STRIDE, TOKEN_BASE + OWNERS as i64 * TOKEN_STRIDE),

@@ -1,0 +1,344 @@
+//! Reaching the registry, its mutex and the per-thread "inside" flag, and
+//! the wake-ups that run after the mutex is dropped.
+//!
+//! # Safety
+//! Takes the process-shared mutex through raw pointers and turns the
+//! mapping into table references while it is held.
+#![allow(unsafe_code)]
+
+use super::layout::*;
+use super::*;
+use core::sync::atomic::{AtomicPtr, AtomicU8};
+
+/// Where the registry stands for this process.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Attach {
+    /// Not attached yet.
+    None = 0,
+    /// Another thread is attaching.
+    Busy = 1,
+    Attached = 2,
+    /// Refused (the message was printed): locks fall back to the kernel.
+    Fallback = 3,
+}
+
+static STATE: AtomicU8 = AtomicU8::new(Attach::None as u8);
+
+thread_local! {
+    /// Set while this thread is inside the registry (from just before it
+    /// takes the mutex until just after it drops it). Const-initialised and
+    /// without Drop, so no TLS destructor is registered.
+    static IN_REGISTRY: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Whether this thread is inside the registry: a signal handler's close()
+/// must then defer its release, not take the mutex.
+pub fn in_registry() -> bool {
+    IN_REGISTRY.with(|c| c.get())
+}
+
+fn set_in_registry(v: bool) {
+    IN_REGISTRY.with(|c| c.set(v));
+}
+
+/// In a fork child: the thread that forked is not inside the registry.
+pub fn forget_after_fork() {
+    set_in_registry(false);
+    LIFE_SLOT.store(NIL, Ordering::Relaxed);
+}
+
+/// The owner slot whose life mark one of this process's threads holds.
+static LIFE_SLOT: AtomicU32 = AtomicU32::new(NIL);
+
+pub(super) fn life_slot() -> u32 {
+    LIFE_SLOT.load(Ordering::Relaxed)
+}
+
+pub(super) fn set_life_slot(i: u32) {
+    LIFE_SLOT.store(i, Ordering::Relaxed);
+}
+static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The registry, attached on first use.
+pub struct Registry {
+    base: *mut u8,
+}
+
+// SAFETY: the segment is shared memory guarded by a process-shared mutex;
+// `Registry` only holds its (immutable) address.
+unsafe impl Sync for Registry {}
+// SAFETY: as above.
+unsafe impl Send for Registry {}
+
+/// Outcome of trying to reach the registry.
+pub enum Reach {
+    Ready(Registry),
+    /// No segment exists and `create` was false: nothing is locked anywhere.
+    Absent,
+    /// The registry is refused; use kernel locks.
+    Fallback,
+}
+
+/// Reaches the registry, attaching (and with `create`, creating) it first.
+pub fn reach(create: bool) -> Reach {
+    loop {
+        match STATE.load(Ordering::Acquire) {
+            s if s == Attach::Attached as u8 => return Reach::Ready(Registry { base: BASE.load(Ordering::Acquire) }),
+            s if s == Attach::Fallback as u8 => return Reach::Fallback,
+            s if s == Attach::Busy as u8 => core::hint::spin_loop(),
+            _ => {
+                if STATE
+                    .compare_exchange(Attach::None as u8, Attach::Busy as u8, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    continue;
+                }
+                let mut buf = [0u8; 256];
+                let verdict =
+                    shm::path_for(crate::config::registry_name(), &mut buf).and_then(|p| shm::attach(p, create));
+                match verdict {
+                    Ok(seg) => {
+                        BASE.store(seg.base, Ordering::Release);
+                        STATE.store(Attach::Attached as u8, Ordering::Release);
+                    }
+                    Err(shm::Refusal::Io(e)) if e == Errno::NOENT && !create => {
+                        STATE.store(Attach::None as u8, Ordering::Release);
+                        return Reach::Absent;
+                    }
+                    Err(refusal) => {
+                        shm::refusal_message(&buf, refusal);
+                        STATE.store(Attach::Fallback as u8, Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Attaches the named registry without creating it (for tools such as
+/// `qnxcompat-check`, which run without the library preloaded).
+pub fn attach_named(name: &[u8]) -> Result<Registry, shm::Refusal> {
+    let mut buf = [0u8; 256];
+    let path = shm::path_for(name, &mut buf)?;
+    shm::attach(path, false).map(|seg| Registry { base: seg.base })
+}
+
+/// Whether this process has attached (cheap; no syscall).
+pub fn attached() -> Option<Registry> {
+    if STATE.load(Ordering::Acquire) == Attach::Attached as u8 {
+        Some(Registry { base: BASE.load(Ordering::Acquire) })
+    } else {
+        None
+    }
+}
+
+impl Registry {
+    fn mutex(&self) -> *mut libc::pthread_mutex_t {
+        // SAFETY: the header is at offset 0 of a live mapping; we take the
+        // field's address without creating a reference to the header.
+        unsafe { &raw mut (*(self.base as *mut Header)).mutex }
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the header lives as long as the mapping (forever); the
+        // fields read through this reference are atomics or constants.
+        unsafe { &*(self.base as *const Header) }
+    }
+
+    /// Takes the registry mutex, repairing the segment if its last holder
+    /// died. ENOLCK if the mutex is unusable or this thread already holds it
+    /// (a signal handler interrupted a registry call).
+    pub fn lock(&self) -> Result<Guard, Errno> {
+        if in_registry() {
+            return Err(Errno::NOLCK);
+        }
+        // The flag goes up before the mutex call: a signal handler's close()
+        // at any instruction from here to the guard's drop defers its
+        // release instead of re-entering the (error-checking) mutex.
+        set_in_registry(true);
+        crate::fault::point(crate::fault::Point::BeforeMutex);
+        let r = self.lock_mutex();
+        let mut guard = match r {
+            0 | libc::EOWNERDEAD => Guard { base: self.base, mutex: self.mutex(), wake: WakeSet::default() },
+            _ => {
+                set_in_registry(false);
+                return Err(Errno::NOLCK);
+            }
+        };
+        crate::fault::point(crate::fault::Point::HoldingMutex);
+        if r == libc::EOWNERDEAD {
+            self.header().repairs.fetch_add(1, Ordering::Relaxed);
+            let (mut t, wake) = guard.split();
+            let mut touched = WakeSet::default();
+            t.repair(&mut |f| touched.add(f));
+            wake.absorb(t.files, &touched);
+            // SAFETY: we hold the (inconsistent) mutex and have repaired it.
+            unsafe { libc::pthread_mutex_consistent(self.mutex()) };
+        }
+        Ok(guard)
+    }
+
+    /// Takes the registry mutex in slices of at most 50 ms. When an owner
+    /// dies, the kernel wakes one waiter of the robust mutex; if that waiter
+    /// is killed too, the wake is lost and the others would sleep forever
+    /// on a free mutex. A bounded wait turns a lost wake into one slice.
+    fn lock_mutex(&self) -> i32 {
+        loop {
+            let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            // SAFETY: `now` is a valid timespec to fill.
+            unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+            let mut until = libc::timespec { tv_sec: now.tv_sec, tv_nsec: now.tv_nsec + 50_000_000 };
+            if until.tv_nsec >= 1_000_000_000 {
+                until.tv_sec += 1;
+                until.tv_nsec -= 1_000_000_000;
+            }
+            // SAFETY: the mutex was initialised by the segment's creator and
+            // stays at this address; `until` is a valid absolute time.
+            let r = unsafe { libc::pthread_mutex_timedlock(self.mutex(), &until) };
+            if r != libc::ETIMEDOUT {
+                return r;
+            }
+        }
+    }
+
+    /// Unmaps a registry attached with `attach_named` (tools only: the
+    /// process's own registry stays mapped for its lifetime).
+    ///
+    /// # Safety
+    /// No guard or reference into this mapping may outlive the call.
+    pub unsafe fn detach(self) {
+        // SAFETY: per the contract.
+        unsafe { sys::unmap(self.base, OFFSETS.size) };
+    }
+
+    /// Anchor `k`'s shared life slot (it lives as long as the mapping).
+    pub fn life(&self, k: u32) -> &'static LifeSlot {
+        let k = k.min(LIVES - 1) as usize;
+        // SAFETY: the slot lies within the mapping, which is never unmapped;
+        // its fields are atomics.
+        unsafe { &*(self.base.add(OFFSETS.lives) as *const LifeSlot).add(k) }
+    }
+
+    /// The header's nonce counter.
+    pub fn header_nonce(&self) -> &'static AtomicU64 {
+        // SAFETY: the header lives as long as the mapping; the field is atomic.
+        unsafe { &(*(self.base as *const Header)).nonce }
+    }
+
+    /// The futex word of file slot `i` (it lives as long as the mapping).
+    pub fn wake_word(&self, i: u32) -> &'static AtomicU32 {
+        let i = i.min(FILES - 1) as usize;
+        // SAFETY: the slot lies within the mapping, which is never unmapped;
+        // only the atomic field is referenced.
+        unsafe { &(*(self.base.add(OFFSETS.files) as *const FileSlot).add(i)).wake }
+    }
+}
+
+/// Files whose waiters to wake once the mutex is dropped.
+#[derive(Default)]
+pub struct WakeSet {
+    files: [u32; 8],
+    n: usize,
+    all: bool,
+}
+
+impl WakeSet {
+    /// Marks file `f`'s waiters for waking: its futex word changes now,
+    /// under the mutex, so a waiter that read the old value never sleeps
+    /// through; the wake itself happens when the guard drops.
+    pub fn notify(&mut self, files: &[FileSlot], f: u32) {
+        if let Some(slot) = files.get(f as usize) {
+            slot.wake.fetch_add(1, Ordering::Release);
+            if slot.sleepers > 0 {
+                self.add(f);
+            }
+        }
+    }
+
+    /// Notifies every file collected in `touched` (see `notify`).
+    pub fn absorb(&mut self, files: &[FileSlot], touched: &WakeSet) {
+        for &f in &touched.files[..touched.n] {
+            self.notify(files, f);
+        }
+        self.all |= touched.all;
+    }
+
+    /// Collects `f` without notifying it yet (for use inside a walk that
+    /// borrows the tables).
+    pub fn add(&mut self, f: u32) {
+        if self.files[..self.n].contains(&f) {
+            return;
+        }
+        if self.n == self.files.len() {
+            self.all = true;
+        } else {
+            self.files[self.n] = f;
+            self.n += 1;
+        }
+    }
+}
+
+/// The held registry mutex.
+pub struct Guard {
+    base: *mut u8,
+    mutex: *mut libc::pthread_mutex_t,
+    wake: WakeSet,
+}
+
+impl Guard {
+    /// The tables and the wake set, borrowed for as long as the guard.
+    pub fn split(&mut self) -> (Tables<'_>, &mut WakeSet) {
+        // SAFETY: see `tables`; the wake set is process-local.
+        let t = unsafe { tables_at(self.base) };
+        (t, &mut self.wake)
+    }
+
+    /// The tables, borrowed for as long as the guard.
+    pub fn tables(&mut self) -> Tables<'_> {
+        // SAFETY: we hold the mutex (see `tables_at`).
+        unsafe { tables_at(self.base) }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if cfg!(debug_assertions) || crate::config::verify_each() {
+            // The cross-table invariants (see the module header), after
+            // every operation.
+            // SAFETY: we still hold the mutex.
+            if let Err(why) = unsafe { tables_at(self.base) }.verify() {
+                let mut buf = [0u8; 160];
+                let mut c = crate::fmt::Cursor::new(&mut buf);
+                let _ =
+                    core::fmt::Write::write_fmt(&mut c, format_args!("qnxcompat: registry invariant broken: {why}\n"));
+                let n = c.len();
+                let _ = sys::write(2, &buf[..n]);
+                // SAFETY: abort has no preconditions; the registry's next
+                // user repairs it (the mutex is robust).
+                unsafe { libc::abort() };
+            }
+        }
+        if self.wake.all {
+            for i in 0..FILES {
+                // SAFETY: as in `tables`, but only the atomic field is touched.
+                let f = unsafe { &*(self.base.add(OFFSETS.files) as *const FileSlot).add(i as usize) };
+                f.wake.fetch_add(1, Ordering::Release);
+            }
+        }
+        // SAFETY: this guard holds the mutex.
+        unsafe { libc::pthread_mutex_unlock(self.mutex) };
+        crate::fault::point(crate::fault::Point::AfterUnlock);
+        set_in_registry(false);
+        let reg = Registry { base: self.base };
+        if self.wake.all {
+            for i in 0..FILES {
+                sys::futex_wake_all(reg.wake_word(i));
+            }
+        } else {
+            for &f in &self.wake.files[..self.wake.n] {
+                sys::futex_wake_all(reg.wake_word(f));
+            }
+        }
+    }
+}
