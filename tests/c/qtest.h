@@ -41,6 +41,19 @@
  *   CHECK_OTHER_LOCKF(fd, func, off, size, result)  probe's lockf gives
  *       result (0, or the errno of a -1 return)
  * A lock a probe obtains is released again before it exits.
+ *   qtest_probe_path(path, QTEST_BY_FLOCK|QTEST_BY_OFD, ...)  the same on a
+ *       description of the probe's own (flock(LOCK_EX|LOCK_NB) or
+ *       F_OFD_SETLK)
+ *
+ * Helper processes (this binary, or another program, exec'd with a changed
+ * environment: without LD_PRELOAD, with QNXCOMPAT_FAULT or another
+ * QNXCOMPAT_REGISTRY ...): qtest_spawn / qtest_spawn_after (run a step in
+ * the forked child first, e.g. take locks the new image inherits) give a
+ * qtest_helper whose stdin/stdout/stderr are pipes; qtest_read_until,
+ * qtest_helper_say, qtest_out_val ("KEY value" lines), qtest_helper_finish,
+ * qtest_helper_kill; in the helper qtest_wait_eof and qtest_setlk_path.
+ * Also qtest_make_segment / qtest_registry_name / qtest_file_snapshot for
+ * planted registry segments, qtest_wait_state, qtest_count_lines.
  *
  * Nothing can hang: qtest_init() arms alarm(QTEST_TIMEOUT_S), every child
  * arms its own alarm, and every wait for a child or a message is bounded
@@ -60,6 +73,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -891,6 +905,367 @@ static inline int qtest_has_line(const char *text, const char *a, const char *b)
         p += strlen(a);
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Helper processes: this binary (or another program) exec'd with a         */
+/* changed environment, talking to us through its stdin/stdout/stderr        */
+/* ------------------------------------------------------------------------ */
+
+/* A helper started by qtest_spawn().  Its stdin, stdout and stderr are
+ * pipes to us (in: we write, out/err: we read); every other descriptor it
+ * inherits stays as it is (so it can act on an inherited, non-close-on-exec
+ * descriptor).  The helper runs without the test framework: it reports on
+ * stdout and arms its own alarm. */
+typedef struct {
+    pid_t pid;
+    int in;
+    int out;
+    int err;
+} qtest_helper;
+
+/* Apply environment edits: "NAME=VALUE" sets NAME, "NAME" unsets it. */
+static inline void qtest_apply_env(char *const *edits)
+{
+    for (; edits && *edits; edits++) {
+        const char *eq = strchr(*edits, '=');
+        if (!eq) {
+            unsetenv(*edits);
+            continue;
+        }
+        char name[128];
+        size_t n = (size_t)(eq - *edits);
+        if (n >= sizeof name)
+            continue;
+        memcpy(name, *edits, n);
+        name[n] = 0;
+        setenv(name, eq + 1, 1);
+    }
+}
+
+/* Fork and exec `path` (NULL: this binary, /proc/self/exe) with argv, after
+ * applying the environment edits `env` (see qtest_apply_env; NULL: none) in
+ * the child.  E.g. {"LD_PRELOAD", NULL} starts a helper WITHOUT the shim,
+ * {"QNXCOMPAT_FAULT=mid-update", NULL} one with fault injection armed (the
+ * library reads its environment when it loads).  The child gets an alarm of
+ * QTEST_CHILD_TIMEOUT_S and is tracked (see qtest_track).
+ *
+ * qtest_spawn_after() first runs before(arg) in the forked child (still
+ * this program, so under the shim still preloaded), after its stdio was
+ * connected: e.g. to take locks that the exec'd image inherits.  A
+ * before() that fails should _exit() with a status of its own. */
+static inline qtest_helper qtest_spawn_after(const char *path,
+                                             char *const argv[],
+                                             char *const env[],
+                                             void (*before)(void *),
+                                             void *arg)
+{
+    int pin[2], pout[2], perr[2];
+    if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) ||
+        pipe2(perr, O_CLOEXEC))
+        qtest_fatal("pipe");
+    pid_t pid = fork();
+    if (pid < 0)
+        qtest_fatal("fork");
+    if (pid == 0) {
+        alarm(QTEST_CHILD_TIMEOUT_S);
+        signal(SIGALRM, SIG_DFL);
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        dup2(perr[1], 2);
+        for (int i = 0; i < 2; i++) { /* keep only the copies on 0, 1, 2 */
+            if (pin[i] > 2)
+                close(pin[i]);
+            if (pout[i] > 2)
+                close(pout[i]);
+            if (perr[i] > 2)
+                close(perr[i]);
+        }
+        if (before)
+            before(arg);
+        qtest_apply_env(env);
+        execv(path ? path : "/proc/self/exe", argv);
+        _exit(98);
+    }
+    qtest_track(pid);
+    close(pin[0]);
+    close(pout[1]);
+    close(perr[1]);
+    qtest_helper h = {pid, pin[1], pout[0], perr[0]};
+    return h;
+}
+
+static inline qtest_helper qtest_spawn(const char *path, char *const argv[],
+                                       char *const env[])
+{
+    return qtest_spawn_after(path, argv, env, NULL, NULL);
+}
+
+/* Read from fd into buf (NUL-terminated) until a line containing `want`
+ * (if not NULL) is complete, EOF, or timeout_ms.  Returns the length. */
+static inline size_t qtest_read_until(int fd, char *buf, size_t cap,
+                                      const char *want, int timeout_ms)
+{
+    size_t len = 0;
+    buf[0] = 0;
+    double end = qtest_now_ms() + timeout_ms;
+    while (len + 1 < cap) {
+        const char *w = want ? strstr(buf, want) : NULL;
+        if (w && strchr(w, '\n'))
+            break;
+        int left = (int)(end - qtest_now_ms());
+        if (left <= 0)
+            break;
+        struct pollfd p = {fd, POLLIN, 0};
+        int r = poll(&p, 1, left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        ssize_t n = read(fd, buf + len, cap - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        buf[len] = 0;
+    }
+    return len;
+}
+
+/* Write one line (a command) to the helper's stdin. */
+static inline void qtest_helper_say(qtest_helper *h, const char *line)
+{
+    size_t n = strlen(line);
+    ssize_t w = write(h->in, line, n);
+    (void)w;
+}
+
+/* 1 if a wait status says "exited with status 0". */
+static inline int qtest_exited0(int st)
+{
+    return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* End a helper: close its stdin (it may take EOF as "quit"), collect the
+ * rest of its stdout/stderr (appended to out/err when not NULL), wait up to
+ * timeout_ms for it (then SIGKILL), close the pipes and untrack it.
+ * Returns the wait status (-1: killed on timeout). */
+static inline int qtest_helper_finish(qtest_helper *h, int timeout_ms,
+                                      char *out, size_t outcap, char *err,
+                                      size_t errcap)
+{
+    close(h->in);
+    int st = qtest_wait(h->pid, timeout_ms);
+    if (out) {
+        size_t l = strlen(out);
+        qtest_read_until(h->out, out + l, outcap - l, NULL, 200);
+    }
+    if (err) {
+        size_t l = strlen(err);
+        qtest_read_until(h->err, err + l, errcap - l, NULL, 200);
+    }
+    close(h->out);
+    close(h->err);
+    qtest_untrack(h->pid);
+    return st;
+}
+
+/* SIGKILL a helper and finish it. */
+static inline void qtest_helper_kill(qtest_helper *h)
+{
+    kill(h->pid, SIGKILL);
+    qtest_helper_finish(h, 5000, NULL, 0, NULL, 0);
+}
+
+/* The integer after "KEY " on a line of a helper's output (lines like
+ * "SETLK -1 EAGAIN" or "RC 0"), or `dflt` if there is no such line. */
+static inline long long qtest_out_val(const char *text, const char *key,
+                                      long long dflt)
+{
+    size_t k = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, key, k) == 0 && p[k] == ' ')
+            return atoll(p + k + 1);
+    return dflt;
+}
+
+/* Make text printable on one line (newlines as \n) for a failure message. */
+static inline const char *qtest_oneline(const char *s, char *out, size_t n)
+{
+    size_t j = 0;
+    for (size_t i = 0; s[i] && j + 3 < n; i++) {
+        if (s[i] == '\n') {
+            out[j++] = '\\';
+            out[j++] = 'n';
+        } else {
+            out[j++] = s[i];
+        }
+    }
+    out[j] = 0;
+    return out;
+}
+
+/* Number of lines of text that contain `needle`. */
+static inline int qtest_count_lines(const char *text, const char *needle)
+{
+    int n = 0;
+    const char *p = text;
+    while (p && *p) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        const char *q = strstr(p, needle);
+        if (q && q < p + len)
+            n++;
+        p = eol ? eol + 1 : NULL;
+    }
+    return n;
+}
+
+/* "-1 EAGAIN" or "0": the result of a call, for helpers' output lines. */
+static inline const char *qtest_rc_str(long rc, int err, char *buf, size_t n)
+{
+    if (rc == -1)
+        snprintf(buf, n, "-1 %s", qtest_errname(err));
+    else
+        snprintf(buf, n, "%ld", rc);
+    return buf;
+}
+
+/* Create /dev/shm/<name>-style file `path` (removed first, tracked for
+ * removal on timeout) of `size` bytes with the first `hlen` bytes `hdr` and
+ * the given mode: a planted registry segment. */
+static inline void qtest_make_segment(const char *path, off_t size,
+                                      const void *hdr, size_t hlen,
+                                      mode_t mode)
+{
+    unlink(path);
+    qtest_track_path(path);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        qtest_fatal("create segment");
+    if (ftruncate(fd, size) != 0)
+        qtest_fatal("ftruncate segment");
+    if (hlen && pwrite(fd, hdr, hlen, 0) != (ssize_t)hlen)
+        qtest_fatal("write segment header");
+    if (fchmod(fd, mode) != 0)
+        qtest_fatal("fchmod segment");
+    close(fd);
+}
+
+/* A registry name derived from the test's own (QNXCOMPAT_REGISTRY, set by
+ * run.sh for the shim run), so that run.sh's clean-up of
+ * /dev/shm/qnxcompat-test-$$-* removes it too: "<registry>-<tag>". */
+static inline void qtest_registry_name(char *name, size_t n, const char *tag)
+{
+    const char *reg = getenv("QNXCOMPAT_REGISTRY");
+    if (reg && *reg && strlen(reg) < 64 && !strchr(reg, '/'))
+        snprintf(name, n, "%s-%s", reg, tag);
+    else
+        snprintf(name, n, "qnxcompat-test-%d-%s", (int)getpid(), tag);
+}
+
+/* Wait (up to timeout_ms) until process pid is in scheduler state `state`
+ * ('S', 'T', 'Z' ...); returns 1 if it got there. */
+static inline int qtest_wait_state(pid_t pid, char state, int timeout_ms)
+{
+    double end = qtest_now_ms() + timeout_ms;
+    while (qtest_proc_state(pid) != state) {
+        if (qtest_now_ms() > end)
+            return 0;
+        qtest_msleep(2);
+    }
+    return 1;
+}
+
+/* In a helper: read stdin until EOF (the parent closes it to end us). */
+static inline void qtest_wait_eof(void)
+{
+    char b;
+    for (;;) {
+        ssize_t n = read(0, &b, 1);
+        if (n == 0 || (n < 0 && errno != EINTR))
+            return;
+    }
+}
+
+/* F_SETLK write [start, start+len) on a fresh descriptor of `path`:
+ * returns 0 or the errno (-1: cannot open).  The lock is dropped again
+ * unless `keep`. */
+static inline int qtest_setlk_path(const char *path, off_t start, off_t len,
+                                   int keep)
+{
+    int fd = open(path, O_RDWR);
+    if (fd < 0)
+        return -1;
+    errno = 0;
+    int r = setlk(fd, F_WRLCK, start, len);
+    int e = errno;
+    if (r == 0 && !keep) {
+        unlock(fd, start, len);
+        close(fd);
+    }
+    return r == 0 ? 0 : e;
+}
+
+/* How qtest_probe_path() locks. */
+enum { QTEST_BY_FLOCK, QTEST_BY_OFD };
+
+/* Another process, on an open file description of its own (it opens
+ * `path` O_RDWR): flock(LOCK_EX|LOCK_NB) (QTEST_BY_FLOCK), or F_OFD_SETLK
+ * `type` on [start, start+len) (QTEST_BY_OFD).  Returns 0 or its errno
+ * (-1: the probe died).  What it gets goes with its exit. */
+static inline int qtest_probe_path(const char *path, int how, short type,
+                                   off_t start, off_t len)
+{
+    pid_t p = fork();
+    if (p < 0)
+        qtest_fatal("fork");
+    if (p == 0) {
+        alarm(QTEST_CHILD_TIMEOUT_S);
+        int fd = open(path, O_RDWR);
+        if (fd < 0)
+            _exit(255);
+        struct flock fl = qtest_fl(type, SEEK_SET, start, len);
+        errno = 0;
+        int r = how == QTEST_BY_FLOCK ? flock(fd, LOCK_EX | LOCK_NB)
+                                      : fcntl(fd, F_OFD_SETLK, &fl);
+        _exit(r == 0 ? 0 : errno & 0xff);
+    }
+    int st = qtest_wait(p, QTEST_WAIT_MS);
+    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
+        return -1;
+    return WEXITSTATUS(st);
+}
+
+/* The snapshot of a (segment) file: its stat and first bytes, to show that
+ * something left it alone. */
+struct qtest_file_snap {
+    int ok;
+    struct stat st;
+    unsigned char head[256];
+};
+
+static inline struct qtest_file_snap qtest_file_snapshot(const char *path)
+{
+    struct qtest_file_snap s;
+    memset(&s, 0, sizeof s);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return s;
+    s.ok = fstat(fd, &s.st) == 0 && pread(fd, s.head, sizeof s.head, 0) >= 0;
+    close(fd);
+    return s;
+}
+
+/* 1 if two snapshots show the same file, unchanged. */
+static inline int qtest_file_same(const struct qtest_file_snap *a,
+                                  const struct qtest_file_snap *b)
+{
+    return a->ok && b->ok && a->st.st_ino == b->st.st_ino &&
+           a->st.st_size == b->st.st_size && a->st.st_mode == b->st.st_mode &&
+           a->st.st_uid == b->st.st_uid &&
+           memcmp(a->head, b->head, sizeof a->head) == 0;
 }
 
 #endif /* QTEST_H */

@@ -28,7 +28,7 @@ static int probe(const char *path)
         return 90;
     struct flock fl = qtest_fl(F_WRLCK, SEEK_SET, 0, 10);
     if (fcntl(fd, F_GETLK, &fl) != 0)
-        return 91;
+        return errno == ENOLCK ? 31 : 91; /* 31: refused, fails closed */
     if (fl.l_type == F_UNLCK)
         return 10; /* sees nothing */
     struct flock w = qtest_fl(F_WRLCK, SEEK_SET, 0, 10);
@@ -39,7 +39,8 @@ static int probe(const char *path)
 
 /* Fork a child as (uid, gid, groups), re-exec this binary in probe mode with
  * the group setting, collect its exit status and stderr. */
-static int run_as(uid_t uid, gid_t gid, int member, const char *path, const char *registry, char *err, size_t errlen)
+static int run_as(uid_t uid, gid_t gid, int member, int fallback, const char *path, const char *registry, char *err,
+                  size_t errlen)
 {
     int p[2];
     if (pipe(p) != 0)
@@ -55,7 +56,8 @@ static int run_as(uid_t uid, gid_t gid, int member, const char *path, const char
         char reg[128], pre[512];
         snprintf(reg, sizeof reg, "QNXCOMPAT_REGISTRY=%s", registry);
         snprintf(pre, sizeof pre, "LD_PRELOAD=%s", getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
-        char *envp[] = {reg, pre, "QNXCOMPAT_REGISTRY_GROUP=nogroup", "QTEST_MODE=shim", NULL};
+        char *envp[] = {reg, pre, "QNXCOMPAT_REGISTRY_GROUP=nogroup", "QTEST_MODE=shim",
+                        fallback ? "QNXCOMPAT_FALLBACK=kernel" : NULL, NULL};
         execve("/proc/self/exe", argv, envp);
         _exit(96);
     }
@@ -126,14 +128,20 @@ int main(int argc, char **argv)
           st.st_mode & 0777, (int)st.st_gid, GID);
 
     char err[512];
-    int r = run_as(65534, GID, 1, path, registry, err, sizeof err);
+    int r = run_as(65534, GID, 1, 0, path, registry, err, sizeof err);
     CHECK(r == 20, "member (nobody): probe gave %d, want 20 (sees root's lock and conflicts); stderr: %s", r, err);
     CHECK(err[0] == 0, "member: unexpected stderr: %s", err);
 
-    r = run_as(4321, 4321, 0, path, registry, err, sizeof err);
-    CHECK(r == 10, "non-member: probe gave %d, want 10 (kernel locks: sees nothing of the registry)", r);
+    /* A non-member is refused: its lock calls fail closed with ENOLCK... */
+    r = run_as(4321, 4321, 0, 0, path, registry, err, sizeof err);
+    CHECK(r == 31, "non-member: probe gave %d, want 31 (F_GETLK fails with ENOLCK: fail closed)", r);
     CHECK(strstr(err, "qnxcompat: not using lock registry") && strstr(err, "EACCES") && !strchr(strchr(err, '\n') ? strchr(err, '\n') + 1 : "", '\n'),
           "non-member: want one refusal line naming EACCES, got: %s", err);
+    /* ...unless it opts into kernel locks. */
+    r = run_as(4321, 4321, 0, 1, path, registry, err, sizeof err);
+    CHECK(r == 10, "non-member with QNXCOMPAT_FALLBACK=kernel: probe gave %d, want 10 (kernel locks)", r);
+    CHECK(strstr(err, "falling back to native kernel locks"), "non-member with fallback: want the fallback line, got: %s",
+          err);
 
     kill(holder, SIGTERM);
     qtest_wait(holder, 5000);

@@ -149,6 +149,12 @@ struct helper {
     int in, out, err;
 };
 
+/* Helpers that are refused the registry (another user's, or a planted one)
+ * test what they do with kernel locks, so they opt into the kernel fallback;
+ * without it a refused registry fails every lock call (fail closed), which
+ * refuses_planted() checks too. */
+static int spawn_fallback = 1;
+
 static struct helper spawn(char *const *argv, const char *registry,
                            int as_nobody)
 {
@@ -168,6 +174,10 @@ static struct helper spawn(char *const *argv, const char *registry,
         dup2(perr[1], 2);
         if (registry)
             setenv("QNXCOMPAT_REGISTRY", registry, 1);
+        if ((registry || as_nobody) && spawn_fallback)
+            setenv("QNXCOMPAT_FALLBACK", "kernel", 1);
+        else
+            unsetenv("QNXCOMPAT_FALLBACK");
         if (as_nobody) {
             if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 ||
                 setuid(NOBODY) != 0)
@@ -626,6 +636,15 @@ static void refuses_planted(const char *name, const char *reason,
           "%s: root helper's kernel locks: SETLK %ld UNLOCK %ld", what,
           out_val(out, "SETLK"), out_val(out, "UNLOCK"));
     qtest_print("hostile: %s: %s", what, oneline(err, e1, sizeof e1));
+    /* Without the opt-in, the same helper fails closed. */
+    spawn_fallback = 0;
+    h = spawn(argv, name, 0);
+    spawn_fallback = 1;
+    st = helper_finish(&h, 10000, out, sizeof out, err, sizeof err);
+    CHECK(exited0(st) && out_val(out, "SETLK") == -ENOLCK && count_char(err, '\n') == 1 &&
+              strstr(err, "lock calls fail with ENOLCK") != NULL,
+          "%s without QNXCOMPAT_FALLBACK: want F_SETLK = -ENOLCK and one line, got SETLK %ld, \"%s\"", what,
+          out_val(out, "SETLK"), oneline(err, e1, sizeof e1));
 }
 
 static void other_user(void)

@@ -12,6 +12,8 @@
  * Helper processes are this binary re-executed as
  *     t_registry --lock-once FD            take and drop one lock
  *     t_registry --reg-victim FD native|qnx   check which semantics it got
+ *     t_registry --refused-victim FD   check that lock calls fail closed
+ *                                      (refused registry, no fallback)
  *     t_registry --fault-mid FD            lock [0,10) [20,30), say 'L' on
  *                                          stdout, wait for a byte on stdin,
  *                                          then merge them into [0,30)
@@ -24,6 +26,9 @@
  * Every /dev/shm file made here is removed again, also on timeout.
  */
 #include "qtest.h"
+
+/* The registry layout this build of the library uses (src/registry/layout.rs). */
+#define QNXCOMPAT_LAYOUT_VERSION 2
 
 #define NOBODY_UID 65534
 #define VICTIM_TIMEOUT_S 30
@@ -276,6 +281,24 @@ static int reg_victim(int fd, int expect_qnx)
     return 0;
 }
 
+/* A refused registry without QNXCOMPAT_FALLBACK=kernel: every lock call
+ * fails closed (fcntl and flock ENOLCK, lockf ENOMEM), twice over. */
+static int refused_victim(int fd)
+{
+    for (int i = 0; i < 2; i++) {
+        errno = 0;
+        if (!(setlk(fd, F_WRLCK, 0, 10) == -1 && errno == ENOLCK))
+            return vfail(1 + 10 * i, "F_SETLK: expected -1 ENOLCK");
+        errno = 0;
+        if (!(qtest_lockf_at(fd, 20, F_TLOCK, 10) == -1 && errno == ENOMEM))
+            return vfail(2 + 10 * i, "lockf(F_TLOCK): expected -1 ENOMEM");
+        errno = 0;
+        if (!(flock(fd, LOCK_EX) == -1 && errno == ENOLCK))
+            return vfail(3 + 10 * i, "flock(LOCK_EX): expected -1 ENOLCK");
+    }
+    return 0;
+}
+
 /* QNXCOMPAT_FAULT=mid-update: lock two ranges, wait, merge them. */
 static int fault_mid(int fd)
 {
@@ -385,7 +408,7 @@ static void probe_segment_size(void)
     uint32_t version = 0;
     if (ok)
         memcpy(&version, hdr + 8, 4);
-    CHECK(ok && memcmp(hdr, "QNXCREG1", 8) == 0 && version == 1,
+    CHECK(ok && memcmp(hdr, "QNXCREG1", 8) == 0 && version == QNXCOMPAT_LAYOUT_VERSION,
           "new segment header: magic '%.8s', version %u", ok ? (char *)hdr : "?",
           (unsigned)version);
     seg_size = sb.st_size;
@@ -435,9 +458,62 @@ static struct seg_snapshot snapshot(const char *path)
 /* Refused segments                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* A helper using the segment prepared at /dev/shm/<tag> prints exactly one
- * refusal line naming `reason`, falls back to kernel locks, works, exits 0,
- * and leaves the segment alone. */
+/* The segment prepared at /dev/shm/<tag> is refused, with exactly one line
+ * on stderr naming `reason`, and left alone:
+ *   - without QNXCOMPAT_FALLBACK, every lock call fails closed (ENOLCK,
+ *     ENOMEM for lockf): a process that cannot use the registry must not
+ *     hand out locks that the registry's users do not see;
+ *   - with QNXCOMPAT_FALLBACK=kernel, it falls back to kernel locks, which
+ *     work. */
+static void refused_run(const char *tag, const char *reason, const char *path,
+                        const char *name, int fallback)
+{
+    const char *how = fallback ? "fallback=kernel" : "no fallback";
+    char *vargv[] = {"t_registry", "--reg-victim", test_fd_str, "native", NULL};
+    char *cargv[] = {"t_registry", "--refused-victim", test_fd_str, NULL};
+    if (fallback)
+        setenv("QNXCOMPAT_FALLBACK", "kernel", 1);
+    else
+        unsetenv("QNXCOMPAT_FALLBACK");
+    struct helper h = spawn(name, NULL, fallback ? vargv : cargv, NULL, 0);
+    unsetenv("QNXCOMPAT_FALLBACK");
+    char out[2048], err[2048];
+    int st = helper_wait(&h, 20000);
+    read_until(h.out, out, sizeof out, NULL, 2000);
+    read_until(h.err, err, sizeof err, NULL, 2000);
+    helper_close(&h);
+
+    char d[96], e1[2100], o1[2100];
+    qtest_describe_status(st, d, sizeof d);
+    CHECK(exited0(st), "%s (%s): helper using a refused registry: %s; its "
+          "output: %s", tag, how, d, oneline(out, o1, sizeof o1));
+
+    char prefix[256];
+    snprintf(prefix, sizeof prefix, "qnxcompat: not using lock registry %s: ",
+             path);
+    const char *suffix = "; falling back to native kernel locks\n";
+    CHECK(count_char(err, '\n') == 1 && ends_with(err, "\n"),
+          "%s (%s): expected exactly one line on stderr, got: \"%s\"", tag,
+          how, oneline(err, e1, sizeof e1));
+    CHECK(strncmp(err, prefix, strlen(prefix)) == 0,
+          "%s (%s): stderr does not start with \"%s\": \"%s\"", tag, how,
+          prefix, oneline(err, e1, sizeof e1));
+    const char *why = strncmp(err, prefix, strlen(prefix)) == 0
+                          ? err + strlen(prefix) : err;
+    CHECK(strstr(why, reason) != NULL,
+          "%s (%s): refusal reason does not mention \"%s\": \"%s\"", tag,
+          how, reason, oneline(err, e1, sizeof e1));
+    if (fallback)
+        CHECK(ends_with(err, suffix), "%s (%s): stderr does not end with "
+              "\"%s\": \"%s\"", tag, how,
+              "; falling back to native kernel locks",
+              oneline(err, e1, sizeof e1));
+    else
+        CHECK(!strstr(err, "falling back"), "%s (%s): stderr claims a "
+              "fallback that must not happen: \"%s\"", tag, how,
+              oneline(err, e1, sizeof e1));
+}
+
 static void refused(const char *tag, const char *reason, off_t size,
                     const void *hdr, size_t hlen, mode_t mode, uid_t uid)
 {
@@ -449,37 +525,8 @@ static void refused(const char *tag, const char *reason, off_t size,
     make_segment(path, size, hdr, hlen, mode, uid);
     struct seg_snapshot before = snapshot(path);
 
-    char *argv[] = {"t_registry", "--reg-victim", test_fd_str, "native", NULL};
-    struct helper h = spawn(name, NULL, argv, NULL, 0);
-    char out[2048], err[2048];
-    int st = helper_wait(&h, 20000);
-    read_until(h.out, out, sizeof out, NULL, 2000);
-    read_until(h.err, err, sizeof err, NULL, 2000);
-    helper_close(&h);
-
-    char d[96], e1[2100], o1[2100];
-    qtest_describe_status(st, d, sizeof d);
-    CHECK(exited0(st), "%s: helper using a refused registry: %s; its output: %s",
-          tag, d, oneline(out, o1, sizeof o1));
-
-    char prefix[256];
-    snprintf(prefix, sizeof prefix, "qnxcompat: not using lock registry %s: ",
-             path);
-    const char *suffix = "; falling back to native kernel locks\n";
-    CHECK(count_char(err, '\n') == 1 && ends_with(err, "\n"),
-          "%s: expected exactly one line on stderr, got: \"%s\"", tag,
-          oneline(err, e1, sizeof e1));
-    CHECK(strncmp(err, prefix, strlen(prefix)) == 0,
-          "%s: stderr does not start with \"%s\": \"%s\"", tag, prefix,
-          oneline(err, e1, sizeof e1));
-    const char *why = strncmp(err, prefix, strlen(prefix)) == 0
-                          ? err + strlen(prefix) : err;
-    CHECK(strstr(why, reason) != NULL,
-          "%s: refusal reason does not mention \"%s\": \"%s\"", tag, reason,
-          oneline(err, e1, sizeof e1));
-    CHECK(ends_with(err, suffix), "%s: stderr does not end with \"%s\": \"%s\"",
-          tag, "; falling back to native kernel locks",
-          oneline(err, e1, sizeof e1));
+    refused_run(tag, reason, path, name, 0);
+    refused_run(tag, reason, path, name, 1);
 
     /* the refused segment is left exactly as it was */
     struct seg_snapshot after = snapshot(path);
@@ -502,13 +549,13 @@ static void refusals(void)
 {
     unsigned char good[12], ver2[12], junk[12];
     memcpy(good, "QNXCREG1", 8);
-    uint32_t v = 1;
+    uint32_t v = QNXCOMPAT_LAYOUT_VERSION;
     memcpy(good + 8, &v, 4);
     memcpy(ver2, "QNXCREG1", 8);
-    v = 2;
+    v = QNXCOMPAT_LAYOUT_VERSION + 1; /* another layout */
     memcpy(ver2 + 8, &v, 4);
     memcpy(junk, "GARBAGE!", 8);
-    v = 1;
+    v = QNXCOMPAT_LAYOUT_VERSION;
     memcpy(junk + 8, &v, 4);
 
     refused("foreign", "owned by uid", seg_size, NULL, 0, 0600, NOBODY_UID);
@@ -559,7 +606,7 @@ static void half_initialised(const char *tag, int scribble)
     struct seg_snapshot s = snapshot(path);
     uint32_t version = 0;
     memcpy(&version, s.head + 8, 4);
-    CHECK(s.ok && memcmp(s.head, "QNXCREG1", 8) == 0 && version == 1 &&
+    CHECK(s.ok && memcmp(s.head, "QNXCREG1", 8) == 0 && version == QNXCOMPAT_LAYOUT_VERSION &&
               s.st.st_size == seg_size && (s.st.st_mode & 0777) == 0600,
           "%s: after use: magic '%.8s' version %u size %lld mode %o", tag,
           (char *)s.head, (unsigned)version, (long long)s.st.st_size,
@@ -861,6 +908,8 @@ int main(int argc, char **argv)
             return lock_once(fd);
         if (strcmp(argv[1], "--reg-victim") == 0 && argc == 4)
             return reg_victim(fd, strcmp(argv[3], "qnx") == 0);
+        if (strcmp(argv[1], "--refused-victim") == 0)
+            return refused_victim(fd);
         if (strcmp(argv[1], "--fault-mid") == 0)
             return fault_mid(fd);
         if (strcmp(argv[1], "--fault-hold2") == 0)
