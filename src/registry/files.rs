@@ -54,24 +54,8 @@ impl Tables<'_> {
         }
         let (dev, ino) = (f.dev, f.ino);
         let b = bucket_of(dev, ino);
-        // Unlink from the hash chain.
-        let mut prev = NIL;
-        let mut cur = self.buckets[b];
-        for _ in 0..FILES {
-            if cur == i || cur == NIL {
-                break;
-            }
-            prev = cur;
-            cur = self.files.get(cur as usize).map_or(NIL, |f| f.next);
-        }
-        if cur != i {
+        if !slab_unlink(self.files, &mut self.buckets[b], i, |f| &mut f.next) {
             return;
-        }
-        let next = self.files[i as usize].next;
-        if prev == NIL {
-            self.buckets[b] = next;
-        } else {
-            self.files[prev as usize].next = next;
         }
         let f = &mut self.files[i as usize];
         f.in_use = 0;

@@ -56,10 +56,7 @@ impl Tables<'_> {
                     self.maps[m as usize].len = b - end;
                 }
                 (false, false) => {
-                    match self.maps.get_mut(prev as usize) {
-                        Some(p) => p.next = next,
-                        None => self.owners[owner as usize].map_head = next,
-                    }
+                    slab_relink(self.maps, &mut self.owners[owner as usize].map_head, prev, next, |m| &mut m.next);
                     self.free_map(m, owner, file);
                     removed += 1;
                     m = next;

@@ -94,6 +94,37 @@ use crate::engine::tree::{self, Arena, ArenaMut, Corrupt, LockRecord, NIL, RECOR
 use crate::sys::{self, Errno};
 use layout::*;
 
+/// Unlinks `target` from the singly linked list that starts at `head` and
+/// runs through `next` (the one list unlink every table uses); false when it
+/// is not on the list. The walk is bounded by the table's size, so a
+/// scribbled list ends it rather than looping.
+fn slab_unlink<T>(items: &mut [T], head: &mut u32, target: u32, next: fn(&mut T) -> &mut u32) -> bool {
+    let mut prev = NIL;
+    let mut cur = *head;
+    for _ in 0..items.len() {
+        if cur == target || cur == NIL {
+            break;
+        }
+        prev = cur;
+        cur = items.get_mut(cur as usize).map_or(NIL, |x| *next(x));
+    }
+    if cur != target || cur == NIL {
+        return false;
+    }
+    let Some(after) = items.get_mut(target as usize).map(|x| *next(x)) else { return false };
+    slab_relink(items, head, prev, after, next);
+    true
+}
+
+/// Makes `after` follow `prev` (or start the list at `head`, when `prev` is
+/// NIL): the second half of an unlink whose walk already knows `prev`.
+fn slab_relink<T>(items: &mut [T], head: &mut u32, prev: u32, after: u32, next: fn(&mut T) -> &mut u32) {
+    match items.get_mut(prev as usize) {
+        Some(p) => *next(p) = after,
+        None => *head = after,
+    }
+}
+
 /// The one slab allocator every table uses: a slot from the free list
 /// (`head`, linked through `next_of`), else the next never-used slot above
 /// the high-water mark `high`, else `None` (the table is full). Slots never

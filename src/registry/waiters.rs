@@ -68,24 +68,8 @@ impl Tables<'_> {
     /// Unregisters waiter `w`.
     pub fn remove_waiter(&mut self, w: u32) {
         let Some(owner) = self.waiters.get(w as usize).filter(|s| s.in_use == 1).map(|s| s.owner) else { return };
-        let Some(o) = self.owners.get(owner as usize) else { return };
-        // Unlink from the owner's list.
-        let mut prev = NIL;
-        let mut cur = o.waiter_head;
-        for _ in 0..WAITERS {
-            if cur == w || cur == NIL {
-                break;
-            }
-            prev = cur;
-            cur = self.waiters.get(cur as usize).map_or(NIL, |s| s.next);
-        }
-        let next = self.waiters[w as usize].next;
-        if cur == w {
-            match self.waiters.get_mut(prev as usize) {
-                Some(p) => p.next = next,
-                None => self.owners[owner as usize].waiter_head = next,
-            }
-            let o = &mut self.owners[owner as usize];
+        let Some(o) = self.owners.get_mut(owner as usize) else { return };
+        if slab_unlink(self.waiters, &mut o.waiter_head, w, |s| &mut s.next) {
             o.nwaiters = o.nwaiters.saturating_sub(1);
         }
         let file = self.waiters[w as usize].file;
