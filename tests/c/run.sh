@@ -10,14 +10,15 @@
 # `timeout 120`:
 #   native:  QTEST_MODE=native
 #   shim:    QTEST_MODE=shim LD_PRELOAD=LIB QNXCOMPAT_REGISTRY=qnxcompat-test-$$-NAME
+#            (and QNXCOMPAT_VERIFY=1 for the tests in VERIFY_TESTS below)
 # A run passes when it exits 0 and its last summary line says "N passed,
 # 0 failed".  The last line printed is the total "N passed, N failed" over
 # all checks; the exit status is non-zero if anything failed.
 #
 # Environment: QTEST_RUNS="native shim" (default) selects the runs, e.g.
 # QTEST_RUNS=native to check the native expectations without a library.
-# QNXCOMPAT, QNXCOMPAT_TRACE and QNXCOMPAT_TRACE_FILE are cleared so that
-# results do not depend on the caller's environment.
+# QNXCOMPAT, QNXCOMPAT_TRACE, QNXCOMPAT_TRACE_FILE and QNXCOMPAT_VERIFY are
+# cleared so that results do not depend on the caller's environment.
 set -u -o pipefail
 
 if [ $# -lt 1 ]; then
@@ -45,7 +46,7 @@ case " $RUNS " in
     ;;
 esac
 
-unset QNXCOMPAT QNXCOMPAT_TRACE QNXCOMPAT_TRACE_FILE QNXCOMPAT_REGISTRY LD_PRELOAD
+unset QNXCOMPAT QNXCOMPAT_TRACE QNXCOMPAT_TRACE_FILE QNXCOMPAT_REGISTRY QNXCOMPAT_VERIFY LD_PRELOAD
 
 OUT=target/ctests
 mkdir -p "$OUT" || exit 2
@@ -58,6 +59,35 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 CFLAGS=(-O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I shim/include)
+
+# Shim runs of the tests in VERIFY_TESTS set QNXCOMPAT_VERIFY=1: the library
+# checks every registry invariant after each operation and aborts
+# ("qnxcompat: registry invariant broken: ...") if one breaks.  Their PASS
+# lines say "invariants checked".  The other tests run without it, on purpose:
+#   t_hostile, t_registry  plant and scribble on broken segments (the broken
+#                          invariant is the test) and fill the registry to
+#                          capacity (a check of a full registry after every
+#                          call takes t_registry from ~1 s to over 60 s)
+#   t_torture              stops holders inside updates (QNXCOMPAT_FAULT) and
+#                          SIGKILLs them mid-update: the registry is broken
+#                          until the next user repairs it
+#   t_fuzz, t_oracle       fill the registry with random traffic and are
+#                          timing-heavy; they call qnxcompat_verify() themselves
+#   t_mlock, t_group,      timing-heavy, or about other things than the lock
+#   t_trace                tables (mlock rules, segment permissions, trace text)
+VERIFY_TESTS=(
+    t_setlk_getlk t_split_merge t_lockf t_blocking t_close_release
+    t_fork_exec_threads t_errors t_flock t_flock_share t_ofd t_deadlock
+    t_mmap_lockf t_pidns t_mainexit t_exec_nolib t_slot_reuse t_idle_token
+    t_failclosed t_signal_steps t_repair_shared t_cancel_threads t_intercept
+)
+verified() {
+    local t
+    for t in "${VERIFY_TESTS[@]}"; do
+        [ "$t" = "$1" ] && return 0
+    done
+    return 1
+}
 
 if [ $# -gt 0 ]; then
     TESTS=("$@")
@@ -74,6 +104,7 @@ total_fail=0
 bad_runs=0
 
 # record NAME MODE RC LOG: judge one run from its exit status and summary.
+# MODE is what the PASS/FAIL line shows in brackets, e.g. "shim".
 record() {
     local name=$1 mode=$2 rc=$3 log=$4 summary p f why=""
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
@@ -135,12 +166,18 @@ for name in "${TESTS[@]}"; do
     fi
     for mode in $RUNS; do
         log=$LOGDIR/$name.$mode.log
+        label=$mode
         case $mode in
         native)
             QTEST_MODE=native timeout 120 "$bin" >"$log" 2>&1
             ;;
         shim)
-            QTEST_MODE=shim timeout 120 env LD_PRELOAD="$LIB" \
+            verify=0
+            if verified "$name"; then
+                verify=1
+                label="shim, invariants checked"
+            fi
+            QTEST_MODE=shim timeout 120 env LD_PRELOAD="$LIB" QNXCOMPAT_VERIFY=$verify \
                 QNXCOMPAT_REGISTRY="qnxcompat-test-$$-$name" "$bin" >"$log" 2>&1
             ;;
         *)
@@ -148,7 +185,7 @@ for name in "${TESTS[@]}"; do
             exit 2
             ;;
         esac
-        record "$name" "$mode" $? "$log"
+        record "$name" "$label" $? "$log"
     done
 done
 
