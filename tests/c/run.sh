@@ -7,18 +7,25 @@
 #   t_name    tests to run (default: every tests/c/t_*.c, plus programs.sh)
 #
 # Each test is compiled into target/ctests/ and run twice, each run under
-# `timeout 120`:
+# `timeout $QTEST_TIMEOUT` (120 s):
 #   native:  QTEST_MODE=native
 #   shim:    QTEST_MODE=shim LD_PRELOAD=LIB QNXCOMPAT_REGISTRY=qnxcompat-test-$$-NAME
 #            (and QNXCOMPAT_VERIFY=1 for the tests in VERIFY_TESTS below)
 # A run passes when it exits 0 and its last summary line says "N passed,
-# 0 failed".  The last line printed is the total "N passed, N failed" over
-# all checks; the exit status is non-zero if anything failed.
+# 0 failed"; its PASS/FAIL line gives the count and the seconds it took.  The
+# last line printed is the total "N passed, N failed" over all checks; the
+# exit status is non-zero if anything failed.
 #
-# Environment: QTEST_RUNS="native shim" (default) selects the runs, e.g.
-# QTEST_RUNS=native to check the native expectations without a library.
-# QNXCOMPAT, QNXCOMPAT_TRACE, QNXCOMPAT_TRACE_FILE and QNXCOMPAT_VERIFY are
-# cleared so that results do not depend on the caller's environment.
+# Environment:
+#   QTEST_RUNS="native shim" (default) selects the runs, e.g. QTEST_RUNS=native
+#       to check the native expectations without a library
+#   QTEST_TIMEOUT=<seconds> per run (default 120)
+#   QTEST_SHOW=<regex>: lines of a passing run's output that match it (grep
+#       -E) are shown under its PASS line (scripts/stress.sh: the figures)
+#   QTEST_LONG, QTEST_SEED are passed on to the tests
+# LD_PRELOAD and every QNXCOMPAT* variable are cleared so that results do not
+# depend on the caller's environment.  scripts/stress.sh runs the long
+# versions through this script.
 set -u -o pipefail
 
 if [ $# -lt 1 ]; then
@@ -46,17 +53,46 @@ case " $RUNS " in
     ;;
 esac
 
-unset QNXCOMPAT QNXCOMPAT_TRACE QNXCOMPAT_TRACE_FILE QNXCOMPAT_REGISTRY QNXCOMPAT_VERIFY LD_PRELOAD
+TIMEOUT=${QTEST_TIMEOUT:-120}
+SHOW=${QTEST_SHOW:-}
+
+for v in $(compgen -e); do
+    case $v in
+    QNXCOMPAT*) unset "$v" ;;
+    esac
+done
+unset LD_PRELOAD
 
 OUT=target/ctests
 mkdir -p "$OUT" || exit 2
 LOGDIR=$(mktemp -d "${TMPDIR:-/tmp}/qtest-logs.XXXXXX") || exit 2
+child=""
 cleanup() {
+    if [ -n "$child" ]; then
+        kill -TERM "$child" 2>/dev/null
+        wait "$child" 2>/dev/null
+    fi
     rm -rf "$LOGDIR"
     rm -f /dev/shm/qnxcompat-test-$$-*
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# run LOG CMD...: run CMD (under the timeout) with its output in LOG, in the
+# background, so that INT/TERM reach this script (and, through cleanup, the
+# test) at once.  Sets secs to the time it took; returns its exit status.
+run() {
+    local log=$1 start rc
+    shift
+    start=$(date +%s)
+    timeout "$TIMEOUT" "$@" >"$log" 2>&1 &
+    child=$!
+    wait "$child"
+    rc=$?
+    child=""
+    secs=$(($(date +%s) - start))
+    return $rc
+}
 
 CFLAGS=(-O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I shim/include)
 
@@ -103,8 +139,9 @@ total_pass=0
 total_fail=0
 bad_runs=0
 
-# record NAME MODE RC LOG: judge one run from its exit status and summary.
-# MODE is what the PASS/FAIL line shows in brackets, e.g. "shim".
+# record NAME MODE RC LOG: judge one run from its exit status and summary
+# (and $secs, set by run).  MODE is what the PASS/FAIL line shows in
+# brackets, e.g. "shim".
 record() {
     local name=$1 mode=$2 rc=$3 log=$4 summary p f why=""
     summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
@@ -118,7 +155,7 @@ record() {
         f=${f%% failed}
     fi
     if [ "$rc" -eq 124 ]; then
-        why="timed out"
+        why="timed out after $TIMEOUT s"
     elif [ "$rc" -gt 128 ]; then
         why="killed by signal $((rc - 128))"
     elif [ "$rc" -ne 0 ] && [ -z "$why" ] && [ "$f" -eq 0 ]; then
@@ -130,10 +167,13 @@ record() {
     total_pass=$((total_pass + p))
     total_fail=$((total_fail + f))
     if [ "$rc" -eq 0 ] && [ "$f" -eq 0 ] && [ -z "$why" ]; then
-        echo "PASS $name [$mode] ($p passed)"
+        echo "PASS $name [$mode] ($p passed, $secs s)"
+        if [ -n "$SHOW" ]; then
+            grep -E -e "$SHOW" "$log" | sed 's/^/    /'
+        fi
     else
         bad_runs=$((bad_runs + 1))
-        echo "FAIL $name [$mode] ($p passed, $f failed${why:+, $why})"
+        echo "FAIL $name [$mode] ($p passed, $f failed${why:+, $why}, $secs s)"
         sed 's/^/    /' "$log"
     fi
 }
@@ -144,7 +184,7 @@ for name in "${TESTS[@]}"; do
         for mode in $RUNS; do
             [ "$mode" = shim ] || continue
             log=$LOGDIR/$name.$mode.log
-            timeout 120 bash tests/c/programs.sh "$LIB" "qnxcompat-test-$$-$name" >"$log" 2>&1
+            run "$log" bash tests/c/programs.sh "$LIB" "qnxcompat-test-$$-$name"
             record "$name" "$mode" $? "$log"
         done
         continue
@@ -169,7 +209,7 @@ for name in "${TESTS[@]}"; do
         label=$mode
         case $mode in
         native)
-            QTEST_MODE=native timeout 120 "$bin" >"$log" 2>&1
+            QTEST_MODE=native run "$log" "$bin"
             ;;
         shim)
             verify=0
@@ -177,8 +217,8 @@ for name in "${TESTS[@]}"; do
                 verify=1
                 label="shim, invariants checked"
             fi
-            QTEST_MODE=shim timeout 120 env LD_PRELOAD="$LIB" QNXCOMPAT_VERIFY=$verify \
-                QNXCOMPAT_REGISTRY="qnxcompat-test-$$-$name" "$bin" >"$log" 2>&1
+            QTEST_MODE=shim run "$log" env LD_PRELOAD="$LIB" QNXCOMPAT_VERIFY=$verify \
+                QNXCOMPAT_REGISTRY="qnxcompat-test-$$-$name" "$bin"
             ;;
         *)
             echo "run.sh: unknown run mode '$mode' in QTEST_RUNS" >&2
