@@ -463,17 +463,19 @@ typedef struct {
 static int qtest_up_fd = -1;
 static int qtest_down_fd = -1;
 
-static inline void qtest_put(int fd, int tag, long long val, int err)
+/* Write one fixed-size record (a message, or a test's own command struct)
+ * to a pipe. */
+static inline void qtest_write_rec(int fd, const void *rec, size_t n)
 {
-    struct qtest_msg m = {tag, err, val};
     ssize_t w;
     do
-        w = write(fd, &m, sizeof m);
+        w = write(fd, rec, n);
     while (w < 0 && errno == EINTR);
 }
 
-/* Read one message within timeout_ms: 1 = got it, 0 = timeout, -1 = EOF. */
-static inline int qtest_get(int fd, int timeout_ms, struct qtest_msg *m)
+/* Read one record of n bytes within timeout_ms: 1 = got it, 0 = timeout,
+ * -1 = EOF (or a short read). */
+static inline int qtest_read_rec(int fd, int timeout_ms, void *rec, size_t n)
 {
     double end = qtest_now_ms() + timeout_ms;
     for (;;) {
@@ -484,11 +486,23 @@ static inline int qtest_get(int fd, int timeout_ms, struct qtest_msg *m)
             continue;
         if (r <= 0)
             return 0;
-        ssize_t n = read(fd, m, sizeof *m);
-        if (n < 0 && errno == EINTR)
+        ssize_t got = read(fd, rec, n);
+        if (got < 0 && errno == EINTR)
             continue;
-        return n == (ssize_t)sizeof *m ? 1 : -1;
+        return got == (ssize_t)n ? 1 : -1;
     }
+}
+
+static inline void qtest_put(int fd, int tag, long long val, int err)
+{
+    struct qtest_msg m = {tag, err, val};
+    qtest_write_rec(fd, &m, sizeof m);
+}
+
+/* Read one message within timeout_ms: 1 = got it, 0 = timeout, -1 = EOF. */
+static inline int qtest_get(int fd, int timeout_ms, struct qtest_msg *m)
+{
+    return qtest_read_rec(fd, timeout_ms, m, sizeof *m);
 }
 
 /* Fork a child running fn(arg) then _exit(0).  The child talks to the

@@ -38,8 +38,6 @@
 
 #include "qtest.h"
 
-extern char **environ;
-
 #define NFILES 2
 #define X 0 /* file index: the main test file */
 #define Y 1 /* a second file */
@@ -156,25 +154,6 @@ static const char *describe(const struct cmd *c)
 
 static void on_usr1(int sig) { (void)sig; }
 
-/* Read one command within timeout_ms: 1 = got it, 0 = timeout, -1 = EOF. */
-static int get_cmd(int fd, int timeout_ms, struct cmd *c)
-{
-    double end = qtest_now_ms() + timeout_ms;
-    for (;;) {
-        int left = (int)(end - qtest_now_ms());
-        struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, left < 0 ? 0 : left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return 0;
-        ssize_t n = read(fd, c, sizeof *c);
-        if (n < 0 && errno == EINTR)
-            continue;
-        return n == (ssize_t)sizeof *c ? 1 : -1;
-    }
-}
-
 static int run_cmd(const struct cmd *c, const int *own)
 {
     int fd = c->rawfd >= 0 ? c->rawfd : own[c->file];
@@ -213,7 +192,7 @@ static void actor_loop(void)
     sigaction(SIGUSR1, &sa, NULL);
     for (;;) {
         struct cmd c;
-        int r = get_cmd(qtest_down_fd, 55000, &c);
+        int r = qtest_read_rec(qtest_down_fd, 55000, &c, sizeof c);
         if (r == 0)
             _exit(97); /* the parent forgot us */
         if (r < 0 || c.tag == 'Q')
@@ -254,43 +233,28 @@ static actor spawn(void)
     return a;
 }
 
+/* In a child of qtest_child_start(): become an actor re-executed with the
+ * environment edits arg (its pipes passed on as descriptor numbers). */
+static void exec_actor(void *arg)
+{
+    char u[16], d[16];
+    snprintf(u, sizeof u, "%d", dup(qtest_up_fd)); /* without FD_CLOEXEC */
+    snprintf(d, sizeof d, "%d", dup(qtest_down_fd));
+    char *argv[] = {"t_deadlock", "--actor", u, d, paths[0], paths[1], NULL};
+    qtest_apply_env(arg);
+    execv("/proc/self/exe", argv);
+    _exit(127);
+}
+
 /* An actor re-executed with QNXCOMPAT_TRACE=1 QNXCOMPAT_TRACE_FILE=tpath. */
 static actor spawn_traced(const char *tpath)
 {
-    static char v1[64], v2[256];
-    char *envp[512];
-    int n = 0;
-    for (char **e = environ; *e && n < 500; e++)
-        if (strncmp(*e, "QNXCOMPAT_TRACE", 15) != 0)
-            envp[n++] = *e;
-    snprintf(v1, sizeof v1, "QNXCOMPAT_TRACE=1");
-    snprintf(v2, sizeof v2, "QNXCOMPAT_TRACE_FILE=%s", tpath);
-    envp[n++] = v1;
-    envp[n++] = v2;
-    envp[n] = NULL;
-
-    int up[2], down[2];
-    if (pipe2(up, O_CLOEXEC) != 0 || pipe2(down, O_CLOEXEC) != 0)
-        qtest_fatal("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        char u[16], d[16];
-        int uf = dup(up[1]), df = dup(down[0]); /* without FD_CLOEXEC */
-        snprintf(u, sizeof u, "%d", uf);
-        snprintf(d, sizeof d, "%d", df);
-        char *argv[] = {"t_deadlock", "--actor", u, d, paths[0], paths[1], NULL};
-        execve("/proc/self/exe", argv, envp);
-        _exit(127);
-    }
-    close(up[1]);
-    close(down[0]);
+    char tfile[256];
+    snprintf(tfile, sizeof tfile, "QNXCOMPAT_TRACE_FILE=%s", tpath);
+    char *env[] = {"QNXCOMPAT_TRACE=1", tfile, NULL};
     actor a;
     memset(&a, 0, sizeof a);
-    a.c.pid = pid;
-    a.c.from_child = up[0];
-    a.c.to_child = down[1];
+    a.c = qtest_child_start(exec_actor, env);
     return a;
 }
 
@@ -298,10 +262,7 @@ static void send_cmd(actor *a, struct cmd c)
 {
     a->last = c;
     a->busy = c.tag == 'O';
-    ssize_t w;
-    do
-        w = write(a->c.to_child, &c, sizeof c);
-    while (w < 0 && errno == EINTR);
+    qtest_write_rec(a->c.to_child, &c, sizeof c);
 }
 
 static void act_kill(actor *a)
@@ -545,55 +506,106 @@ static void two_files(void)
     check_clean();
 }
 
-/* ---- 6: cycles mixing process and open-file owners (shim only) ------------ */
+/* ---- 6: cycles mixing process and open-file owners ------------------------ */
 
-/* The process a1 waits for a2's open file (F_FLOCK range); a2's open file
- * then asks for flock(LOCK_EX), which a1's fcntl lock blocks: EDEADLK. */
-static void mixed_flock_closes(void)
+/* A cycle of two owners: a1 takes h1 and a2 h2; a1 blocks in w1, waiting
+ * for a2; a2's request c2, which would wait for a1, closes the cycle and
+ * alone fails with EDEADLK; a2 backs off by `off` (QUITS: it exits, and its
+ * locks go with it) and a1 is granted.  `line` is where the case is
+ * written, for the failure messages. */
+struct cycle2 {
+    int line;
+    struct cmd h1, h2, w1, c2, off;
+};
+#define CYCLE2(h1, h2, w1, c2, off) {__LINE__, (h1), (h2), (w1), (c2), (off)}
+#define QUITS ((struct cmd){'Q', 0, 0, -1, 0, 0, 0, 0})
+
+/* Run the cycle with two fresh actors, or with *a2 if given (a traced one);
+ * returns a1's pid.  `detected` 0: a cycle through flock() or OFD locks
+ * natively, which Linux's deadlock search ignores: c2 just blocks (a real
+ * deadlock), broken by killing a2. */
+static pid_t cycle2(const struct cycle2 *c, actor *a2, int detected)
 {
-    actor a1 = spawn(), a2 = spawn();
-    NOW_OK(&a1, HOLD(X, 0, 10));
-    NOW_OK(&a2, fc(X, F_SETLK, FW, 50, 10));
-    BLOCK(&a1, WAIT(X, 50, 10));
-    DEADLOCK(&a2, fl(X, LOCK_EX));
-    QUIET(&a1);
-    QUIT(&a2); /* its open file goes, with the F_FLOCK lock */
-    GRANTED(&a1);
-    QUIT(&a1);
+    const char *f = __FILE__;
+    actor a1 = spawn(), own2;
+    if (!a2) {
+        own2 = spawn();
+        a2 = &own2;
+    }
+    actor *waiting = &a1;
+    int quit2 = 0;
+    act_now(&a1, c->h1, 0, 0, 0, f, c->line);
+    act_now(a2, c->h2, 0, 0, 0, f, c->line);
+    act_block(&a1, c->w1, f, c->line);
+    if (detected) {
+        act_now(a2, c->c2, -1, EDEADLK, EDEADLK, f, c->line);
+        check_quiet(f, c->line, 1, &waiting);
+        if (c->off.tag == 'Q') {
+            act_quit(a2, f, c->line);
+            quit2 = 1;
+        } else {
+            act_now(a2, c->off, 0, 0, 0, f, c->line);
+        }
+    } else {
+        act_block(a2, c->c2, f, c->line);
+        act_kill(a2);
+    }
+    expect_result(&a1, 3000, 0, 0, 0, f, c->line); /* granted */
+    act_quit(&a1, f, c->line);
+    if (!quit2)
+        act_quit(a2, f, c->line);
     check_clean();
+    return a1.c.pid;
 }
 
-/* The reverse order: a2's open file waits in flock(LOCK_EX) for a1's
- * process lock; a1's F_SETLKW on a2's F_FLOCK range closes the cycle. */
-static void mixed_fcntl_closes(void)
+/* Two-owner cycles through an open file's lock: checked under the shim
+ * only, or natively too with the real deadlock broken (see cycle2). */
+static void two_owner_cycles(int shim)
 {
-    actor a1 = spawn(), a2 = spawn();
-    NOW_OK(&a1, HOLD(X, 0, 10));
-    NOW_OK(&a2, fc(X, F_SETLK, FW, 50, 10));
-    BLOCK(&a2, fl(X, LOCK_EX));
-    DEADLOCK(&a1, WAIT(X, 50, 10));
-    QUIET(&a2);
-    QUIT(&a1);
-    GRANTED(&a2); /* flock(LOCK_EX) */
-    QUIT(&a2);
-    check_clean();
-}
-
-/* F_SETLKW with F_WRLCK|F_FLOCK closes a cycle with a process lock; the
- * open file backs off by unlocking its range. */
-static void mixed_fflock_closes(void)
-{
-    actor a1 = spawn(), a2 = spawn();
-    NOW_OK(&a1, HOLD(X, 0, 10));
-    NOW_OK(&a2, fc(X, F_SETLK, FW, 20, 10));
-    BLOCK(&a1, WAIT(X, 20, 10));
-    DEADLOCK(&a2, fc(X, F_SETLKW, FW, 0, 10));
-    QUIET(&a1);
-    NOW_OK(&a2, fc(X, F_SETLK, FU, 20, 10));
-    GRANTED(&a1);
-    QUIT(&a1);
-    QUIT(&a2);
-    check_clean();
+    const struct cycle2 shim_only[] = {
+        /* the process a1 waits for a2's open file (F_FLOCK range); a2's
+         * open file asks for flock(LOCK_EX), which a1's fcntl lock blocks;
+         * a2 exits, and its open file goes with the F_FLOCK lock */
+        CYCLE2(HOLD(X, 0, 10), fc(X, F_SETLK, FW, 50, 10), WAIT(X, 50, 10),
+               fl(X, LOCK_EX), QUITS),
+        /* the reverse: a1's open file waits in flock(LOCK_EX) for a2's
+         * process lock; a2's F_SETLKW on a1's F_FLOCK range closes it */
+        CYCLE2(fc(X, F_SETLK, FW, 50, 10), HOLD(X, 0, 10), fl(X, LOCK_EX),
+               WAIT(X, 50, 10), QUITS),
+        /* F_SETLKW with F_WRLCK|F_FLOCK closes a cycle with a process lock;
+         * the open file backs off by unlocking its range */
+        CYCLE2(HOLD(X, 0, 10), fc(X, F_SETLK, FW, 20, 10), WAIT(X, 20, 10),
+               fc(X, F_SETLKW, FW, 0, 10), fc(X, F_SETLK, FU, 20, 10)),
+    };
+    const struct cycle2 both[] = {
+        /* the process a1 waits for the OFD lock of a2's open file; a2's
+         * F_OFD_SETLKW on a1's range closes the cycle (natively Linux does
+         * not look for deadlocks on OFD requests) */
+        CYCLE2(HOLD(X, 0, 10), fc(X, F_OFD_SETLK, F_WRLCK, 20, 10),
+               WAIT(X, 20, 10), fc(X, F_OFD_SETLKW, F_WRLCK, 0, 10), QUITS),
+        /* two open files (of two processes), OFD locks only; a2 backs off
+         * by unlocking */
+        CYCLE2(fc(X, F_OFD_SETLK, F_WRLCK, 0, 10),
+               fc(X, F_OFD_SETLK, F_WRLCK, 20, 10),
+               fc(X, F_OFD_SETLKW, F_WRLCK, 20, 10),
+               fc(X, F_OFD_SETLKW, F_WRLCK, 0, 10),
+               fc(X, F_OFD_SETLK, F_UNLCK, 20, 10)),
+        /* the layout of the issue: a1's open file holds flock(LOCK_EX) on
+         * X, the process a2 an fcntl lock on Y; a1 waits (F_SETLKW) for Y,
+         * and a2's blocking flock(LOCK_EX) on its own open of X closes the
+         * cycle (natively flock() and fcntl() locks are separate, and Linux
+         * finds no deadlock through a flock() lock) */
+        CYCLE2(fl(X, LOCK_EX), HOLD(Y, 0, 10), WAIT(Y, 0, 10), fl(X, LOCK_EX),
+               QUITS),
+        /* the same in the other order: the process a1 holds Y and waits in
+         * flock() first; a2's F_SETLKW for Y closes the cycle */
+        CYCLE2(HOLD(Y, 0, 10), fl(X, LOCK_EX), fl(X, LOCK_EX), WAIT(Y, 0, 10),
+               QUITS),
+    };
+    for (size_t i = 0; shim && i < sizeof shim_only / sizeof shim_only[0]; i++)
+        cycle2(&shim_only[i], NULL, 1);
+    for (size_t i = 0; i < sizeof both / sizeof both[0]; i++)
+        cycle2(&both[i], NULL, shim);
 }
 
 /* Three owners of two kinds over two files: a2's open file of X waits for
@@ -614,88 +626,6 @@ static void mixed_three_two_files(void)
     NOT_YET(&a2);
     QUIT(&a1);
     GRANTED(&a2);
-    QUIT(&a2);
-    check_clean();
-}
-
-/* The process a1 holds [0,10) and waits for the OFD lock of a2's open file
- * on [20,30); a2's F_OFD_SETLKW on [0,10) closes the cycle.  Natively Linux
- * does not look for deadlocks on OFD requests: a2 just blocks (a real
- * deadlock), broken here by killing a2. */
-static void ofd_process_cycle(void)
-{
-    actor a1 = spawn(), a2 = spawn();
-    NOW_OK(&a1, HOLD(X, 0, 10));
-    NOW_OK(&a2, fc(X, F_OFD_SETLK, F_WRLCK, 20, 10));
-    BLOCK(&a1, WAIT(X, 20, 10));
-    if (qtest_mode_shim()) {
-        DEADLOCK(&a2, fc(X, F_OFD_SETLKW, F_WRLCK, 0, 10));
-        QUIET(&a1);
-        QUIT(&a2);
-    } else {
-        BLOCK(&a2, fc(X, F_OFD_SETLKW, F_WRLCK, 0, 10));
-        act_kill(&a2);
-        QUIT(&a2);
-    }
-    GRANTED(&a1);
-    QUIT(&a1);
-    check_clean();
-}
-
-/* Two open files (of two processes), OFD locks only. */
-static void ofd_ofd_cycle(void)
-{
-    actor a1 = spawn(), a2 = spawn();
-    NOW_OK(&a1, fc(X, F_OFD_SETLK, F_WRLCK, 0, 10));
-    NOW_OK(&a2, fc(X, F_OFD_SETLK, F_WRLCK, 20, 10));
-    BLOCK(&a1, fc(X, F_OFD_SETLKW, F_WRLCK, 20, 10));
-    if (qtest_mode_shim()) {
-        DEADLOCK(&a2, fc(X, F_OFD_SETLKW, F_WRLCK, 0, 10));
-        QUIET(&a1);
-        NOW_OK(&a2, fc(X, F_OFD_SETLK, F_UNLCK, 20, 10));
-    } else {
-        BLOCK(&a2, fc(X, F_OFD_SETLKW, F_WRLCK, 0, 10));
-        act_kill(&a2);
-    }
-    GRANTED(&a1);
-    QUIT(&a2);
-    QUIT(&a1);
-    check_clean();
-}
-
-/* The layout of the issue: a1's open file holds flock(LOCK_EX) on X, the
- * process a2 holds an fcntl lock on Y; a1 waits (F_SETLKW) for Y, and a2's
- * blocking flock(LOCK_EX) on its own open of X is expected to fail with
- * EDEADLK (flock_last), or, in the other order, a2 waits in flock() first
- * and a1's F_SETLKW is expected to fail.  Natively flock() and fcntl() locks
- * are separate, and Linux finds no deadlock through a flock() lock: both
- * block, and a2 is killed to break it. */
-static void mixed_two_files_flock(int flock_last)
-{
-    actor a1 = spawn(), a2 = spawn();
-    NOW_OK(&a1, fl(X, LOCK_EX));
-    NOW_OK(&a2, HOLD(Y, 0, 10));
-    if (qtest_mode_shim()) {
-        if (flock_last) {
-            BLOCK(&a1, WAIT(Y, 0, 10));
-            DEADLOCK(&a2, fl(X, LOCK_EX));
-            QUIET(&a1);
-            QUIT(&a2);
-            GRANTED(&a1);
-        } else {
-            BLOCK(&a2, fl(X, LOCK_EX));
-            DEADLOCK(&a1, WAIT(Y, 0, 10));
-            QUIET(&a2);
-            QUIT(&a1);
-            GRANTED(&a2);
-        }
-    } else {
-        BLOCK(&a1, WAIT(Y, 0, 10));
-        BLOCK(&a2, fl(X, LOCK_EX));
-        act_kill(&a2);
-        GRANTED(&a1);
-    }
-    QUIT(&a1);
     QUIT(&a2);
     check_clean();
 }
@@ -847,34 +777,18 @@ static void nonblocking(void)
 
 /* ---- 10: granted and interrupted waiters leave no edge ---------------------- */
 
-/* a2 holds B and waits for A (a1's); SIGUSR1 interrupts it (EINTR).  a1's
- * request for B must then just wait, until a2 exits. */
-static void interrupted(enum kind k)
+/* a2 holds B (`hold_b`, a range of X) and waits for A = [0,10), a1's, by
+ * `wait_a`; SIGUSR1 interrupts it (EINTR).  a1's request for B must then
+ * just wait, until a2 exits. */
+static void interrupted(struct cmd hold_b, struct cmd wait_a)
 {
     actor a1 = spawn(), a2 = spawn();
     NOW_OK(&a1, HOLD(X, 0, 10));
-    NOW_OK(&a2, HOLD(X, 20, 10));
-    BLOCK(&a2, k == K_LOCKF ? lf(X, F_LOCK, 0, 10) : WAIT(X, 0, 10));
+    NOW_OK(&a2, hold_b);
+    BLOCK(&a2, wait_a);
     kill(a2.c.pid, SIGUSR1);
     expect_result(&a2, 3000, -1, EINTR, EINTR, __FILE__, __LINE__);
-    BLOCK(&a1, WAIT(X, 20, 10));
-    QUIT(&a2);
-    GRANTED(&a1);
-    QUIT(&a1);
-    check_clean();
-}
-
-/* The same with an interrupted flock(LOCK_EX) of a2's open file, which
- * holds an F_FLOCK range (shim only). */
-static void interrupted_flock(void)
-{
-    actor a1 = spawn(), a2 = spawn();
-    NOW_OK(&a1, HOLD(X, 0, 10));
-    NOW_OK(&a2, fc(X, F_SETLK, FW, 50, 10));
-    BLOCK(&a2, fl(X, LOCK_EX));
-    kill(a2.c.pid, SIGUSR1);
-    expect_result(&a2, 3000, -1, EINTR, EINTR, __FILE__, __LINE__);
-    BLOCK(&a1, WAIT(X, 50, 10));
+    BLOCK(&a1, WAIT(X, hold_b.start, hold_b.len));
     QUIT(&a2);
     GRANTED(&a1);
     QUIT(&a1);
@@ -1018,6 +932,18 @@ static int line_has(const char *text, const char *const *parts, int n)
               "trace lacks a line \"%s\"; trace was:\n%s", qt_w_, (text));    \
     } while (0)
 
+/* The trace file has a line "qnxcompat[T:T] FUNC(fd=" and then the parts,
+ * in order, where T is the traced actor's pid. */
+#define CHECK_CYCLE_TRACE(tpath, tpid, func, ...)                             \
+    do {                                                                      \
+        char *qt_text_ = qtest_slurp(tpath);                                  \
+        char qt_head_[64];                                                    \
+        snprintf(qt_head_, sizeof qt_head_, "qnxcompat[%d:%d] %s(fd=",        \
+                 (int)(tpid), (int)(tpid), (func));                           \
+        CHECK_LINE(qt_text_, qt_head_, __VA_ARGS__);                          \
+        free(qt_text_);                                                       \
+    } while (0)
+
 static void trace(void)
 {
     const char *tpath;
@@ -1029,102 +955,74 @@ static void trace(void)
     char di[64];
     snprintf(di, sizeof di, "%llu:%llu", (unsigned long long)sb.st_dev,
              (unsigned long long)sb.st_ino);
-    char head[64], cyc[512];
+    char cyc[512];
+    static const char setlkw_edeadlk[] =
+        ", F_SETLKW, {F_WRLCK, SEEK_SET, start=0, len=10}) = -1 EDEADLK (";
 
-    /* two processes: T holds [20,30), a1 holds [0,10) and waits for
-     * [20,30), T's F_SETLKW on [0,10) closes the cycle */
-    actor t = spawn_traced(tpath), a1 = spawn();
-    NOW_OK(&t, HOLD(X, 20, 10));
-    NOW_OK(&a1, HOLD(X, 0, 10));
-    BLOCK(&a1, WAIT(X, 20, 10));
-    DEADLOCK(&t, WAIT(X, 0, 10));
-    QUIT(&t);
-    GRANTED(&a1);
-    QUIT(&a1);
-    char *text = qtest_slurp(tpath);
-    snprintf(head, sizeof head, "qnxcompat[%d:%d] fcntl(fd=", (int)t.c.pid,
-             (int)t.c.pid);
+    /* two processes: the traced T holds [20,30), a1 holds [0,10) and waits
+     * for [20,30), T's F_SETLKW on [0,10) closes the cycle */
+    const struct cycle2 fcntl_cycle = CYCLE2(HOLD(X, 0, 10), HOLD(X, 20, 10),
+                                             WAIT(X, 20, 10), WAIT(X, 0, 10),
+                                             QUITS);
+    actor t = spawn_traced(tpath);
+    pid_t a1 = cycle2(&fcntl_cycle, &t, 1);
     snprintf(cyc, sizeof cyc,
              ") cycle: pid %d waits for F_WRLCK on %s [0, 9] -> pid %d waits "
              "for F_WRLCK on %s [20, 29] -> pid %d\n",
-             (int)t.c.pid, di, (int)a1.c.pid, di, (int)t.c.pid);
-    CHECK_LINE(text, head,
-               ", F_SETLKW, {F_WRLCK, SEEK_SET, start=0, len=10}) = -1 EDEADLK (",
-               cyc);
-    free(text);
+             (int)t.c.pid, di, (int)a1, di, (int)t.c.pid);
+    CHECK_CYCLE_TRACE(tpath, t.c.pid, "fcntl", setlkw_edeadlk, cyc);
 
     /* three owners, one an open file, one range to EOF: T holds [40,EOF),
      * a1 holds [0,10), a2's open file holds [20,30) (F_FLOCK) and waits
      * for [40,EOF), a1 waits for [20,30), T asks for [0,10) */
     t = spawn_traced(tpath);
-    a1 = spawn();
-    actor a2 = spawn();
+    actor b1 = spawn(), b2 = spawn();
     NOW_OK(&t, HOLD(X, 40, 0));
-    NOW_OK(&a1, HOLD(X, 0, 10));
-    NOW_OK(&a2, fc(X, F_SETLK, FW, 20, 10));
-    BLOCK(&a2, fc(X, F_SETLKW, FW, 40, 0));
-    BLOCK(&a1, WAIT(X, 20, 10));
+    NOW_OK(&b1, HOLD(X, 0, 10));
+    NOW_OK(&b2, fc(X, F_SETLK, FW, 20, 10));
+    BLOCK(&b2, fc(X, F_SETLKW, FW, 40, 0));
+    BLOCK(&b1, WAIT(X, 20, 10));
     DEADLOCK(&t, WAIT(X, 0, 10));
     QUIT(&t);
-    GRANTED(&a2);
-    NOT_YET(&a1);
-    QUIT(&a2);
-    GRANTED(&a1);
-    QUIT(&a1);
-    text = qtest_slurp(tpath);
-    snprintf(head, sizeof head, "qnxcompat[%d:%d] fcntl(fd=", (int)t.c.pid,
-             (int)t.c.pid);
+    GRANTED(&b2);
+    NOT_YET(&b1);
+    QUIT(&b2);
+    GRANTED(&b1);
+    QUIT(&b1);
     snprintf(cyc, sizeof cyc,
              ") cycle: pid %d waits for F_WRLCK on %s [0, 9] -> pid %d waits "
              "for F_WRLCK on %s [20, 29] -> open file (first locked by pid %d) "
              "waits for F_WRLCK on %s [40, EOF] -> pid %d\n",
-             (int)t.c.pid, di, (int)a1.c.pid, di, (int)a2.c.pid, di,
+             (int)t.c.pid, di, (int)b1.c.pid, di, (int)b2.c.pid, di,
              (int)t.c.pid);
-    CHECK_LINE(text, head,
-               ", F_SETLKW, {F_WRLCK, SEEK_SET, start=0, len=10}) = -1 EDEADLK (",
-               cyc);
-    free(text);
+    CHECK_CYCLE_TRACE(tpath, t.c.pid, "fcntl", setlkw_edeadlk, cyc);
 
     /* flock() closes it: the requester is T's open file */
+    const struct cycle2 flock_cycle = CYCLE2(HOLD(X, 0, 10),
+                                             fc(X, F_SETLK, FW, 50, 10),
+                                             WAIT(X, 50, 10), fl(X, LOCK_EX),
+                                             QUITS);
     t = spawn_traced(tpath);
-    a1 = spawn();
-    NOW_OK(&t, fc(X, F_SETLK, FW, 50, 10));
-    NOW_OK(&a1, HOLD(X, 0, 10));
-    BLOCK(&a1, WAIT(X, 50, 10));
-    DEADLOCK(&t, fl(X, LOCK_EX));
-    QUIT(&t);
-    GRANTED(&a1);
-    QUIT(&a1);
-    text = qtest_slurp(tpath);
-    snprintf(head, sizeof head, "qnxcompat[%d:%d] flock(fd=", (int)t.c.pid,
-             (int)t.c.pid);
+    a1 = cycle2(&flock_cycle, &t, 1);
     snprintf(cyc, sizeof cyc,
              ") cycle: open file (first locked by pid %d) waits for F_WRLCK on "
              "%s [0, EOF] -> pid %d waits for F_WRLCK on %s [50, 59] -> open "
              "file (first locked by pid %d)\n",
-             (int)t.c.pid, di, (int)a1.c.pid, di, (int)t.c.pid);
-    CHECK_LINE(text, head, ", LOCK_EX) = -1 EDEADLK (", cyc);
-    free(text);
+             (int)t.c.pid, di, (int)a1, di, (int)t.c.pid);
+    CHECK_CYCLE_TRACE(tpath, t.c.pid, "flock", ", LOCK_EX) = -1 EDEADLK (", cyc);
 
     /* lockf(F_LOCK) closes it */
+    const struct cycle2 lockf_cycle = CYCLE2(HOLD(X, 0, 10),
+                                             lf(X, F_TLOCK, 20, 10),
+                                             WAIT(X, 20, 10),
+                                             lf(X, F_LOCK, 0, 10), QUITS);
     t = spawn_traced(tpath);
-    a1 = spawn();
-    NOW_OK(&t, lf(X, F_TLOCK, 20, 10));
-    NOW_OK(&a1, HOLD(X, 0, 10));
-    BLOCK(&a1, WAIT(X, 20, 10));
-    DEADLOCK(&t, lf(X, F_LOCK, 0, 10));
-    QUIT(&t);
-    GRANTED(&a1);
-    QUIT(&a1);
-    text = qtest_slurp(tpath);
-    snprintf(head, sizeof head, "qnxcompat[%d:%d] lockf(fd=", (int)t.c.pid,
-             (int)t.c.pid);
+    a1 = cycle2(&lockf_cycle, &t, 1);
     snprintf(cyc, sizeof cyc,
              ") cycle: pid %d waits for F_WRLCK on %s [0, 9] -> pid %d waits "
              "for F_WRLCK on %s [20, 29] -> pid %d\n",
-             (int)t.c.pid, di, (int)a1.c.pid, di, (int)t.c.pid);
-    CHECK_LINE(text, head, "F_LOCK", " = -1 EDEADLK (", cyc);
-    free(text);
+             (int)t.c.pid, di, (int)a1, di, (int)t.c.pid);
+    CHECK_CYCLE_TRACE(tpath, t.c.pid, "lockf", "F_LOCK", " = -1 EDEADLK (", cyc);
     check_clean();
 }
 
@@ -1162,29 +1060,24 @@ int main(int argc, char **argv)
     ring(3, K_FCNTL, K_LOCKF);
     ring(3, K_LOCKF, K_FCNTL);
     /* 6: process and open-file owners */
-    if (shim) {
-        mixed_flock_closes();
-        mixed_fcntl_closes();
-        mixed_fflock_closes();
+    if (shim)
         mixed_three_two_files();
-    } else {
+    else
         mixed_native();
-    }
-    ofd_process_cycle();
-    ofd_ofd_cycle();
-    mixed_two_files_flock(1);
-    mixed_two_files_flock(0);
+    two_owner_cycles(shim);
     shared_open_file_not_blocked();
     /* 7-9 */
     upgrade();
     chain();
     shared_reads();
     nonblocking();
-    /* 10 */
-    interrupted(K_FCNTL);
-    interrupted(K_LOCKF);
+    /* 10: a2 holds B by fcntl and waits in F_SETLKW or lockf(F_LOCK); or
+     * (shim only) a2's open file holds an F_FLOCK range and waits in
+     * flock(LOCK_EX) */
+    interrupted(HOLD(X, 20, 10), WAIT(X, 0, 10));
+    interrupted(HOLD(X, 20, 10), lf(X, F_LOCK, 0, 10));
     if (shim)
-        interrupted_flock();
+        interrupted(fc(X, F_SETLK, FW, 50, 10), fl(X, LOCK_EX));
     granted_waiter();
     /* 11 */
     killed_waiter(1);
