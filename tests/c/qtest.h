@@ -239,7 +239,7 @@ static inline void qtest_on_alarm(int sig)
 /* Children and temporary paths a test must not leave behind if its alarm
  * fires: install qtest_on_timeout as the SIGALRM handler, and it kills the
  * tracked children and unlinks the tracked paths before failing the test. */
-#define QTEST_MAX_TRACK 32
+#define QTEST_MAX_TRACK 64
 static volatile pid_t qtest_tracked[QTEST_MAX_TRACK] __attribute__((unused));
 static char qtest_tracked_paths[QTEST_MAX_TRACK][256] __attribute__((unused));
 static volatile int qtest_tracked_path_used[QTEST_MAX_TRACK] __attribute__((unused));
@@ -334,6 +334,61 @@ static inline void qtest_msleep(int ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
         ;
+}
+
+/* A small seedable random generator (xorshift64).  Its state is per
+ * process: a forked child goes on with a copy unless it sets qtest_rng. */
+static unsigned long long qtest_rng __attribute__((unused)) = 1;
+
+static inline unsigned long long qtest_rnd(void)
+{
+    unsigned long long x = qtest_rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return qtest_rng = x;
+}
+
+static inline int qtest_rnd_below(int n)
+{
+    return (int)(qtest_rnd() % (unsigned long long)n);
+}
+
+/* The seed of a run's random choices: QTEST_SEED=<n> if set (to repeat a
+ * run), else one from the time and pid; never 0.  Also seeds qtest_rnd(). */
+static inline unsigned long long qtest_seed(void)
+{
+    const char *s = getenv("QTEST_SEED");
+    unsigned long long seed = s ? strtoull(s, NULL, 0)
+                                : (unsigned long long)time(NULL) * 2654435761ULL ^
+                                      (unsigned long long)getpid();
+    if (seed == 0)
+        seed = 1;
+    qtest_rng = seed;
+    return seed;
+}
+
+/* 1 under QTEST_LONG (set and not "0"): the long versions that
+ * scripts/stress.sh runs. */
+static inline int qtest_long_mode(void)
+{
+    const char *l = getenv("QTEST_LONG");
+    return l && *l && strcmp(l, "0") != 0;
+}
+
+/* 1 if e is an errno a lock call (fcntl, lockf, flock) may fail with, on
+ * any input: the set the fuzz and scribble tests accept (EWOULDBLOCK is
+ * EAGAIN on Linux). */
+static inline int qtest_lock_errno_ok(int e)
+{
+    switch (e) {
+    case EBADF: case EINVAL: case EOVERFLOW: case EAGAIN: case EACCES:
+    case EDEADLK: case EINTR: case ENOLCK: case ENOMEM: case EFAULT:
+    case ESPIPE: case EOPNOTSUPP: case ENOSYS:
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 /* Create a unique file /tmp/qtest-PID-XXXXXX of `size` bytes, open O_RDWR.
@@ -1118,6 +1173,15 @@ static inline const char *qtest_oneline(const char *s, char *out, size_t n)
     }
     out[j] = 0;
     return out;
+}
+
+/* Number of times c occurs in s (e.g. the complete lines of a text). */
+static inline int qtest_count_char(const char *s, char c)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == c;
+    return n;
 }
 
 /* Number of lines of text that contain `needle`. */

@@ -56,31 +56,6 @@ static int shim;
 static const char *path_a, *path_b;
 static fcntl_fn under_fcntl; /* __fcntl, if exported */
 
-static unsigned long long rng;
-
-static unsigned long long rnd(void)
-{
-    unsigned long long x = rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng = x;
-}
-
-static int rnd_below(int n) { return (int)(rnd() % (unsigned long long)n); }
-
-static int allowed_errno(int e)
-{
-    switch (e) {
-    case EBADF: case EINVAL: case EOVERFLOW: case EAGAIN: case EACCES:
-    case EDEADLK: case EINTR: case ENOLCK: case ENOMEM: case EFAULT:
-    case ESPIPE: case EOPNOTSUPP: case ENOSYS:
-        return 1;
-    default:
-        return 0; /* EWOULDBLOCK == EAGAIN on Linux */
-    }
-}
-
 static const char *cmdname(int cmd)
 {
     static char b[4][24];
@@ -108,10 +83,20 @@ static const int lock_cmds[] = {F_GETLK,     F_SETLK,     F_SETLKW,
 /* Part 1: hostile pointers, each call in its own child                      */
 /* ------------------------------------------------------------------------ */
 
-/* Run one fcntl in a child, on its own open of file A (so that an OFD lock
- * it takes goes with it): returns its result as 0 / errno, or -sig if it was
- * killed by a signal, or -1000 if it hung. */
-static int fcntl_in_child(int entry, int cmd, void *arg)
+/* Wait (<= 10 s) for a child that runs one call: its exit status (0 or an
+ * errno), -sig if it was killed by a signal, -1000 if it hung. */
+static int child_result(pid_t pid)
+{
+    int st = qtest_wait(pid, 10000);
+    if (st == -1)
+        return -1000;
+    if (st >= 0 && WIFSIGNALED(st))
+        return -WTERMSIG(st);
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -999;
+}
+
+/* Fork a child to make one call, with an alarm of 10 s; 0 in the child. */
+static pid_t fork_caller(void)
 {
     pid_t pid = fork();
     if (pid < 0)
@@ -119,6 +104,17 @@ static int fcntl_in_child(int entry, int cmd, void *arg)
     if (pid == 0) {
         alarm(10);
         signal(SIGALRM, SIG_DFL);
+    }
+    return pid;
+}
+
+/* Run one fcntl in a child, on its own open of file A (so that an OFD lock
+ * it takes goes with it): returns its result as 0 / errno, or -sig if it was
+ * killed by a signal, or -1000 if it hung. */
+static int fcntl_in_child(int entry, int cmd, void *arg)
+{
+    pid_t pid = fork_caller();
+    if (pid == 0) {
         int fd = open(path_a, O_RDWR);
         if (fd < 0)
             _exit(253);
@@ -128,12 +124,7 @@ static int fcntl_in_child(int entry, int cmd, void *arg)
                              : under_fcntl(fd, cmd, arg);
         _exit(r == 0 ? 0 : r == -1 ? (errno & 0xff) : 254);
     }
-    int st = qtest_wait(pid, 10000);
-    if (st == -1)
-        return -1000;
-    if (st >= 0 && WIFSIGNALED(st))
-        return -WTERMSIG(st);
-    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -999;
+    return child_result(pid);
 }
 
 static const char *entry_name(int e)
@@ -167,12 +158,8 @@ static long crashes;
  * runs in a child: 0 / errno of the second call, -sig if it crashed. */
 static int stale_case(int how, int cmd)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
+    pid_t pid = fork_caller();
     if (pid == 0) {
-        alarm(10);
-        signal(SIGALRM, SIG_DFL);
         int fd = open(path_a, O_RDWR);
         long pg = sysconf(_SC_PAGESIZE);
         char *p;
@@ -209,12 +196,7 @@ static int stale_case(int how, int cmd)
         int r = fcntl(fd, cmd, fl);
         _exit(r == 0 ? 0 : r == -1 ? (errno & 0xff) : 254);
     }
-    int st = qtest_wait(pid, 10000);
-    if (st == -1)
-        return -1000;
-    if (st >= 0 && WIFSIGNALED(st))
-        return -WTERMSIG(st);
-    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -999;
+    return child_result(pid);
 }
 
 static void describe_result(int r, char *buf, size_t n);
@@ -291,7 +273,7 @@ static void bad_pointers(void)
                       "expected -1 EFAULT (the answer cannot be written), got "
                       "%s", entry_name(e), cmdname(lock_cmds[c]), d);
             else
-                CHECK(r >= 0 && r != 254 && (r == 0 || allowed_errno(r)),
+                CHECK(r >= 0 && r != 254 && (r == 0 || qtest_lock_errno_ok(r)),
                       "%s(fd, %s, struct in a read-only page): expected 0 or "
                       "an errno, got %s", entry_name(e), cmdname(lock_cmds[c]),
                       d);
@@ -315,7 +297,7 @@ static void expect_in(long rc, int e, const int *ok, int nok, const char *what,
     for (int i = 0; i < nok; i++)
         if ((ok[i] == 0 && rc == 0) || (ok[i] != 0 && rc == -1 && e == ok[i]))
             good = 1;
-    if (rc == -1 && !allowed_errno(e))
+    if (rc == -1 && !qtest_lock_errno_ok(e))
         good = 0;
     char want[128] = "";
     size_t n = 0;
@@ -508,7 +490,7 @@ static void odd_fds(void *arg)
                 errno = 0;
                 int r = fcntl(fd, cmd, &fl);
                 int e = errno;
-                CHECK(r == 0 || (r == -1 && allowed_errno(e) &&
+                CHECK(r == 0 || (r == -1 && qtest_lock_errno_ok(e) &&
                                  (!bad || e == EBADF)),
                       "fcntl(%s, %s, %s): %d %s", fds[i].name, cmdname(cmd),
                       types[t] == F_RDLCK   ? "F_RDLCK"
@@ -522,7 +504,7 @@ static void odd_fds(void *arg)
             errno = 0;
             int r = lockf(fd, func, 10);
             int e = errno;
-            CHECK(r == 0 || (r == -1 && allowed_errno(e) &&
+            CHECK(r == 0 || (r == -1 && qtest_lock_errno_ok(e) &&
                              (!bad || e == EBADF)),
                   "lockf(%s, %d, 10): %d %s", fds[i].name, func, r,
                   r ? qtest_errname(e) : "");
@@ -536,7 +518,7 @@ static void odd_fds(void *arg)
             errno = 0;
             int r = flock(fd, op);
             int e = errno;
-            CHECK(r == 0 || (r == -1 && allowed_errno(e) &&
+            CHECK(r == 0 || (r == -1 && qtest_lock_errno_ok(e) &&
                              (!bad || e == EBADF)),
                   "flock(%s, %#x): %d %s", fds[i].name, op, r,
                   r ? qtest_errname(e) : "");
@@ -601,12 +583,12 @@ static const long long edge_values[] = {
 
 static long long rnd_off(void)
 {
-    int x = rnd_below(10);
+    int x = qtest_rnd_below(10);
     if (x < 5)
-        return edge_values[rnd_below(NEDGE)];
+        return edge_values[qtest_rnd_below(NEDGE)];
     if (x < 9)
-        return rnd_below(300) - 20;
-    return (long long)rnd();
+        return qtest_rnd_below(300) - 20;
+    return (long long)qtest_rnd();
 }
 
 static short rnd_type(void)
@@ -614,27 +596,27 @@ static short rnd_type(void)
     static const short t[] = {F_RDLCK, F_WRLCK, F_UNLCK, F_RDLCK, F_WRLCK,
                               F_UNLCK, 0x1000 | F_RDLCK, 0x1000 | F_WRLCK,
                               0x1000 | F_UNLCK, 4, 8, 3, -1, 0x1000};
-    int x = rnd_below(16);
+    int x = qtest_rnd_below(16);
     if (x < (int)(sizeof t / sizeof t[0]))
         return t[x];
-    return (short)rnd();
+    return (short)qtest_rnd();
 }
 
 static short rnd_whence(void)
 {
-    int x = rnd_below(12);
+    int x = qtest_rnd_below(12);
     if (x < 9)
         return (short)(x % 3);
-    return x == 9 ? 3 : (short)rnd();
+    return x == 9 ? 3 : (short)qtest_rnd();
 }
 
 static int rnd_cmd(void)
 {
-    int x = rnd_below(100);
+    int x = qtest_rnd_below(100);
     if (x < 30)
-        return rnd_below(2) ? F_SETLK : F_GETLK;
+        return qtest_rnd_below(2) ? F_SETLK : F_GETLK;
     if (x < 55)
-        return rnd_below(2) ? F_OFD_SETLK : F_OFD_GETLK;
+        return qtest_rnd_below(2) ? F_OFD_SETLK : F_OFD_GETLK;
     if (x < 62)
         return F_SETLKW;
     if (x < 68)
@@ -645,15 +627,15 @@ static int rnd_cmd(void)
      * descriptors or arrange signals) */
     static const int unknown[] = {-1, 48, 99, 100, 777, 1023, 1100, 4096,
                                   12345, 0x7fffffff, INT_MIN};
-    return unknown[rnd_below((int)(sizeof unknown / sizeof unknown[0]))];
+    return unknown[qtest_rnd_below((int)(sizeof unknown / sizeof unknown[0]))];
 }
 
 static int rnd_lockf_func(void)
 {
-    int x = rnd_below(12);
+    int x = qtest_rnd_below(12);
     if (x < 10)
         return x % 4; /* F_ULOCK F_LOCK F_TLOCK F_TEST */
-    return x == 10 ? 4 + rnd_below(100) : (int)rnd();
+    return x == 10 ? 4 + qtest_rnd_below(100) : (int)qtest_rnd();
 }
 
 static int rnd_flock_op(void)
@@ -661,10 +643,10 @@ static int rnd_flock_op(void)
     static const int ops[] = {LOCK_SH, LOCK_EX, LOCK_UN, LOCK_SH | LOCK_NB,
                               LOCK_EX | LOCK_NB, LOCK_UN | LOCK_NB,
                               LOCK_SH | LOCK_EX, 0, LOCK_NB, 0x100, 0x40};
-    int x = rnd_below(14);
+    int x = qtest_rnd_below(14);
     if (x < (int)(sizeof ops / sizeof ops[0]))
         return ops[x];
-    return (int)rnd();
+    return (int)qtest_rnd();
 }
 
 /* A short repeating timer around blocking calls. */
@@ -723,9 +705,9 @@ static void fuzzer(void *arg)
     int nentries = under_fcntl ? 3 : 2;
 
     for (long i = 0; i < calls_per_proc; i++) {
-        int pi = rnd_below(npool);
+        int pi = qtest_rnd_below(npool);
         int fd = pool[pi];
-        int kind = rnd_below(100);
+        int kind = qtest_rnd_below(100);
         long rc;
         int e;
         int blocking = 0;
@@ -745,8 +727,8 @@ static void fuzzer(void *arg)
             fl.l_whence = rnd_whence();
             fl.l_start = (off_t)rnd_off();
             fl.l_len = (off_t)rnd_off();
-            fl.l_pid = rnd_below(8) ? 0 : (pid_t)rnd();
-            int en = rnd_below(nentries);
+            fl.l_pid = qtest_rnd_below(8) ? 0 : (pid_t)qtest_rnd();
+            int en = qtest_rnd_below(nentries);
             blocking = cmd == F_SETLKW || cmd == F_OFD_SETLKW;
             snprintf(L->text, sizeof L->text,
                      "%s(%s, %s, {type=%#x, whence=%d, start=%lld, len=%lld, "
@@ -762,9 +744,9 @@ static void fuzzer(void *arg)
             e = errno;
         } else if (kind < 80) {
             int func = rnd_lockf_func();
-            long long off = rnd_below(3) ? rnd_below(300) : rnd_off();
+            long long off = qtest_rnd_below(3) ? qtest_rnd_below(300) : rnd_off();
             long long size = rnd_off();
-            int l64 = rnd_below(2);
+            int l64 = qtest_rnd_below(2);
             snprintf(L->text, sizeof L->text,
                      "lseek(%s, %lld) + %s(%d, size=%lld)", pool_name[pi], off,
                      l64 ? "lockf64" : "lockf", func, size);
@@ -794,7 +776,7 @@ static void fuzzer(void *arg)
         if (rc == -1) {
             if (e >= 0 && e < 140)
                 L->by_errno[e]++;
-            if (!allowed_errno(e)) {
+            if (!qtest_lock_errno_ok(e)) {
                 if (L->bad_errno++ < MAX_REPORTS)
                     CHECK(0, "fuzzer %d: %s = -1 with errno %s (%d), not in "
                           "the documented set", me, L->text, qtest_errname(e),
@@ -829,8 +811,7 @@ int main(void)
 {
     qtest_init();
     shim = qtest_mode_shim();
-    const char *l = getenv("QTEST_LONG");
-    int long_mode = l && *l && strcmp(l, "0") != 0;
+    int long_mode = qtest_long_mode();
     long total = long_mode ? 1000000 : 200000;
     const char *s = getenv("QTEST_FUZZ_CALLS");
     if (s && atol(s) > 0)
@@ -838,12 +819,7 @@ int main(void)
     calls_per_proc = (total + NFUZZ - 1) / NFUZZ;
     int wait_ms = long_mode ? 1500000 : 75000;
     alarm(long_mode ? 1800 : 110);
-    s = getenv("QTEST_SEED");
-    unsigned long long seed = s ? strtoull(s, NULL, 0)
-                                : (unsigned long long)time(NULL) * 2654435761ULL ^
-                                      (unsigned long long)getpid();
-    if (seed == 0)
-        seed = 1;
+    unsigned long long seed = qtest_seed();
     qtest_print("fuzz: %s mode, %d processes x %ld calls, seed %llu",
                 shim ? "shim" : "native", NFUZZ, calls_per_proc, seed);
     under_fcntl = (fcntl_fn)dlsym(RTLD_DEFAULT, "__fcntl");
@@ -869,7 +845,7 @@ int main(void)
     shared_fd = qtest_open(path_a, O_RDWR);
     qtest_child c[NFUZZ];
     for (int i = 0; i < NFUZZ; i++) {
-        rng = seed + 0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1);
+        qtest_rng = seed + 0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1);
         c[i] = qtest_child_start(fuzzer, (void *)(intptr_t)i);
     }
     long calls = 0, bad = 0, odd = 0, ok = 0, verifies = 0, vbad = 0;

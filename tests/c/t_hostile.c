@@ -59,95 +59,9 @@ static verify_fn get_verify(void)
     return (verify_fn)dlsym(RTLD_DEFAULT, "qnxcompat_verify");
 }
 
-static int allowed_errno(int e)
-{
-    switch (e) {
-    case EBADF: case EINVAL: case EOVERFLOW: case EAGAIN: case EACCES:
-    case EDEADLK: case EINTR: case ENOLCK: case ENOMEM: case EFAULT:
-    case ESPIPE: case EOPNOTSUPP: case ENOSYS:
-        return 1;
-    default:
-        return 0;
-    }
-}
-
-static unsigned long long rng;
-
-static unsigned long long rnd(void)
-{
-    unsigned long long x = rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng = x;
-}
-
-static int rnd_below(int n) { return (int)(rnd() % (unsigned long long)n); }
-
 /* ------------------------------------------------------------------------ */
-/* Bookkeeping                                                               */
+/* Helpers: this binary re-executed, with pipes on 0, 1 and 2 (qtest_spawn)  */
 /* ------------------------------------------------------------------------ */
-
-
-/* Read from fd until EOF or timeout (or `want` is seen); NUL-terminated. */
-static size_t read_until(int fd, char *buf, size_t cap, const char *want,
-                         int timeout_ms)
-{
-    size_t len = 0;
-    buf[0] = 0;
-    double end = qtest_now_ms() + timeout_ms;
-    while (len + 1 < cap) {
-        if (want && strstr(buf, want))
-            break;
-        int left = (int)(end - qtest_now_ms());
-        if (left <= 0)
-            break;
-        struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        buf[len] = 0;
-    }
-    return len;
-}
-
-static const char *oneline(const char *s, char *out, size_t n)
-{
-    size_t j = 0;
-    for (size_t i = 0; s[i] && j + 3 < n; i++) {
-        if (s[i] == '\n') {
-            out[j++] = '\\';
-            out[j++] = 'n';
-        } else {
-            out[j++] = s[i];
-        }
-    }
-    out[j] = 0;
-    return out;
-}
-
-static int count_char(const char *s, char c)
-{
-    int n = 0;
-    for (; *s; s++)
-        n += *s == c;
-    return n;
-}
-
-/* A helper: this binary re-executed with argv, optionally as nobody, with
- * QNXCOMPAT_REGISTRY=registry (NULL: unchanged); pipes on 0, 1 and 2. */
-struct helper {
-    pid_t pid;
-    int in, out, err;
-};
 
 /* Helpers that are refused the registry (another user's, or a planted one)
  * test what they do with kernel locks, so they opt into the kernel fallback;
@@ -155,78 +69,37 @@ struct helper {
  * refuses_planted() checks too. */
 static int spawn_fallback = 1;
 
-static struct helper spawn(char *const *argv, const char *registry,
-                           int as_nobody)
+/* In the forked helper, before the exec: die with the test, and drop to
+ * nobody if *arg. */
+static void helper_setup(void *arg)
 {
-    int pin[2], pout[2], perr[2];
-    if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) ||
-        pipe2(perr, O_CLOEXEC))
-        qtest_fatal("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        alarm(60);
-        signal(SIGALRM, SIG_DFL);
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(perr[1], 2);
-        if (registry)
-            setenv("QNXCOMPAT_REGISTRY", registry, 1);
-        if ((registry || as_nobody) && spawn_fallback)
-            setenv("QNXCOMPAT_FALLBACK", "kernel", 1);
-        else
-            unsetenv("QNXCOMPAT_FALLBACK");
-        if (as_nobody) {
-            if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 ||
-                setuid(NOBODY) != 0)
-                _exit(96);
-        }
-        execv("/proc/self/exe", argv);
-        _exit(98);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (*(const int *)arg &&
+        (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0))
+        _exit(96);
+}
+
+/* This binary re-executed with argv, optionally as nobody, with
+ * QNXCOMPAT_REGISTRY=registry (NULL: unchanged). */
+static qtest_helper spawn(char *const *argv, const char *registry,
+                          int as_nobody)
+{
+    char reg[300];
+    char *env[3];
+    int n = 0;
+    if (registry) {
+        snprintf(reg, sizeof reg, "QNXCOMPAT_REGISTRY=%s", registry);
+        env[n++] = reg;
     }
-    qtest_track(pid);
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
-    struct helper h = {pid, pin[1], pout[0], perr[0]};
-    return h;
-}
-
-static int helper_finish(struct helper *h, int timeout_ms, char *out,
-                         size_t outcap, char *err, size_t errcap)
-{
-    close(h->in);
-    double t0 = qtest_now_ms();
-    read_until(h->out, out, outcap, NULL, timeout_ms);
-    int left = timeout_ms - (int)(qtest_now_ms() - t0);
-    read_until(h->err, err, errcap, NULL, left > 200 ? left : 200);
-    int st = qtest_wait(h->pid, left > 200 ? left : 200);
-    qtest_untrack(h->pid);
-    close(h->out);
-    close(h->err);
-    return st;
-}
-
-static int exited0(int st)
-{
-    return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    env[n++] = (registry || as_nobody) && spawn_fallback
+                   ? "QNXCOMPAT_FALLBACK=kernel"
+                   : "QNXCOMPAT_FALLBACK";
+    env[n] = NULL;
+    return qtest_spawn_after(NULL, argv, env, helper_setup, &as_nobody);
 }
 
 /* "KEY value" line from helper output: value as long, or LONG_MIN. */
-static long out_val(const char *out, const char *key)
-{
-    size_t k = strlen(key);
-    for (const char *p = out; p && *p;) {
-        if (strncmp(p, key, k) == 0 && p[k] == ' ')
-            return strtol(p + k + 1, NULL, 0);
-        p = strchr(p, '\n');
-        if (p)
-            p++;
-    }
-    return LONG_MIN;
-}
+#define out_val(out, key) ((long)qtest_out_val((out), (key), LONG_MIN))
 
 static const char *registry_name(void)
 {
@@ -428,7 +301,7 @@ static void tick(int on)
  * ("BAD ..."). */
 static int worker_main(const char *file, unsigned long long seed, int nops)
 {
-    rng = seed ? seed : 1;
+    qtest_rng = seed ? seed : 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_tick;
@@ -444,8 +317,8 @@ static int worker_main(const char *file, unsigned long long seed, int nops)
         return 2;
     unlink(priv);
     for (int i = 0; i < 40; i++) {
-        int s = rnd_below(4000);
-        setlk(fd, rnd_below(2) ? F_WRLCK : F_RDLCK, s, 1 + rnd_below(30));
+        int s = qtest_rnd_below(4000);
+        setlk(fd, qtest_rnd_below(2) ? F_WRLCK : F_RDLCK, s, 1 + qtest_rnd_below(30));
     }
     for (int i = 0; i < 8; i++) {
         struct flock o = qtest_fl(F_WRLCK, SEEK_SET, 5000 + 50 * i, 20);
@@ -467,17 +340,17 @@ static int worker_main(const char *file, unsigned long long seed, int nops)
     long ok = 0, bad = 0, by[140];
     memset(by, 0, sizeof by);
     for (int i = 0; i < nops; i++) {
-        int f = pool[rnd_below(4)];
-        int k = rnd_below(10);
+        int f = pool[qtest_rnd_below(4)];
+        int k = qtest_rnd_below(10);
         int r, e;
         char what[120];
-        int s = rnd_below(6000), len = rnd_below(40);
+        int s = qtest_rnd_below(6000), len = qtest_rnd_below(40);
         if (k < 6) {
             static const int cmds[] = {F_SETLK, F_SETLKW, F_GETLK,
                                        F_OFD_SETLK, F_OFD_SETLKW, F_OFD_GETLK};
-            int cmd = cmds[rnd_below(6)];
+            int cmd = cmds[qtest_rnd_below(6)];
             short type = (short[]){F_RDLCK, F_WRLCK, F_UNLCK,
-                                   0x1000 | F_WRLCK}[rnd_below(4)];
+                                   0x1000 | F_WRLCK}[qtest_rnd_below(4)];
             if ((cmd == F_GETLK || cmd == F_OFD_GETLK) && type == F_UNLCK)
                 type = F_WRLCK;
             struct flock fl = qtest_fl(type, SEEK_SET, s, len);
@@ -493,7 +366,7 @@ static int worker_main(const char *file, unsigned long long seed, int nops)
             if (blocking)
                 tick(0);
         } else if (k < 8) {
-            int func = rnd_below(4);
+            int func = qtest_rnd_below(4);
             lseek(f, s, SEEK_SET);
             snprintf(what, sizeof what, "lockf(%d, %d) at %d", func, len, s);
             if (func == F_LOCK)
@@ -505,7 +378,7 @@ static int worker_main(const char *file, unsigned long long seed, int nops)
                 tick(0);
         } else {
             int op = (int[]){LOCK_SH, LOCK_EX, LOCK_UN, LOCK_SH | LOCK_NB,
-                             LOCK_EX | LOCK_NB}[rnd_below(5)];
+                             LOCK_EX | LOCK_NB}[qtest_rnd_below(5)];
             snprintf(what, sizeof what, "flock(%#x)", (unsigned)op);
             if (!(op & LOCK_NB))
                 tick(1);
@@ -517,7 +390,7 @@ static int worker_main(const char *file, unsigned long long seed, int nops)
         }
         if (r == 0) {
             ok++;
-        } else if (r == -1 && allowed_errno(e)) {
+        } else if (r == -1 && qtest_lock_errno_ok(e)) {
             by[e]++;
         } else {
             if (bad++ < 5)
@@ -602,16 +475,10 @@ static void check_root_locks(const char *when)
           "%s: root's OFD lock [40,50): probe got rc %d {%s, pid %d}", when, r,
           qtest_typename(fl.l_type), (int)fl.l_pid);
     /* the flock: a probe with its own open file cannot get LOCK_EX */
-    pid_t pid = fork();
-    if (pid == 0) {
-        int o = open(file_g, O_RDWR);
-        int x = flock(o, LOCK_EX | LOCK_NB);
-        _exit(x == 0 ? 0 : (errno & 0xff));
-    }
-    int st = qtest_wait(pid, 5000);
-    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == EWOULDBLOCK,
-          "%s: root's flock on the second file: a probe's LOCK_EX|LOCK_NB "
-          "gave status %#x", when, st);
+    r = qtest_probe_path(file_g, QTEST_BY_FLOCK, F_WRLCK, 0, 0);
+    CHECK(r == EWOULDBLOCK, "%s: root's flock on the second file: a probe's "
+          "LOCK_EX|LOCK_NB gave %s", when,
+          r < 0 ? "probe died" : r == 0 ? "0" : qtest_errname(r));
 }
 
 /* A root helper told to use a planted segment: one refusal line naming
@@ -620,31 +487,32 @@ static void refuses_planted(const char *name, const char *reason,
                             const char *what)
 {
     char *argv[] = {"t_hostile", "--use", (char *)file_f, NULL};
-    struct helper h = spawn(argv, name, 0);
-    char out[1024], err[1024], e1[1100];
-    int st = helper_finish(&h, 10000, out, sizeof out, err, sizeof err);
+    qtest_helper h = spawn(argv, name, 0);
+    char out[1024] = "", err[1024] = "", e1[1100];
+    int st = qtest_helper_finish(&h, 10000, out, sizeof out, err, sizeof err);
     char d[96];
     qtest_describe_status(st, d, sizeof d);
-    CHECK(exited0(st), "%s: root helper %s", what, d);
-    CHECK(count_char(err, '\n') == 1 &&
+    CHECK(qtest_exited0(st), "%s: root helper %s", what, d);
+    CHECK(qtest_count_char(err, '\n') == 1 &&
               strstr(err, "qnxcompat: not using lock registry ") == err &&
               strstr(err, reason) != NULL &&
               strstr(err, "; falling back to native kernel locks\n") != NULL,
           "%s: expected one refusal line mentioning \"%s\", got \"%s\"", what,
-          reason, oneline(err, e1, sizeof e1));
+          reason, qtest_oneline(err, e1, sizeof e1));
     CHECK(out_val(out, "SETLK") == 0 && out_val(out, "UNLOCK") == 0,
           "%s: root helper's kernel locks: SETLK %ld UNLOCK %ld", what,
           out_val(out, "SETLK"), out_val(out, "UNLOCK"));
-    qtest_print("hostile: %s: %s", what, oneline(err, e1, sizeof e1));
+    qtest_print("hostile: %s: %s", what, qtest_oneline(err, e1, sizeof e1));
     /* Without the opt-in, the same helper fails closed. */
     spawn_fallback = 0;
     h = spawn(argv, name, 0);
     spawn_fallback = 1;
-    st = helper_finish(&h, 10000, out, sizeof out, err, sizeof err);
-    CHECK(exited0(st) && out_val(out, "SETLK") == -ENOLCK && count_char(err, '\n') == 1 &&
+    out[0] = err[0] = 0;
+    st = qtest_helper_finish(&h, 10000, out, sizeof out, err, sizeof err);
+    CHECK(qtest_exited0(st) && out_val(out, "SETLK") == -ENOLCK && qtest_count_char(err, '\n') == 1 &&
               strstr(err, "lock calls fail with ENOLCK") != NULL,
           "%s without QNXCOMPAT_FALLBACK: want F_SETLK = -ENOLCK and one line, got SETLK %ld, \"%s\"", what,
-          out_val(out, "SETLK"), oneline(err, e1, sizeof e1));
+          out_val(out, "SETLK"), qtest_oneline(err, e1, sizeof e1));
 }
 
 static void other_user(void)
@@ -684,13 +552,13 @@ static void other_user(void)
 
     char *argv[] = {"t_hostile", "--nobody", (char *)file_f, (char *)file_g,
                     (char *)reg, NULL};
-    struct helper h = spawn(argv, NULL, 1);
-    char out[4096], err[2048], e1[2100], o1[4100];
-    int st = helper_finish(&h, 15000, out, sizeof out, err, sizeof err);
+    qtest_helper h = spawn(argv, NULL, 1);
+    char out[4096] = "", err[2048] = "", e1[2100], o1[4100];
+    int st = qtest_helper_finish(&h, 15000, out, sizeof out, err, sizeof err);
     char d[96];
     qtest_describe_status(st, d, sizeof d);
-    CHECK(exited0(st), "nobody helper %s; its output: %s", d,
-          oneline(out, o1, sizeof o1));
+    CHECK(qtest_exited0(st), "nobody helper %s; its output: %s", d,
+          qtest_oneline(out, o1, sizeof o1));
     CHECK(out_val(out, "UID") == NOBODY, "helper uid %ld", out_val(out, "UID"));
     CHECK(out_val(out, "SHIM") == 1, "the shim is not loaded in the nobody "
           "helper (SHIM %ld): the checks below mean nothing",
@@ -699,17 +567,17 @@ static void other_user(void)
     char prefix[300];
     snprintf(prefix, sizeof prefix, "qnxcompat: not using lock registry %s: ",
              segpath);
-    int one = count_char(err, '\n') == 1 &&
+    int one = qtest_count_char(err, '\n') == 1 &&
               strncmp(err, prefix, strlen(prefix)) == 0 &&
               strstr(err, "; falling back to native kernel locks\n") != NULL;
     CHECK(one, "nobody: expected one refusal line starting \"%s\", got \"%s\"",
-          prefix, oneline(err, e1, sizeof e1));
+          prefix, qtest_oneline(err, e1, sizeof e1));
     /* the reason: the segment is root's (it is seen as EACCES when the
      * library cannot even open it, or as "owned by uid 0") */
     CHECK(strstr(err, "owned by uid 0") || strstr(err, "EACCES"),
           "nobody: the refusal does not say the segment is root's: \"%s\"",
-          oneline(err, e1, sizeof e1));
-    qtest_print("hostile: nobody was told: %s", oneline(err, e1, sizeof e1));
+          qtest_oneline(err, e1, sizeof e1));
+    qtest_print("hostile: nobody was told: %s", qtest_oneline(err, e1, sizeof e1));
     /* it sees none of root's locks and its own calls are kernel locks */
     CHECK(out_val(out, "GETLK0") == F_UNLCK && out_val(out, "GETLK20") ==
               F_UNLCK && out_val(out, "GETLK40") == F_UNLCK &&
@@ -802,9 +670,9 @@ static void other_user(void)
         _exit(symlink(victim, link) == 0 ? 0 : 3);
     }
     st = qtest_wait(pl, 5000);
-    CHECK(exited0(st), "nobody could not plant the symlink %s (status %#x)",
+    CHECK(qtest_exited0(st), "nobody could not plant the symlink %s (status %#x)",
           link, st);
-    if (exited0(st)) {
+    if (qtest_exited0(st)) {
         char name[300];
         snprintf(name, sizeof name, "%s-link", reg);
         /* the reason is O_NOFOLLOW's ELOOP (the message may not name it) */
@@ -850,9 +718,9 @@ static void token_attacks(void)
     {
         char *argv[] = {"t_hostile", "--nobody-kernel", (char *)path, "whole",
                         "0", "0", NULL};
-        struct helper n = spawn(argv, NULL, 1);
+        qtest_helper n = spawn(argv, NULL, 1);
         char held[64];
-        read_until(n.out, held, sizeof held, "\n", 5000);
+        qtest_read_until(n.out, held, sizeof held, "\n", 5000);
         CHECK(out_val(held, "HELD") == 0, "deny: nobody's whole-file kernel "
               "read lock: %s", held);
         pid_t c = fork();
@@ -886,9 +754,9 @@ static void token_attacks(void)
             _exit(0);
         }
         int st = qtest_wait(c, 8000);
-        CHECK(exited0(st), "deny: root's prober status %#x (hung?)", st);
-        char out[256], err[1024];
-        helper_finish(&n, 5000, out, sizeof out, err, sizeof err);
+        CHECK(qtest_exited0(st), "deny: root's prober status %#x (hung?)", st);
+        char out[256] = "", err[1024] = "";
+        qtest_helper_finish(&n, 5000, out, sizeof out, err, sizeof err);
     }
 
     /* revive: twice, with each kind of kernel lock over the token */
@@ -896,9 +764,9 @@ static void token_attacks(void)
         const char *what = how == 0 ? "a whole-file POSIX read lock"
                                     : "an OFD read lock on exactly the token";
         char *hargv[] = {"t_hostile", "--flock-holder", (char *)path, NULL};
-        struct helper a = spawn(hargv, NULL, 0);
+        qtest_helper a = spawn(hargv, NULL, 0);
         char tok[256];
-        read_until(a.out, tok, sizeof tok, "TOKENLEN", 5000);
+        qtest_read_until(a.out, tok, sizeof tok, "TOKENLEN", 5000);
         long long start = -1, len = -1;
         char *p = strstr(tok, "TOKEN ");
         if (p)
@@ -907,22 +775,17 @@ static void token_attacks(void)
         if (p)
             len = atoll(p + 9);
         CHECK(out_val(tok, "FLOCK") == 0 && start > 0 && len > 0,
-              "revive: root's flock holder: %s", oneline(tok, e1, sizeof e1));
-        kill(a.pid, SIGKILL);
-        qtest_wait(a.pid, 5000);
-        qtest_untrack(a.pid);
-        close(a.in);
-        close(a.out);
-        close(a.err);
+              "revive: root's flock holder: %s", qtest_oneline(tok, e1, sizeof e1));
+        qtest_helper_kill(&a);
 
         char sbuf[32], lbuf[32];
         snprintf(sbuf, sizeof sbuf, "%lld", start);
         snprintf(lbuf, sizeof lbuf, "%lld", len);
         char *nargv[] = {"t_hostile", "--nobody-kernel", (char *)path,
                          how == 0 ? "whole" : "exact", sbuf, lbuf, NULL};
-        struct helper n = spawn(nargv, NULL, 1);
+        qtest_helper n = spawn(nargv, NULL, 1);
         char held[64];
-        read_until(n.out, held, sizeof held, "\n", 5000);
+        qtest_read_until(n.out, held, sizeof held, "\n", 5000);
         CHECK(out_val(held, "HELD") == 0, "revive: nobody's kernel lock (%s): "
               "%s", what, held);
 
@@ -943,8 +806,8 @@ static void token_attacks(void)
               qtest_errname(e));
         if (r == 0)
             flock(fd, LOCK_UN);
-        char out[256], err[256];
-        helper_finish(&n, 5000, out, sizeof out, err, sizeof err);
+        char out[256] = "", err[256] = "";
+        qtest_helper_finish(&n, 5000, out, sizeof out, err, sizeof err);
         /* with nobody's lock gone, the dead holder's flock is reaped */
         t0 = qtest_now_ms();
         while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 &&
@@ -989,19 +852,19 @@ static long scribble(const char *path, int count, int big, int *pages_used)
     *pages_used = (int)nused;
     long written = 0;
     for (int k = 0; k < count; k++) {
-        long p = nused && rnd_below(4) ? used[rnd_below((int)nused)]
-                                       : 1 + rnd_below((int)(npages - 1));
+        long p = nused && qtest_rnd_below(4) ? used[qtest_rnd_below((int)nused)]
+                                       : 1 + qtest_rnd_below((int)(npages - 1));
         if (big) {
-            int fill = rnd_below(3);
+            int fill = qtest_rnd_below(3);
             for (int i = 0; i < 4096; i++)
-                page[i] = fill == 0 ? 0 : fill == 1 ? 0xff : (unsigned char)rnd();
+                page[i] = fill == 0 ? 0 : fill == 1 ? 0xff : (unsigned char)qtest_rnd();
             written += pwrite(fd, page, 4096, p * 4096) == 4096 ? 4096 : 0;
         } else {
-            int len = 1 + rnd_below(16);
-            int off = rnd_below(4096 - len);
+            int len = 1 + qtest_rnd_below(16);
+            int off = qtest_rnd_below(4096 - len);
             unsigned char b[16];
             for (int i = 0; i < len; i++)
-                b[i] = (unsigned char)rnd();
+                b[i] = (unsigned char)qtest_rnd();
             written += pwrite(fd, b, (size_t)len, p * 4096 + off) == len ? len : 0;
         }
     }
@@ -1024,16 +887,16 @@ static void scribble_round(int round, int count, int big)
     close(hf);
     verify_fn vf = get_verify();
 
-    struct helper w[NWORK];
+    qtest_helper w[NWORK];
     int ready = 0;
     for (int i = 0; i < NWORK; i++) {
         char seed[32];
-        snprintf(seed, sizeof seed, "%llu", rnd());
+        snprintf(seed, sizeof seed, "%llu", qtest_rnd());
         char *argv[] = {"t_hostile", "--worker", (char *)path, seed, "1500",
                         NULL};
         w[i] = spawn(argv, reg, 0);
         char b[8];
-        read_until(w[i].out, b, sizeof b, "R\n", 10000);
+        qtest_read_until(w[i].out, b, sizeof b, "R\n", 10000);
         ready += strcmp(b, "R\n") == 0;
     }
     CHECK(ready == NWORK, "round %d: only %d of %d helpers took their locks",
@@ -1055,19 +918,19 @@ static void scribble_round(int round, int count, int big)
     long ok = 0, bad = 0, errs = 0, crashed = 0, hung = 0;
     char errsum[400] = "";
     for (int i = 0; i < NWORK; i++) {
-        char out[8192], err[4096], o1[1200], e1[1200];
-        int st = helper_finish(&w[i], 20000, out, sizeof out, err, sizeof err);
+        char out[8192] = "", err[4096] = "", o1[1200], e1[1200];
+        int st = qtest_helper_finish(&w[i], 20000, out, sizeof out, err, sizeof err);
         char d[96];
         qtest_describe_status(st, d, sizeof d);
         crashed += st >= 0 && WIFSIGNALED(st);
         hung += st == -1;
-        CHECK(exited0(st), "round %d: helper %d after the scribble: %s; "
+        CHECK(qtest_exited0(st), "round %d: helper %d after the scribble: %s; "
               "stdout: %.300s; stderr: %.300s", round, i, d,
-              oneline(out, o1, sizeof o1), oneline(err, e1, sizeof e1));
+              qtest_oneline(out, o1, sizeof o1), qtest_oneline(err, e1, sizeof e1));
         long b = out_val(out, "BADCOUNT");
         CHECK(b == 0, "round %d: helper %d: %ld calls returned an errno "
               "outside the set: %.500s", round, i, b,
-              oneline(out, o1, sizeof o1));
+              qtest_oneline(out, o1, sizeof o1));
         if (b > 0)
             bad += b;
         long k = out_val(out, "OK");
@@ -1083,7 +946,7 @@ static void scribble_round(int round, int count, int big)
         if (err[0] && strlen(errsum) + 80 < sizeof errsum) {
             size_t n = strlen(errsum);
             snprintf(errsum + n, sizeof errsum - n, "%s[helper %d] %.120s",
-                     n ? " " : "", i, oneline(err, e1, sizeof e1));
+                     n ? " " : "", i, qtest_oneline(err, e1, sizeof e1));
         }
     }
     char m2[256] = "";
@@ -1094,21 +957,21 @@ static void scribble_round(int round, int count, int big)
     snprintf(nfpath, sizeof nfpath, "/tmp/qtest-hostile-new-%d-%d",
              (int)getpid(), round);
     char *argv[] = {"t_hostile", "--newfile", nfpath, NULL};
-    struct helper nh = spawn(argv, reg, 0);
-    char out[2048], err[2048], o1[2100], e1[2100];
-    int st = helper_finish(&nh, 15000, out, sizeof out, err, sizeof err);
+    qtest_helper nh = spawn(argv, reg, 0);
+    char out[2048] = "", err[2048] = "", o1[2100], e1[2100];
+    int st = qtest_helper_finish(&nh, 15000, out, sizeof out, err, sizeof err);
     unlink(nfpath);
     char d[96];
     qtest_describe_status(st, d, sizeof d);
-    int works = exited0(st) && out_val(out, "LOCK") == 0 &&
+    int works = qtest_exited0(st) && out_val(out, "LOCK") == 0 &&
                 out_val(out, "CHILDGETLK") == F_WRLCK &&
                 out_val(out, "CHILDGETPID") == out_val(out, "PARENTPID") &&
                 out_val(out, "CHILDSETLK") == -EAGAIN &&
                 out_val(out, "UNLOCK") == 0 && out_val(out, "CHILDAFTER") == 0 &&
                 out_val(out, "CHILDSTATUS") == 0;
     CHECK(works, "round %d: new locks on a new file after the scribble: %s; "
-          "%s; stderr: %s", round, d, oneline(out, o1, sizeof o1),
-          oneline(err, e1, sizeof e1));
+          "%s; stderr: %s", round, d, qtest_oneline(out, o1, sizeof o1),
+          qtest_oneline(err, e1, sizeof e1));
     char m3[256] = "";
     int v3 = vf ? vf(reg, m3, sizeof m3) : -1;
 
@@ -1151,11 +1014,7 @@ int main(int argc, char **argv)
     }
     qtest_init();
     signal(SIGALRM, qtest_on_timeout);
-    const char *s = getenv("QTEST_SEED");
-    unsigned long long seed = s ? strtoull(s, NULL, 0)
-                                : (unsigned long long)time(NULL) * 2654435761ULL ^
-                                      (unsigned long long)getpid();
-    rng = seed ? seed : 1;
+    unsigned long long seed = qtest_seed();
 
     fd_f = qtest_tmpfile(100, &file_f);
     fd_g = qtest_tmpfile(100, &file_g);
@@ -1178,7 +1037,7 @@ int main(int argc, char **argv)
                           ? 0 : 3);
             }
             int st = qtest_wait(c, 5000);
-            CHECK(exited0(st), "natively nobody's F_GETLK does not see root's "
+            CHECK(qtest_exited0(st), "natively nobody's F_GETLK does not see root's "
                   "kernel lock (status %#x)", st);
             CHECK_OK(unlock(fd_f, 0, 10));
         }

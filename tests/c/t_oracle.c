@@ -130,19 +130,6 @@ static int fl_hi(void) { return FSIZE; }
 /* A worker                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static unsigned long long rng;
-
-static unsigned long long rnd(void)
-{
-    unsigned long long x = rng;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng = x;
-}
-
-static int rnd_below(int n) { return (int)(rnd() % (unsigned long long)n); }
-
 static int me;                         /* worker index */
 static int fds[NFILES];                /* own open file descriptions */
 static uint8_t ptype[NFILES][FC_REGION]; /* process-owned: 0, 1 R, 2 W */
@@ -178,19 +165,16 @@ static const char *who(int byte)
     return s;
 }
 
-#define VIOLATION(...)                                                        \
+/* Count a violation or an unexpected result; the first MAX_REPORTS of a
+ * worker fail a check with the message. */
+#define REPORT(counter, ...)                                                  \
     do {                                                                      \
-        my->violations++;                                                     \
+        my->counter++;                                                        \
         if (reports++ < MAX_REPORTS)                                          \
             CHECK(0, __VA_ARGS__);                                            \
     } while (0)
-
-#define UNEXPECTED(...)                                                       \
-    do {                                                                      \
-        my->unexpected++;                                                     \
-        if (reports++ < MAX_REPORTS)                                          \
-            CHECK(0, __VA_ARGS__);                                            \
-    } while (0)
+#define VIOLATION(...) REPORT(violations, __VA_ARGS__)
+#define UNEXPECTED(...) REPORT(unexpected, __VA_ARGS__)
 
 static void emit(int f, int kind, int type, int s, int e, uint64_t acq,
                  uint64_t rel)
@@ -337,6 +321,21 @@ static int judge_failure(int e, int blocking, int self, const char *what)
     return 0;
 }
 
+/* A request failed with e: an unlock never may; a lock request is judged,
+ * and after a deadlock the worker releases everything. */
+static void request_failed(int e, int unlock, int blocking, int self,
+                           const char *what)
+{
+    if (unlock) {
+        UNEXPECTED("worker %d: %s failed with %s", me, what, qtest_errname(e));
+        return;
+    }
+    if (e == EDEADLK && self)
+        my->self_edeadlk++;
+    if (judge_failure(e, blocking, self, what))
+        release_all();
+}
+
 /* fcntl/lockf request on [s,e) of file f: type 0 unlock, 1 read, 2 write.
  * whole: unlock with l_len 0 (everything from s on). */
 static void fc_apply(int f, int s, int e, int type, int how, int whole)
@@ -380,18 +379,10 @@ static void fc_apply(int f, int s, int e, int type, int how, int whole)
     if (r != 0) {
         for (int b = s; b < ee; b++)
             live_store(&sh->live_fc[me][f][b], saved[b]);
-        if (type == 0) {
-            UNEXPECTED("worker %d: %s failed with %s", me, what,
-                       qtest_errname(err));
-            return;
-        }
         /* a request that conflicts with our own flock lock is a deadlock
          * with ourselves (shim) */
         int self = shim && type && ftype[f] && (type == 2 || ftype[f] == 2);
-        if (err == EDEADLK && self)
-            my->self_edeadlk++;
-        if (judge_failure(err, blocking, self, what))
-            release_all();
+        request_failed(err, type == 0, blocking, self, what);
         return;
     }
     my->granted++;
@@ -467,18 +458,10 @@ static void fl_apply(int f, int want, int nb)
                 expect[f][b] = -1;
     }
     if (r != 0) {
-        if (want == 0) {
-            UNEXPECTED("worker %d: %s failed with %s", me, what,
-                       qtest_errname(err));
-            return;
-        }
         int self = 0;
         for (int b = 0; b < FC_REGION && shim && !self; b++)
             self = want == 2 ? ptype[f][b] != 0 : ptype[f][b] == 2;
-        if (err == EDEADLK && self)
-            my->self_edeadlk++;
-        if (judge_failure(err, blocking, self, what))
-            release_all();
+        request_failed(err, want == 0, blocking, self, what);
         return;
     }
     my->granted++;
@@ -536,20 +519,20 @@ static void worker(void *arg)
     for (int i = 0; i < nops; i++) {
         if (qtest_now_ms() > sh->deadline)
             break; /* main reports the shortfall */
-        int f = rnd_below(NFILES);
-        int x = rnd_below(100);
-        int s = rnd_below(FC_REGION);
-        int len = 1 + rnd_below(FC_REGION - s < MAXLEN ? FC_REGION - s : MAXLEN);
+        int f = qtest_rnd_below(NFILES);
+        int x = qtest_rnd_below(100);
+        int s = qtest_rnd_below(FC_REGION);
+        int len = 1 + qtest_rnd_below(FC_REGION - s < MAXLEN ? FC_REGION - s : MAXLEN);
         if (x < 45) { /* fcntl */
-            int y = rnd_below(100);
+            int y = qtest_rnd_below(100);
             int type = y < 35 ? 1 : y < 80 ? 2 : 0;
-            int how = rnd_below(2) ? H_SETLKW : H_SETLK;
+            int how = qtest_rnd_below(2) ? H_SETLKW : H_SETLK;
             if (no_self_wait && ftype[f])
                 how = H_SETLK;
             fc_apply(f, s, s + len, type, how, 0);
             snprintf(after, sizeof after, "fcntl %d [%d,%d)", type, s, s + len);
         } else if (x < 65) { /* lockf */
-            int y = rnd_below(100);
+            int y = qtest_rnd_below(100);
             int how = y < 40 ? H_LOCK : y < 80 ? H_TLOCK : H_ULOCK;
             if (no_self_wait && ftype[f] && how == H_LOCK)
                 how = H_TLOCK;
@@ -559,9 +542,9 @@ static void worker(void *arg)
         } else if (x < 80) { /* flock */
             int want;
             do
-                want = rnd_below(3);
+                want = qtest_rnd_below(3);
             while (want == ftype[f]);
-            int nb = shim ? rnd_below(2) : 1;
+            int nb = shim ? qtest_rnd_below(2) : 1;
             for (int b = 0; b < FC_REGION && no_self_wait && !nb; b++)
                 nb = ptype[f][b] != 0;
             fl_apply(f, want, nb);
@@ -731,8 +714,7 @@ int main(void)
 {
     qtest_init();
     shim = qtest_mode_shim();
-    const char *l = getenv("QTEST_LONG");
-    long_mode = l && *l && strcmp(l, "0") != 0;
+    long_mode = qtest_long_mode();
     nproc = 16;
     nops = long_mode ? 10000 : 1000;
     const char *e = getenv("QTEST_ORACLE_PROCS");
@@ -747,12 +729,7 @@ int main(void)
     int run_ms = long_mode ? 600000 : 40000;
     int wait_ms = run_ms + 15000;
     alarm(long_mode ? 1800 : 110);
-    const char *s = getenv("QTEST_SEED");
-    unsigned long long seed = s ? strtoull(s, NULL, 0)
-                                : (unsigned long long)time(NULL) * 2654435761ULL ^
-                                      (unsigned long long)getpid();
-    if (seed == 0)
-        seed = 1;
+    unsigned long long seed = qtest_seed();
     qtest_print("oracle: %s mode, %d workers x %d operations, seed %llu%s%s",
                 shim ? "shim" : "native", nproc, nops, seed,
                 shim ? "" : " (flock: LOCK_NB only, in its own region)",
@@ -780,7 +757,7 @@ int main(void)
     qtest_child chk = qtest_child_start(checker, NULL);
     qtest_child w[MAXP];
     for (int i = 0; i < nproc; i++) {
-        rng = seed + 0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1);
+        qtest_rng = seed + 0x9E3779B97F4A7C15ULL * (unsigned long long)(i + 1);
         w[i] = qtest_child_start(worker, (void *)(intptr_t)i);
     }
     /* wait for the workers; stop the checker before killing any (a killed

@@ -34,11 +34,6 @@
 #define VICTIM_TIMEOUT_S 30
 
 /* ------------------------------------------------------------------------ */
-/* Bookkeeping: processes to kill and segments to remove on timeout          */
-/* ------------------------------------------------------------------------ */
-
-
-/* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
 
@@ -65,130 +60,20 @@ static int proc_locks_has(pid_t pid, unsigned long ino)
     return found;
 }
 
-/* Read from fd into buf (NUL-terminated) until `want` appears (if not NULL),
- * EOF, or timeout_ms.  Returns the number of bytes read. */
-static size_t read_until(int fd, char *buf, size_t cap, const char *want,
-                         int timeout_ms)
-{
-    size_t len = 0;
-    buf[0] = 0;
-    double end = qtest_now_ms() + timeout_ms;
-    while (len + 1 < cap) {
-        if (want && strstr(buf, want) && strchr(strstr(buf, want), '\n'))
-            break;
-        int left = (int)(end - qtest_now_ms());
-        if (left <= 0)
-            break;
-        struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        buf[len] = 0;
-    }
-    return len;
-}
-
-/* Make text printable on one line for a failure message. */
-static const char *oneline(const char *s, char *out, size_t n)
-{
-    size_t j = 0;
-    for (size_t i = 0; s[i] && j + 3 < n; i++) {
-        if (s[i] == '\n') {
-            out[j++] = '\\';
-            out[j++] = 'n';
-        } else {
-            out[j++] = s[i];
-        }
-    }
-    out[j] = 0;
-    return out;
-}
-
-static int count_char(const char *s, char c)
-{
-    int n = 0;
-    for (; *s; s++)
-        n += *s == c;
-    return n;
-}
-
 static int ends_with(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* A helper process: this binary re-executed, or (exec_argv NULL) fn(arg) in
- * a plain fork.  Its stdin/stdout/stderr are pipes to us. */
-struct helper {
-    pid_t pid;
-    int in;  /* we write its stdin */
-    int out; /* we read its stdout */
-    int err; /* we read its stderr */
-};
-
-static struct helper spawn(const char *registry, const char *fault,
-                           char *const *exec_argv, int (*fn)(int), int arg)
+/* This binary re-executed with argv (qtest_spawn: pipes on 0, 1 and 2),
+ * with QNXCOMPAT_REGISTRY=registry and QNXCOMPAT_FAULT unset. */
+static qtest_helper spawn(const char *registry, char *const *argv)
 {
-    int pin[2], pout[2], perr[2];
-    if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) || pipe2(perr, O_CLOEXEC))
-        qtest_fatal("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        alarm(VICTIM_TIMEOUT_S);
-        signal(SIGALRM, SIG_DFL);
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        dup2(perr[1], 2);
-        if (registry)
-            setenv("QNXCOMPAT_REGISTRY", registry, 1);
-        if (fault)
-            setenv("QNXCOMPAT_FAULT", fault, 1);
-        else
-            unsetenv("QNXCOMPAT_FAULT");
-        if (exec_argv) {
-            execv("/proc/self/exe", exec_argv);
-            _exit(98);
-        }
-        _exit(fn(arg));
-    }
-    qtest_track(pid);
-    close(pin[0]);
-    close(pout[1]);
-    close(perr[1]);
-    struct helper h = {pid, pin[1], pout[0], perr[0]};
-    return h;
-}
-
-static void helper_close(struct helper *h)
-{
-    close(h->in);
-    close(h->out);
-    close(h->err);
-    qtest_untrack(h->pid);
-}
-
-/* Wait for the helper and return its wait status (-1: killed on timeout). */
-static int helper_wait(struct helper *h, int timeout_ms)
-{
-    int st = qtest_wait(h->pid, timeout_ms);
-    qtest_untrack(h->pid);
-    return st;
-}
-
-static int exited0(int st)
-{
-    return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    char reg[160];
+    snprintf(reg, sizeof reg, "QNXCOMPAT_REGISTRY=%s", registry);
+    char *env[] = {reg, "QNXCOMPAT_FAULT", NULL};
+    return qtest_spawn(NULL, argv, env);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -270,7 +155,7 @@ static int reg_victim(int fd, int expect_qnx)
     int cst;
     while (waitpid(c, &cst, 0) < 0 && errno == EINTR)
         ;
-    if (!exited0(cst))
+    if (!qtest_exited0(cst))
         return vfail(6, "forked helper failed");
     if (bad)
         return bad;
@@ -299,8 +184,9 @@ static int refused_victim(int fd)
     return 0;
 }
 
-/* QNXCOMPAT_FAULT=mid-update: lock two ranges, wait, merge them. */
-static int fault_mid(int fd)
+/* A fault victim's first steps: lock [0,10) and [20,30), say 'L' on
+ * stdout, wait for a byte on stdin.  0, or the failed step. */
+static int lock_two_and_wait(int fd)
 {
     if (setlk(fd, F_WRLCK, 0, 10) != 0)
         return vfail(1, "F_SETLK [0,10)");
@@ -311,30 +197,27 @@ static int fault_mid(int fd)
     char b;
     if (read(0, &b, 1) != 1)
         return 4;
+    return 0;
+}
+
+/* QNXCOMPAT_FAULT=mid-update: lock two ranges, wait, merge them. */
+static int fault_mid(int fd)
+{
+    int r = lock_two_and_wait(fd);
+    if (r)
+        return r;
     setlk(fd, F_WRLCK, 0, 30); /* the fault stops us in here */
     return vfail(5, "F_SETLK [0,30) returned: the mid-update fault did not fire");
 }
 
-/* Stage 1 of the holding-mutex victim, in a plain fork of the test: lock two
- * ranges, wait, then re-execute itself with QNXCOMPAT_FAULT=holding-mutex
- * (exec keeps the process's locks). */
-static int fault_hold1(int fd)
+/* Stage 1 of the holding-mutex victim, in the forked helper before it
+ * re-executes itself with QNXCOMPAT_FAULT=holding-mutex (exec keeps the
+ * process's locks): lock two ranges, wait. */
+static void fault_hold1(void *arg)
 {
-    if (setlk(fd, F_WRLCK, 0, 10) != 0)
-        return vfail(1, "F_SETLK [0,10)");
-    if (setlk(fd, F_WRLCK, 20, 10) != 0)
-        return vfail(2, "F_SETLK [20,30)");
-    if (write(1, "L", 1) != 1)
-        return 3;
-    char b;
-    if (read(0, &b, 1) != 1)
-        return 4;
-    setenv("QNXCOMPAT_FAULT", "holding-mutex", 1);
-    char fds[16];
-    snprintf(fds, sizeof fds, "%d", fd);
-    char *argv[] = {"t_registry", "--fault-hold2", fds, NULL};
-    execv("/proc/self/exe", argv);
-    return vfail(5, "execv");
+    int r = lock_two_and_wait(*(int *)arg);
+    if (r)
+        _exit(r);
 }
 
 /* Stage 2: the fault fires in the constructor or in this call. */
@@ -353,17 +236,9 @@ static int test_fd;           /* a test file the helpers inherit */
 static char test_fd_str[16];  /* its number */
 static off_t seg_size;        /* the size of a proper registry segment */
 
-/* Segment names start with the test's own registry name, so that run.sh's
- * clean-up (rm /dev/shm/qnxcompat-test-$$-*) catches any we leave behind. */
-static void shm_name(char *name, size_t n, const char *tag)
-{
-    const char *reg = getenv("QNXCOMPAT_REGISTRY");
-    if (reg && *reg && strlen(reg) < 48 && !strchr(reg, '/'))
-        snprintf(name, n, "%s-reg-%s", reg, tag);
-    else
-        snprintf(name, n, "qnxcompat-test-reg-%d-%s", (int)getpid(), tag);
-}
-
+/* Segment names start with the test's own registry name (see
+ * qtest_registry_name), so that run.sh's clean-up catches any we leave
+ * behind. */
 static void shm_path(char *path, size_t n, const char *name)
 {
     snprintf(path, n, "/dev/shm/%s", name);
@@ -373,21 +248,19 @@ static void shm_path(char *path, size_t n, const char *name)
 static void probe_segment_size(void)
 {
     char name[96], path[160];
-    shm_name(name, sizeof name, "probe");
+    qtest_registry_name(name, sizeof name, "probe");
     shm_path(path, sizeof path, name);
     unlink(path);
     qtest_track_path(path);
     char *argv[] = {"t_registry", "--lock-once", test_fd_str, NULL};
-    struct helper h = spawn(name, NULL, argv, NULL, 0);
-    int st = helper_wait(&h, 20000);
-    char err[1024];
-    read_until(h.err, err, sizeof err, NULL, 2000);
-    helper_close(&h);
+    qtest_helper h = spawn(name, argv);
+    char err[1024] = "";
+    int st = qtest_helper_finish(&h, 20000, NULL, 0, err, sizeof err);
     char d[96], e1[1100];
     qtest_describe_status(st, d, sizeof d);
-    CHECK(exited0(st), "probe helper (lock once): %s", d);
+    CHECK(qtest_exited0(st), "probe helper (lock once): %s", d);
     CHECK(err[0] == 0, "probe helper wrote to stderr: %s",
-          oneline(err, e1, sizeof e1));
+          qtest_oneline(err, e1, sizeof e1));
     struct stat sb;
     if (stat(path, &sb) != 0) {
         CHECK(0, "no segment %s after a preloaded process locked (errno %s)",
@@ -415,43 +288,13 @@ static void probe_segment_size(void)
     qtest_remove_path(path);
 }
 
-/* Create /dev/shm/<name> with the given size, header and owner. */
+/* Create /dev/shm/<name> with the given size, header, mode and owner. */
 static void make_segment(const char *path, off_t size, const void *hdr,
                          size_t hlen, mode_t mode, uid_t uid)
 {
-    unlink(path);
-    qtest_track_path(path);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd < 0)
-        qtest_fatal("create segment");
-    if (ftruncate(fd, size) != 0)
-        qtest_fatal("ftruncate segment");
-    if (hlen && pwrite(fd, hdr, hlen, 0) != (ssize_t)hlen)
-        qtest_fatal("write segment header");
-    if (fchmod(fd, mode) != 0)
-        qtest_fatal("fchmod segment");
-    if (uid != getuid() && fchown(fd, uid, (gid_t)-1) != 0)
-        qtest_fatal("fchown segment");
-    close(fd);
-}
-
-struct seg_snapshot {
-    int ok;
-    struct stat st;
-    unsigned char head[256];
-};
-
-static struct seg_snapshot snapshot(const char *path)
-{
-    struct seg_snapshot s;
-    memset(&s, 0, sizeof s);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return s;
-    s.ok = fstat(fd, &s.st) == 0 &&
-           pread(fd, s.head, sizeof s.head, 0) >= 0;
-    close(fd);
-    return s;
+    qtest_make_segment(path, size, hdr, hlen, mode);
+    if (uid != getuid() && chown(path, uid, (gid_t)-1) != 0)
+        qtest_fatal("chown segment");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -471,47 +314,44 @@ static void refused_run(const char *tag, const char *reason, const char *path,
     const char *how = fallback ? "fallback=kernel" : "no fallback";
     char *vargv[] = {"t_registry", "--reg-victim", test_fd_str, "native", NULL};
     char *cargv[] = {"t_registry", "--refused-victim", test_fd_str, NULL};
-    if (fallback)
-        setenv("QNXCOMPAT_FALLBACK", "kernel", 1);
-    else
-        unsetenv("QNXCOMPAT_FALLBACK");
-    struct helper h = spawn(name, NULL, fallback ? vargv : cargv, NULL, 0);
-    unsetenv("QNXCOMPAT_FALLBACK");
-    char out[2048], err[2048];
-    int st = helper_wait(&h, 20000);
-    read_until(h.out, out, sizeof out, NULL, 2000);
-    read_until(h.err, err, sizeof err, NULL, 2000);
-    helper_close(&h);
+    char reg[160];
+    snprintf(reg, sizeof reg, "QNXCOMPAT_REGISTRY=%s", name);
+    char *env[] = {reg, "QNXCOMPAT_FAULT",
+                   fallback ? "QNXCOMPAT_FALLBACK=kernel" : "QNXCOMPAT_FALLBACK",
+                   NULL};
+    qtest_helper h = qtest_spawn(NULL, fallback ? vargv : cargv, env);
+    char out[2048] = "", err[2048] = "";
+    int st = qtest_helper_finish(&h, 20000, out, sizeof out, err, sizeof err);
 
     char d[96], e1[2100], o1[2100];
     qtest_describe_status(st, d, sizeof d);
-    CHECK(exited0(st), "%s (%s): helper using a refused registry: %s; its "
-          "output: %s", tag, how, d, oneline(out, o1, sizeof o1));
+    CHECK(qtest_exited0(st), "%s (%s): helper using a refused registry: %s; its "
+          "output: %s", tag, how, d, qtest_oneline(out, o1, sizeof o1));
 
     char prefix[256];
     snprintf(prefix, sizeof prefix, "qnxcompat: not using lock registry %s: ",
              path);
     const char *suffix = "; falling back to native kernel locks\n";
-    CHECK(count_char(err, '\n') == 1 && ends_with(err, "\n"),
+    CHECK(qtest_count_char(err, '\n') == 1 && ends_with(err, "\n"),
           "%s (%s): expected exactly one line on stderr, got: \"%s\"", tag,
-          how, oneline(err, e1, sizeof e1));
+          how, qtest_oneline(err, e1, sizeof e1));
     CHECK(strncmp(err, prefix, strlen(prefix)) == 0,
           "%s (%s): stderr does not start with \"%s\": \"%s\"", tag, how,
-          prefix, oneline(err, e1, sizeof e1));
+          prefix, qtest_oneline(err, e1, sizeof e1));
     const char *why = strncmp(err, prefix, strlen(prefix)) == 0
                           ? err + strlen(prefix) : err;
     CHECK(strstr(why, reason) != NULL,
           "%s (%s): refusal reason does not mention \"%s\": \"%s\"", tag,
-          how, reason, oneline(err, e1, sizeof e1));
+          how, reason, qtest_oneline(err, e1, sizeof e1));
     if (fallback)
         CHECK(ends_with(err, suffix), "%s (%s): stderr does not end with "
               "\"%s\": \"%s\"", tag, how,
               "; falling back to native kernel locks",
-              oneline(err, e1, sizeof e1));
+              qtest_oneline(err, e1, sizeof e1));
     else
         CHECK(!strstr(err, "falling back"), "%s (%s): stderr claims a "
               "fallback that must not happen: \"%s\"", tag, how,
-              oneline(err, e1, sizeof e1));
+              qtest_oneline(err, e1, sizeof e1));
 }
 
 static void refused(const char *tag, const char *reason, off_t size,
@@ -520,21 +360,17 @@ static void refused(const char *tag, const char *reason, off_t size,
     char name[96], path[160];
     if (uid != getuid() && geteuid() != 0)
         return; /* only root can give a segment away */
-    shm_name(name, sizeof name, tag);
+    qtest_registry_name(name, sizeof name, tag);
     shm_path(path, sizeof path, name);
     make_segment(path, size, hdr, hlen, mode, uid);
-    struct seg_snapshot before = snapshot(path);
+    struct qtest_file_snap before = qtest_file_snapshot(path);
 
     refused_run(tag, reason, path, name, 0);
     refused_run(tag, reason, path, name, 1);
 
     /* the refused segment is left exactly as it was */
-    struct seg_snapshot after = snapshot(path);
-    CHECK(before.ok && after.ok && after.st.st_size == before.st.st_size &&
-              after.st.st_uid == before.st.st_uid &&
-              after.st.st_mode == before.st.st_mode &&
-              after.st.st_ino == before.st.st_ino &&
-              memcmp(after.head, before.head, sizeof after.head) == 0,
+    struct qtest_file_snap after = qtest_file_snapshot(path);
+    CHECK(qtest_file_same(&before, &after),
           "%s: the refused segment was changed (size %lld -> %lld, uid %d -> "
           "%d, mode %o -> %o, header %s)", tag, (long long)before.st.st_size,
           (long long)after.st.st_size, (int)before.st.st_uid,
@@ -577,7 +413,7 @@ static void refusals(void)
 static void half_initialised(const char *tag, int scribble)
 {
     char name[96], path[160];
-    shm_name(name, sizeof name, tag);
+    qtest_registry_name(name, sizeof name, tag);
     shm_path(path, sizeof path, name);
     unsigned char hdr[128];
     memset(hdr, 0, sizeof hdr);
@@ -591,19 +427,16 @@ static void half_initialised(const char *tag, int scribble)
     make_segment(path, seg_size, hdr, hlen, 0600, getuid());
 
     char *argv[] = {"t_registry", "--reg-victim", test_fd_str, "qnx", NULL};
-    struct helper h = spawn(name, NULL, argv, NULL, 0);
-    char out[2048], err[2048];
-    int st = helper_wait(&h, 20000);
-    read_until(h.out, out, sizeof out, NULL, 2000);
-    read_until(h.err, err, sizeof err, NULL, 2000);
-    helper_close(&h);
+    qtest_helper h = spawn(name, argv);
+    char out[2048] = "", err[2048] = "";
+    int st = qtest_helper_finish(&h, 20000, out, sizeof out, err, sizeof err);
     char d[96], e1[2100], o1[2100];
     qtest_describe_status(st, d, sizeof d);
-    CHECK(exited0(st), "%s: helper using a half-initialised registry: %s; its "
-          "output: %s", tag, d, oneline(out, o1, sizeof o1));
+    CHECK(qtest_exited0(st), "%s: helper using a half-initialised registry: %s; its "
+          "output: %s", tag, d, qtest_oneline(out, o1, sizeof o1));
     CHECK(err[0] == 0, "%s: expected silence on stderr, got \"%s\"", tag,
-          oneline(err, e1, sizeof e1));
-    struct seg_snapshot s = snapshot(path);
+          qtest_oneline(err, e1, sizeof e1));
+    struct qtest_file_snap s = qtest_file_snapshot(path);
     uint32_t version = 0;
     memcpy(&version, s.head + 8, 4);
     CHECK(s.ok && memcmp(s.head, "QNXCREG1", 8) == 0 && version == QNXCOMPAT_LAYOUT_VERSION &&
@@ -693,21 +526,20 @@ static void fault_case(int fd, const char *point, int waiters)
     CHECK_HEAR(&h, 'L', 5000, NULL);
     CHECK_OK(setlk(fd, F_WRLCK, 70, 10));
 
-    struct helper v;
-    if (mid) {
-        char *argv[] = {"t_registry", "--fault-mid", test_fd_str, NULL};
-        v = spawn(NULL, "mid-update", argv, NULL, 0);
-    } else {
-        v = spawn(NULL, NULL, NULL, fault_hold1, fd);
-    }
+    char *argv[] = {"t_registry", mid ? "--fault-mid" : "--fault-hold2",
+                    test_fd_str, NULL};
+    char *env[] = {mid ? "QNXCOMPAT_FAULT=mid-update"
+                       : "QNXCOMPAT_FAULT=holding-mutex", NULL};
+    /* the holding-mutex victim takes its locks before the exec (they stay
+     * with the process), as the fault fires in the new image's first call */
+    qtest_helper v = qtest_spawn_after(NULL, argv, env, mid ? NULL : fault_hold1,
+                                       &fd);
     char out[512], err[1024], e1[1100], o1[600];
-    read_until(v.out, out, 2, NULL, 5000);
+    qtest_read_until(v.out, out, 2, NULL, 5000);
     CHECK(out[0] == 'L', "%s victim did not lock its ranges: \"%s\"", what,
-          oneline(out, o1, sizeof o1));
+          qtest_oneline(out, o1, sizeof o1));
     if (out[0] != 'L') {
-        kill(v.pid, SIGKILL);
-        helper_wait(&v, 5000);
-        helper_close(&v);
+        qtest_helper_kill(&v);
         CHECK_CHILD_FINISH(&h);
         unlock(fd, 70, 10);
         return;
@@ -720,13 +552,13 @@ static void fault_case(int fd, const char *point, int waiters)
     char want[128];
     snprintf(want, sizeof want, "qnxcompat: fault %s reached (pid %d)\n", what,
              (int)v.pid);
-    read_until(v.err, err, sizeof err, "reached (pid", 10000);
+    qtest_read_until(v.err, err, sizeof err, "reached (pid", 10000);
     int stopped = strcmp(err, want) == 0;
     CHECK(stopped, "%s victim: expected stderr \"%s\", got \"%s\"", what,
-          oneline(want, o1, sizeof o1), oneline(err, e1, sizeof e1));
+          qtest_oneline(want, o1, sizeof o1), qtest_oneline(err, e1, sizeof e1));
     if (!stopped) {
-        read_until(v.out, out, sizeof out, NULL, 200);
-        qtest_print("    victim stdout: %s", oneline(out, o1, sizeof o1));
+        qtest_read_until(v.out, out, sizeof out, NULL, 200);
+        qtest_print("    victim stdout: %s", qtest_oneline(out, o1, sizeof o1));
     }
     double until = qtest_now_ms() + 3000;
     while (qtest_proc_state(v.pid) != 'S' && qtest_now_ms() < until)
@@ -770,10 +602,9 @@ static void fault_case(int fd, const char *point, int waiters)
         CHECK(qtest_now_ms() - t0 < 5000, "%s: waiters took %.0f ms", what,
               qtest_now_ms() - t0);
     }
-    int st = helper_wait(&v, 5000);
+    int st = qtest_helper_finish(&v, 5000, NULL, 0, NULL, 0);
     CHECK(st >= 0 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
           "%s victim status %#x", what, st);
-    helper_close(&v);
 
     /* others' locks are intact, the victim's are gone, new locks work */
     CHECK_GETLK(fd, 50, 10, F_WRLCK, 50, 10, h.pid);
@@ -877,7 +708,7 @@ static void run_fill_up(const char *path)
     int st = qtest_wait(c.pid, 30000);
     char d[96];
     qtest_describe_status(st, d, sizeof d);
-    CHECK(exited0(st), "registry-filling child %d: %s", (int)c.pid, d);
+    CHECK(qtest_exited0(st), "registry-filling child %d: %s", (int)c.pid, d);
     close(c.from_child);
     close(c.to_child);
 }

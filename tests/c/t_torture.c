@@ -64,45 +64,13 @@
 /* Randomness, bookkeeping                                                   */
 /* ------------------------------------------------------------------------ */
 
-static unsigned long long rng_state;
-
-static unsigned long long rnd(void)
-{
-    unsigned long long x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
-
-static int rnd_below(int n) { return (int)(rnd() % (unsigned long long)n); }
-
 /* a random sleep of 0-5 ms, in microseconds */
 static void rnd_sleep(void)
 {
-    int us = rnd_below(5001);
+    int us = qtest_rnd_below(5001);
     struct timespec ts = {0, (long)us * 1000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
         ;
-}
-
-#define MAX_TRACK 64
-static volatile pid_t tracked[MAX_TRACK];
-
-static void track(pid_t p)
-{
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (tracked[i] == 0) {
-            tracked[i] = p;
-            return;
-        }
-}
-
-static void untrack(pid_t p)
-{
-    for (int i = 0; i < MAX_TRACK; i++)
-        if (tracked[i] == p)
-            tracked[i] = 0;
 }
 
 static long read_header_u32(int off);
@@ -139,19 +107,19 @@ static void on_timeout(int sig)
                          cpu_ms() - round_cpu_ms,
                          qtest_now_ms() - round_start_ms);
         ssize_t w = write(STDOUT_FILENO, buf, (size_t)n);
-        for (int i = 0; i < MAX_TRACK; i++) {
-            if (tracked[i] <= 0)
+        for (int i = 0; i < QTEST_MAX_TRACK; i++) {
+            if (qtest_tracked[i] <= 0)
                 continue;
             char path[64], wchan[64] = "?";
-            snprintf(path, sizeof path, "/proc/%d/wchan", (int)tracked[i]);
+            snprintf(path, sizeof path, "/proc/%d/wchan", (int)qtest_tracked[i]);
             int fd = open(path, O_RDONLY);
             if (fd >= 0) {
                 ssize_t k = read(fd, wchan, sizeof wchan - 1);
                 wchan[k > 0 ? k : 0] = 0;
                 close(fd);
             }
-            n = snprintf(buf, sizeof buf, " %d(%c,%s)", (int)tracked[i],
-                         qtest_proc_state(tracked[i]), wchan);
+            n = snprintf(buf, sizeof buf, " %d(%c,%s)", (int)qtest_tracked[i],
+                         qtest_proc_state(qtest_tracked[i]), wchan);
             w = write(STDOUT_FILENO, buf, (size_t)n);
         }
         w = write(STDOUT_FILENO, "\n", 1);
@@ -169,11 +137,8 @@ static void on_timeout(int sig)
             w = write(STDOUT_FILENO, buf, (size_t)n);
         }
         (void)w;
-        for (int i = 0; i < MAX_TRACK; i++)
-            if (tracked[i] > 0)
-                kill(tracked[i], SIGKILL);
     }
-    qtest_on_alarm(sig);
+    qtest_on_timeout(sig); /* kills the tracked processes */
 }
 
 typedef int (*verify_fn)(const char *, char *, size_t);
@@ -443,7 +408,7 @@ static pid_t start_waiter(struct waiter_arg *w)
     qtest_child c = qtest_child_start(waiter, w);
     close(c.from_child);
     close(c.to_child);
-    track(c.pid);
+    qtest_track(c.pid);
     return c.pid;
 }
 
@@ -473,7 +438,7 @@ static struct victim start_plain_victim(void)
     close(c.from_child);
     close(c.to_child);
     close(p[1]);
-    track(c.pid);
+    qtest_track(c.pid);
     struct victim v = {c.pid, p[0], -1};
     return v;
 }
@@ -500,41 +465,11 @@ static struct victim start_fault_victim(const char *fault)
         execv("/proc/self/exe", argv);
         _exit(98);
     }
-    track(pid);
+    qtest_track(pid);
     close(p[1]);
     close(e[1]);
     struct victim v = {pid, p[0], e[0]};
     return v;
-}
-
-/* Read from fd until `want` appears, EOF or timeout; NUL-terminated. */
-static size_t read_until(int fd, char *buf, size_t cap, const char *want,
-                         int timeout_ms)
-{
-    size_t len = 0;
-    buf[0] = 0;
-    double end = qtest_now_ms() + timeout_ms;
-    while (len + 1 < cap) {
-        if (want && strstr(buf, want) && strchr(strstr(buf, want), '\n'))
-            break;
-        int left = (int)(end - qtest_now_ms());
-        if (left <= 0)
-            break;
-        struct pollfd p = {fd, POLLIN, 0};
-        int r = poll(&p, 1, left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        ssize_t n = read(fd, buf + len, cap - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        buf[len] = 0;
-    }
-    return len;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -557,7 +492,7 @@ static struct {
 static int kill_if_running(pid_t pid, double *when, int *status)
 {
     if (waitpid(pid, status, WNOHANG) == pid) {
-        untrack(pid);
+        qtest_untrack(pid);
         return 0;
     }
     kill(pid, SIGKILL);
@@ -616,26 +551,26 @@ static void one_round(int round, enum kind k)
     struct victim v;
     char err[1024];
     int fault_ok = 1;
-    int wait_ready = k == PLAIN && rnd_below(2);
+    int wait_ready = k == PLAIN && qtest_rnd_below(2);
 
     char fault[64] = "";
     if (k == PLAIN) {
         v = start_plain_victim();
         if (wait_ready) {
             char b[2];
-            read_until(v.ready, b, sizeof b, NULL, 5000);
+            qtest_read_until(v.ready, b, sizeof b, NULL, 5000);
             CHECK(b[0] == 'L', "round %d: plain victim did not report its "
                   "locks", round);
         }
     } else {
         snprintf(fault, sizeof fault, "%s:%d", kind_name[k],
-                 k == HOLDING ? 1 + rnd_below(12) : 1 + rnd_below(4));
+                 k == HOLDING ? 1 + qtest_rnd_below(12) : 1 + qtest_rnd_below(4));
         v = start_fault_victim(fault);
         char want[96];
         snprintf(want, sizeof want, "qnxcompat: fault %s reached (pid %d)",
                  kind_name[k], (int)v.pid);
         phase = "waiting for the fault line";
-        read_until(v.err, err, sizeof err, "reached (pid", 5000);
+        qtest_read_until(v.err, err, sizeof err, "reached (pid", 5000);
         fault_ok = strstr(err, want) != NULL;
         CHECK(fault_ok, "round %d: %s victim (%s) did not stop at its fault "
               "point; stderr: \"%s\"", round, kind_name[k], fault, err);
@@ -645,9 +580,9 @@ static void one_round(int round, enum kind k)
 
     struct waiter_arg w1 = {0, 0, 40}, w2 = {1, 20, 20};
     double t_v = 0, t_w2kill = 0;
-    int w2_order = rnd_below(3); /* 0: not killed, 1: before, 2: after */
+    int w2_order = qtest_rnd_below(3); /* 0: not killed, 1: before, 2: after */
     pid_t p1 = 0, p2 = 0;
-    int start_order = rnd_below(3);
+    int start_order = qtest_rnd_below(3);
     phase = "starting the waiters";
     if (start_order == 0)
         rnd_sleep();
@@ -688,7 +623,7 @@ static void one_round(int round, enum kind k)
 
     /* the waiters are granted */
     int st1 = qtest_wait(p1, 5000);
-    untrack(p1);
+    qtest_untrack(p1);
     char d[96];
     qtest_describe_status(st1, d, sizeof d);
     CHECK(st1 >= 0 && WIFEXITED(st1) && WEXITSTATUS(st1) == 0,
@@ -696,7 +631,7 @@ static void one_round(int round, enum kind k)
           grants[0].rc, qtest_errname(grants[0].err));
     if (st2 == -3) {
         st2 = qtest_wait(p2, 5000);
-        untrack(p2);
+        qtest_untrack(p2);
     }
     if (w2_killed && st2 >= 0 && WIFEXITED(st2) && WEXITSTATUS(st2) == 0) {
         /* it finished by itself just before the SIGKILL arrived */
@@ -736,14 +671,14 @@ static void one_round(int round, enum kind k)
 
     if (stv == -3) {
         stv = qtest_wait(v.pid, 5000);
-        untrack(v.pid);
+        qtest_untrack(v.pid);
     }
     CHECK(stv >= 0 && WIFSIGNALED(stv) && WTERMSIG(stv) == SIGKILL,
           "round %d: victim status %#x", round, stv);
     if (v.err >= 0) {
         /* nothing but the fault line on the victim's stderr */
         size_t n = strlen(err);
-        read_until(v.err, err + n, sizeof err - n, NULL, 100);
+        qtest_read_until(v.err, err + n, sizeof err - n, NULL, 100);
         char *nl = strchr(err, '\n');
         CHECK(!fault_ok || (nl && nl[1] == 0), "round %d: victim stderr: "
               "\"%s\"", round, err);
@@ -824,17 +759,10 @@ int main(int argc, char **argv)
     qtest_init();
     signal(SIGALRM, on_timeout);
     unsetenv("QNXCOMPAT_FAULT");
-    const char *l = getenv("QTEST_LONG");
-    long_mode = l && *l && strcmp(l, "0") != 0;
+    long_mode = qtest_long_mode();
     long target = long_mode ? 1000 : 200;
     alarm(long_mode ? 3000 : 90);
-    const char *s = getenv("QTEST_SEED");
-    unsigned long long seed = s ? strtoull(s, NULL, 0)
-                                : (unsigned long long)time(NULL) * 2654435761ULL ^
-                                      (unsigned long long)getpid();
-    if (seed == 0)
-        seed = 1;
-    rng_state = seed;
+    unsigned long long seed = qtest_seed();
     int shim = qtest_mode_shim();
     const char *rn = getenv("QNXCOMPAT_REGISTRY");
     if (rn && *rn)
@@ -866,10 +794,10 @@ int main(int argc, char **argv)
         CHECK(get_verify() != NULL, "qnxcompat_verify not found by dlsym");
 
     pid_t dog = start_watchdog(long_mode ? 2990 : 82);
-    track(dog);
+    qtest_track(dog);
     for (int i = 0; i < NWIT; i++) {
         wit[i] = qtest_child_start(witness, (void *)(intptr_t)i);
-        track(wit[i].pid);
+        qtest_track(wit[i].pid);
         CHECK_HEAR(&wit[i], 'L', 5000, NULL);
     }
     check_witnesses(0);
@@ -884,7 +812,7 @@ int main(int argc, char **argv)
         }
         enum kind k = PLAIN;
         if (shim) {
-            int x = rnd_below(10);
+            int x = qtest_rnd_below(10);
             k = x < 4 ? PLAIN : x < 7 ? HOLDING : MIDUPDATE;
         }
         one_round(++round, k);
@@ -893,10 +821,10 @@ int main(int argc, char **argv)
 
     kill(dog, SIGKILL);
     qtest_wait(dog, 2000);
-    untrack(dog);
+    qtest_untrack(dog);
     for (int i = 0; i < NWIT; i++) {
         CHECK_CHILD_FINISH(&wit[i]);
-        untrack(wit[i].pid);
+        qtest_untrack(wit[i].pid);
     }
     struct flock fl = qtest_fl(F_WRLCK, SEEK_SET, 0, 0);
     CHECK_OK(fcntl(fd1, F_GETLK, &fl));
