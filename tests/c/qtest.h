@@ -673,25 +673,22 @@ static inline int qtest_wait_blocked(qtest_child *c)
     } while (0)
 
 /* ------------------------------------------------------------------------ */
-/* Probes: a fresh process tries F_SETLK / F_GETLK on an inherited fd        */
+/* Probes: a fresh process tries a lock call, on an inherited descriptor or  */
+/* on an open file of its own                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Returns 0 if another process could F_SETLK `type` on [start, start+len)
- * (it then unlocks it again before exiting), otherwise its errno (or -1 if
- * the probe crashed or hung). */
-static inline int qtest_probe_setlk(int fd, short type, off_t start, off_t len)
+/* Run fn(arg) in a forked "probe" (with its own alarm) that _exit()s with
+ * what fn returns: 0, an errno (see qtest_probe_result), or 255 for "could
+ * not even try".  Returns that, or -1 if the probe crashed, hung (it is
+ * killed after QTEST_WAIT_MS) or gave 255. */
+static inline int qtest_probe(int (*fn)(const void *), const void *arg)
 {
     pid_t pid = fork();
     if (pid < 0)
         qtest_fatal("fork");
     if (pid == 0) {
         alarm(QTEST_CHILD_TIMEOUT_S);
-        int r = setlk(fd, type, start, len);
-        int e = errno;
-        if (r == 0)
-            unlock(fd, start, len);
-        errno = e;
-        _exit(r == 0 ? 0 : r == -1 ? (errno & 0xff) : 255);
+        _exit(fn(arg));
     }
     int st = qtest_wait(pid, QTEST_WAIT_MS);
     if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
@@ -699,151 +696,76 @@ static inline int qtest_probe_setlk(int fd, short type, off_t start, off_t len)
     return WEXITSTATUS(st);
 }
 
-/* Another process does F_GETLK with `type` on [start, start+len) and
- * returns the resulting struct in *out.  Returns 0, errno, or -1 (probe
- * crashed).  The query struct is prefilled with l_pid = -7 so that a
- * "free" answer can be seen to leave the other fields alone. */
-static inline int qtest_probe_getlk(int fd, short type, off_t start, off_t len,
-                                    struct flock *out)
+/* What a probe returns for a call that gave r with errno e: 0, the errno,
+ * or 255 for a return value other than 0 and -1. */
+static inline int qtest_probe_result(int r, int e)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0)
-        qtest_fatal("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
-        close(p[0]);
-        struct flock fl = qtest_fl(type, SEEK_SET, start, len);
-        fl.l_pid = -7;
-        int r = fcntl(fd, F_GETLK, &fl);
-        int e = r == -1 ? errno : 0;
-        ssize_t w = write(p[1], &fl, sizeof fl);
-        (void)w;
-        _exit(r == 0 ? 0 : r == -1 ? (e & 0xff) : 255);
-    }
-    close(p[1]);
-    memset(out, 0, sizeof *out);
-    out->l_type = -1;
-    struct pollfd pf = {p[0], POLLIN, 0};
-    if (poll(&pf, 1, QTEST_WAIT_MS) == 1) {
-        ssize_t n = read(p[0], out, sizeof *out);
-        (void)n;
-    }
-    close(p[0]);
-    int st = qtest_wait(pid, QTEST_WAIT_MS);
-    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
-        return -1;
-    return WEXITSTATUS(st);
+    return r == 0 ? 0 : r == -1 ? (e & 0xff) : 255;
 }
 
+/* A probe's result for a message: "0", the errno's name or "probe died". */
+static inline const char *qtest_probe_name(int r)
+{
+    return r < 0 ? "probe died" : r == 0 ? "0" : qtest_errname(r);
+}
+
+/* "F_WRLCK", "F_RDLCK|F_FLOCK" ..., or the number in hex. */
 static inline const char *qtest_typename(int t)
 {
-    switch (t) {
-    case F_RDLCK: return "F_RDLCK";
-    case F_WRLCK: return "F_WRLCK";
-    case F_UNLCK: return "F_UNLCK";
-    default: return "?";
+    static __thread char bufs[4][24];
+    static __thread int next;
+    const char *base;
+    switch (t & ~F_FLOCK) {
+    case F_RDLCK: base = "F_RDLCK"; break;
+    case F_WRLCK: base = "F_WRLCK"; break;
+    case F_UNLCK: base = "F_UNLCK"; break;
+    default: base = NULL;
+    }
+    if (base && !(t & F_FLOCK))
+        return base;
+    char *b = bufs[next++ & 3];
+    if (base)
+        snprintf(b, sizeof bufs[0], "%s|F_FLOCK", base);
+    else
+        snprintf(b, sizeof bufs[0], "%#x", t);
+    return b;
+}
+
+/* "F_SETLK", "F_OFD_GETLK" ..., or "cmd N". */
+static inline const char *qtest_cmdname(int cmd)
+{
+    static __thread char bufs[4][24];
+    static __thread int next;
+    switch (cmd) {
+    case F_GETLK: return "F_GETLK";
+    case F_SETLK: return "F_SETLK";
+    case F_SETLKW: return "F_SETLKW";
+    case F_OFD_GETLK: return "F_OFD_GETLK";
+    case F_OFD_SETLK: return "F_OFD_SETLK";
+    case F_OFD_SETLKW: return "F_OFD_SETLKW";
+    default: {
+        char *b = bufs[next++ & 3];
+        snprintf(b, sizeof bufs[0], "cmd %d", cmd);
+        return b;
+    }
     }
 }
 
-/* Another process can lock `type` on [start, start+len). */
-#define CHECK_CAN_LOCK(fd, type, start, len)                                  \
-    do {                                                                      \
-        int qt_r_ = qtest_probe_setlk((fd), (type), (start), (len));          \
-        CHECK(qt_r_ == 0,                                                     \
-              "other process F_SETLK %s start=%lld len=%lld: expected 0, "    \
-              "got %s",                                                       \
-              qtest_typename(type), (long long)(start), (long long)(len),     \
-              qt_r_ < 0 ? "probe died" : qtest_errname(qt_r_));               \
-    } while (0)
-
-/* Another process gets -1 EAGAIN for F_SETLK `type` on [start, start+len). */
-#define CHECK_CANNOT_LOCK(fd, type, start, len)                               \
-    do {                                                                      \
-        int qt_r_ = qtest_probe_setlk((fd), (type), (start), (len));          \
-        CHECK(qt_r_ == EAGAIN,                                                \
-              "other process F_SETLK %s start=%lld len=%lld: expected -1 "    \
-              "EAGAIN, got %s",                                               \
-              qtest_typename(type), (long long)(start), (long long)(len),     \
-              qt_r_ == 0 ? "0" : qt_r_ < 0 ? "probe died"                     \
-                                           : qtest_errname(qt_r_));           \
-    } while (0)
-
-static inline void qtest_check_getlk(int fd, off_t start, off_t len,
-                                     short want_type, off_t want_start,
-                                     off_t want_len, pid_t want_pid,
-                                     const char *file, int line)
+/* "LOCK_EX|LOCK_NB" ..., or the number of a bad operation. */
+static inline const char *qtest_flockname(int op)
 {
-    struct flock fl;
-    int r = qtest_probe_getlk(fd, F_WRLCK, start, len, &fl);
-    int ok;
-    if (want_type == F_UNLCK) /* free: only l_type changes */
-        ok = r == 0 && fl.l_type == F_UNLCK && fl.l_whence == SEEK_SET &&
-             fl.l_start == start && fl.l_len == len && fl.l_pid == -7;
-    else
-        ok = r == 0 && fl.l_type == want_type && fl.l_whence == SEEK_SET &&
-             fl.l_start == want_start && fl.l_len == want_len &&
-             fl.l_pid == want_pid;
-    char want[128];
-    if (want_type == F_UNLCK)
-        snprintf(want, sizeof want, "no lock {F_UNLCK, whence=0, start=%lld, "
-                 "len=%lld, pid=-7 (unchanged)}", (long long)start,
-                 (long long)len);
-    else
-        snprintf(want, sizeof want, "{%s, whence=0, start=%lld, len=%lld, "
-                 "pid=%d}", qtest_typename(want_type), (long long)want_start,
-                 (long long)want_len, (int)want_pid);
-    qtest_record(ok, file, line,
-                 "other process F_GETLK start=%lld len=%lld: expected %s, "
-                 "got rc=%s {%s, whence=%d, start=%lld, len=%lld, pid=%d}",
-                 (long long)start, (long long)len, want,
-                 r < 0 ? "probe died" : qtest_errname(r),
-                 qtest_typename(fl.l_type), fl.l_whence,
-                 (long long)fl.l_start, (long long)fl.l_len, (int)fl.l_pid);
-}
-
-/* Another process's F_GETLK(F_WRLCK) on [start, start+len) reports exactly
- * the lock {type, SEEK_SET, lstart, llen, pid}. */
-#define CHECK_GETLK(fd, start, len, type, lstart, llen, pid)                  \
-    qtest_check_getlk((fd), (start), (len), (type), (lstart), (llen), (pid),  \
-                      __FILE__, __LINE__)
-
-/* Another process's F_GETLK(F_WRLCK) on [start, start+len) finds no lock
- * and changes nothing but l_type (set to F_UNLCK). */
-#define CHECK_GETLK_FREE(fd, start, len)                                      \
-    qtest_check_getlk((fd), (start), (len), F_UNLCK, 0, 0, 0, __FILE__,       \
-                      __LINE__)
-
-/* Another process calls lockf(func, size) at offset `off` on its own open
- * file description of fd's file (so the file offset is not shared with us).
- * A lock it obtains is released before it exits.  Returns 0 or errno (-1 if
- * the probe died). */
-static inline int qtest_probe_lockf(int fd, int func, off_t off, off_t size)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
-        char path[64];
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-        int nfd = open(path, fcntl(fd, F_GETFL) & O_ACCMODE);
-        if (nfd < 0 || lseek(nfd, off, SEEK_SET) != off)
-            _exit(255);
-        int r = lockf(nfd, func, size);
-        int e = errno;
-        if (r == 0 && (func == F_LOCK || func == F_TLOCK)) {
-            lseek(nfd, off, SEEK_SET);
-            lockf(nfd, F_ULOCK, size);
-        }
-        _exit(r == 0 ? 0 : r == -1 ? (e & 0xff) : 255);
+    static __thread char bufs[4][48];
+    static __thread int next;
+    char *b = bufs[next++ & 3];
+    const char *base;
+    switch (op & ~LOCK_NB) {
+    case LOCK_SH: base = "LOCK_SH"; break;
+    case LOCK_EX: base = "LOCK_EX"; break;
+    case LOCK_UN: base = "LOCK_UN"; break;
+    default: snprintf(b, sizeof bufs[0], "%d", op); return b;
     }
-    int st = qtest_wait(pid, QTEST_WAIT_MS);
-    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
-        return -1;
-    return WEXITSTATUS(st);
+    snprintf(b, sizeof bufs[0], "%s%s", base, op & LOCK_NB ? "|LOCK_NB" : "");
+    return b;
 }
 
 static inline const char *qtest_lockfname(int func)
@@ -855,6 +777,287 @@ static inline const char *qtest_lockfname(int func)
     case F_ULOCK: return "F_ULOCK";
     default: return "?";
     }
+}
+
+/* A probe's request.  On an inherited descriptor (fd), or (path not NULL)
+ * on an open of path (flags) of its own, i.e. another open file:
+ * flock(op) if op, else fcntl(cmd, {type, SEEK_SET, start, len, l_pid 0});
+ * lockf: lockf(func, len) at offset start on its own open of fd's file.  A
+ * lock it gets is dropped again before it exits. */
+struct qtest_req {
+    int fd;
+    const char *path;
+    int flags;
+    int op, cmd, func;
+    short type;
+    off_t start, len;
+};
+
+static inline int qtest_req_fd(const struct qtest_req *q)
+{
+    return q->path ? open(q->path, q->flags) : q->fd;
+}
+
+static inline int qtest_req_lock(const void *arg)
+{
+    const struct qtest_req *q = arg;
+    int fd = qtest_req_fd(q);
+    if (fd < 0)
+        return 255;
+    errno = 0;
+    int r, e;
+    if (q->op) {
+        r = flock(fd, q->op);
+        e = errno;
+        if (r == 0)
+            flock(fd, LOCK_UN);
+    } else {
+        struct flock fl = qtest_fl(q->type, SEEK_SET, q->start, q->len);
+        r = fcntl(fd, q->cmd, &fl);
+        e = errno;
+        fl.l_type = (short)((q->type & F_FLOCK) | F_UNLCK);
+        if (r == 0)
+            fcntl(fd, q->cmd, &fl);
+    }
+    return qtest_probe_result(r, e);
+}
+
+/* Returns 0 if another process could F_SETLK `type` on [start, start+len)
+ * (it then unlocks it again before exiting), otherwise its errno (or -1 if
+ * the probe crashed or hung). */
+static inline int qtest_probe_setlk(int fd, short type, off_t start, off_t len)
+{
+    struct qtest_req q = {fd, NULL, 0, 0, F_SETLK, 0, type, start, len};
+    return qtest_probe(qtest_req_lock, &q);
+}
+
+/* Another process opens path (flags) itself and calls flock(op). */
+static inline int qtest_probe_flock(const char *path, int flags, int op)
+{
+    struct qtest_req q = {-1, path, flags, op, 0, 0, 0, 0, 0};
+    return qtest_probe(qtest_req_lock, &q);
+}
+
+/* Another process opens path O_RDWR itself and calls
+ * fcntl(cmd, {type, SEEK_SET, start, len}) (F_SETLK, F_OFD_SETLK ...;
+ * type may carry F_FLOCK). */
+static inline int qtest_probe_fcntl(const char *path, int cmd, short type,
+                                    off_t start, off_t len)
+{
+    struct qtest_req q = {-1, path, O_RDWR, 0, cmd, 0, type, start, len};
+    return qtest_probe(qtest_req_lock, &q);
+}
+
+/* The query of qtest_probe_query, and the pipe its answer goes back on. */
+struct qtest_query {
+    struct qtest_req q;
+    int answer_fd;
+};
+
+static inline int qtest_query_fn(const void *arg)
+{
+    const struct qtest_query *a = arg;
+    int fd = qtest_req_fd(&a->q);
+    if (fd < 0)
+        return 255;
+    struct flock fl = qtest_fl(a->q.type, SEEK_SET, a->q.start, a->q.len);
+    fl.l_pid = a->q.cmd == F_OFD_GETLK ? 0 : -7;
+    errno = 0;
+    int r = fcntl(fd, a->q.cmd, &fl);
+    int e = errno;
+    qtest_write_rec(a->answer_fd, &fl, sizeof fl);
+    return qtest_probe_result(r, e);
+}
+
+/* Another process asks fcntl(cmd) (F_GETLK or F_OFD_GETLK) about `type`
+ * on [start, start+len), on the inherited fd or (path not NULL) on an
+ * O_RDWR open of path of its own; the answer goes to *out (l_type -1 if
+ * none came back).  Returns 0, its errno, or -1 (probe crashed).  The query
+ * struct is prefilled with l_pid -7 for F_GETLK (0 for F_OFD_GETLK, which
+ * requires it) so that a "free" answer can be seen to leave the other
+ * fields alone. */
+static inline int qtest_probe_query(int fd, const char *path, int cmd,
+                                    short type, off_t start, off_t len,
+                                    struct flock *out)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0)
+        qtest_fatal("pipe");
+    struct qtest_query a = {{fd, path, O_RDWR, 0, cmd, 0, type, start, len},
+                            p[1]};
+    int r = qtest_probe(qtest_query_fn, &a);
+    close(p[1]);
+    if (qtest_read_rec(p[0], 0, out, sizeof *out) != 1) {
+        memset(out, 0, sizeof *out);
+        out->l_type = -1;
+    }
+    close(p[0]);
+    return r;
+}
+
+/* Another process does F_GETLK with `type` on [start, start+len) through
+ * the inherited fd (see qtest_probe_query). */
+static inline int qtest_probe_getlk(int fd, short type, off_t start, off_t len,
+                                    struct flock *out)
+{
+    return qtest_probe_query(fd, NULL, F_GETLK, type, start, len, out);
+}
+
+/* Another process can lock `type` on [start, start+len). */
+#define CHECK_CAN_LOCK(fd, type, start, len)                                  \
+    do {                                                                      \
+        int qt_r_ = qtest_probe_setlk((fd), (type), (start), (len));          \
+        CHECK(qt_r_ == 0,                                                     \
+              "other process F_SETLK %s start=%lld len=%lld: expected 0, "    \
+              "got %s",                                                       \
+              qtest_typename(type), (long long)(start), (long long)(len),     \
+              qtest_probe_name(qt_r_));                                       \
+    } while (0)
+
+/* Another process gets -1 EAGAIN for F_SETLK `type` on [start, start+len). */
+#define CHECK_CANNOT_LOCK(fd, type, start, len)                               \
+    do {                                                                      \
+        int qt_r_ = qtest_probe_setlk((fd), (type), (start), (len));          \
+        CHECK(qt_r_ == EAGAIN,                                                \
+              "other process F_SETLK %s start=%lld len=%lld: expected -1 "    \
+              "EAGAIN, got %s",                                               \
+              qtest_typename(type), (long long)(start), (long long)(len),     \
+              qtest_probe_name(qt_r_));                                       \
+    } while (0)
+
+static inline void qtest_check_other_flock(const char *path, int flags,
+                                           int op, int want, const char *file,
+                                           int line)
+{
+    int r = qtest_probe_flock(path, flags, op);
+    qtest_record(r == want, file, line,
+                 "other process, own open file: flock(%s): expected %s, got %s",
+                 qtest_flockname(op), qtest_probe_name(want),
+                 qtest_probe_name(r));
+}
+
+static inline void qtest_check_other_fcntl(const char *path, int cmd,
+                                           short type, off_t start, off_t len,
+                                           int want, const char *file,
+                                           int line)
+{
+    int r = qtest_probe_fcntl(path, cmd, type, start, len);
+    qtest_record(r == want, file, line,
+                 "other process, own open file: %s %s start=%lld len=%lld: "
+                 "expected %s, got %s", qtest_cmdname(cmd), qtest_typename(type),
+                 (long long)start, (long long)len, qtest_probe_name(want),
+                 qtest_probe_name(r));
+}
+
+/* Another process, through its own open of path (flags), gets `want` (0 or
+ * the errno of a -1 return) from flock(op). */
+#define CHECK_OTHER_FLOCK_AT(path, flags, op, want)                           \
+    qtest_check_other_flock((path), (flags), (op), (want), __FILE__, __LINE__)
+
+/* Another process, through its own O_RDWR open of path, gets `want` from
+ * fcntl(cmd, {type, SEEK_SET, start, len}). */
+#define CHECK_OTHER_FCNTL_AT(path, cmd, type, start, len, want)               \
+    qtest_check_other_fcntl((path), (cmd), (type), (start), (len), (want),    \
+                            __FILE__, __LINE__)
+
+/* CHECK a struct flock that a query (by `who`) on [start, start+len)
+ * returned with rc r: exactly {want_type, SEEK_SET, want_start, want_len,
+ * want_pid}, or, for want_type F_UNLCK, "free": only l_type changed (to
+ * F_UNLCK) from the query, whose l_pid was upid. */
+static inline void qtest_check_answer(const char *who, int r,
+                                      const struct flock *fl, off_t start,
+                                      off_t len, pid_t upid, int want_type,
+                                      off_t want_start, off_t want_len,
+                                      pid_t want_pid, const char *file,
+                                      int line)
+{
+    int ok;
+    char want[160];
+    if (want_type == F_UNLCK) {
+        ok = r == 0 && fl->l_type == F_UNLCK && fl->l_whence == SEEK_SET &&
+             fl->l_start == start && fl->l_len == len && fl->l_pid == upid;
+        snprintf(want, sizeof want, "no lock {F_UNLCK, whence=0, start=%lld, "
+                 "len=%lld, pid=%d (unchanged)}", (long long)start,
+                 (long long)len, (int)upid);
+    } else {
+        ok = r == 0 && fl->l_type == want_type && fl->l_whence == SEEK_SET &&
+             fl->l_start == want_start && fl->l_len == want_len &&
+             fl->l_pid == want_pid;
+        snprintf(want, sizeof want, "{%s, whence=0, start=%lld, len=%lld, "
+                 "pid=%d}", qtest_typename(want_type), (long long)want_start,
+                 (long long)want_len, (int)want_pid);
+    }
+    qtest_record(ok, file, line,
+                 "%s start=%lld len=%lld: expected %s, got rc=%s {%s, "
+                 "whence=%d, start=%lld, len=%lld, pid=%d}",
+                 who, (long long)start, (long long)len, want,
+                 qtest_probe_name(r), qtest_typename(fl->l_type), fl->l_whence,
+                 (long long)fl->l_start, (long long)fl->l_len,
+                 (int)fl->l_pid);
+}
+
+/* Another process's cmd (F_GETLK or F_OFD_GETLK) with a write query on
+ * [start, start+len), through fd or (path not NULL) its own open of path,
+ * reports exactly {type, SEEK_SET, lstart, llen, pid}; type F_UNLCK: no
+ * lock, and nothing else changed. */
+static inline void qtest_check_getlk_by(int fd, const char *path, int cmd,
+                                        off_t start, off_t len,
+                                        short want_type, off_t want_start,
+                                        off_t want_len, pid_t want_pid,
+                                        const char *file, int line)
+{
+    struct flock fl;
+    int r = qtest_probe_query(fd, path, cmd, F_WRLCK, start, len, &fl);
+    char who[80];
+    snprintf(who, sizeof who, "other process%s %s",
+             path ? ", own open file:" : "", qtest_cmdname(cmd));
+    qtest_check_answer(who, r, &fl, start, len, cmd == F_OFD_GETLK ? 0 : -7,
+                       want_type, want_start, want_len, want_pid, file, line);
+}
+
+/* Another process's F_GETLK(F_WRLCK) on [start, start+len) reports exactly
+ * the lock {type, SEEK_SET, lstart, llen, pid}. */
+#define CHECK_GETLK(fd, start, len, type, lstart, llen, pid)                  \
+    qtest_check_getlk_by((fd), NULL, F_GETLK, (start), (len), (type),         \
+                         (lstart), (llen), (pid), __FILE__, __LINE__)
+
+/* Another process's F_GETLK(F_WRLCK) on [start, start+len) finds no lock
+ * and changes nothing but l_type (set to F_UNLCK). */
+#define CHECK_GETLK_FREE(fd, start, len)                                      \
+    CHECK_GETLK((fd), (start), (len), F_UNLCK, 0, 0, 0)
+
+/* Another process's cmd (F_GETLK or F_OFD_GETLK) through its own open of
+ * path: as CHECK_GETLK. */
+#define CHECK_OTHER_GETLK_AT(path, cmd, start, len, type, lstart, llen, pid)  \
+    qtest_check_getlk_by(-1, (path), (cmd), (start), (len), (type),           \
+                         (lstart), (llen), (pid), __FILE__, __LINE__)
+
+static inline int qtest_req_lockf(const void *arg)
+{
+    const struct qtest_req *q = arg;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", q->fd);
+    int nfd = open(path, fcntl(q->fd, F_GETFL) & O_ACCMODE);
+    if (nfd < 0 || lseek(nfd, q->start, SEEK_SET) != q->start)
+        return 255;
+    errno = 0;
+    int r = lockf(nfd, q->func, q->len);
+    int e = errno;
+    if (r == 0 && (q->func == F_LOCK || q->func == F_TLOCK)) {
+        lseek(nfd, q->start, SEEK_SET);
+        lockf(nfd, F_ULOCK, q->len);
+    }
+    return qtest_probe_result(r, e);
+}
+
+/* Another process calls lockf(func, size) at offset `off` on its own open
+ * file description of fd's file (so the file offset is not shared with us).
+ * A lock it obtains is released before it exits.  Returns 0 or errno (-1 if
+ * the probe died). */
+static inline int qtest_probe_lockf(int fd, int func, off_t off, off_t size)
+{
+    struct qtest_req q = {fd, NULL, 0, 0, 0, func, 0, off, size};
+    return qtest_probe(qtest_req_lockf, &q);
 }
 
 static inline void qtest_check_lockf(int fd, int func, off_t off, off_t size,
@@ -900,6 +1103,167 @@ static inline int qtest_lockf_at(int fd, off_t off, int func, off_t size)
     qtest_seek(fd, off);
     return lockf(fd, func, size);
 }
+
+/* ------------------------------------------------------------------------ */
+/* Lock calls as data, and children that hold or wait for a lock            */
+/* ------------------------------------------------------------------------ */
+
+/* One lock call: fcntl(cmd, {type, SEEK_SET, start, len, l_pid 0}) (type
+ * may carry F_FLOCK), lockf(cmd, len) at offset start, or flock(cmd). */
+enum { QTEST_CALL_FCNTL = 1, QTEST_CALL_LOCKF, QTEST_CALL_FLOCK };
+struct qtest_call {
+    int kind; /* QTEST_CALL_* */
+    int cmd;  /* fcntl command, lockf function or flock operation */
+    short type;
+    off_t start, len;
+};
+
+static inline struct qtest_call qtest_call_fcntl(int cmd, short type,
+                                                 off_t start, off_t len)
+{
+    struct qtest_call c = {QTEST_CALL_FCNTL, cmd, type, start, len};
+    return c;
+}
+
+static inline struct qtest_call qtest_call_lockf(int func, off_t off,
+                                                 off_t size)
+{
+    struct qtest_call c = {QTEST_CALL_LOCKF, func, 0, off, size};
+    return c;
+}
+
+static inline struct qtest_call qtest_call_flock(int op)
+{
+    struct qtest_call c = {QTEST_CALL_FLOCK, op, 0, 0, 0};
+    return c;
+}
+
+/* Make the call on fd (undo: remove what it took instead: F_UNLCK, keeping
+ * F_FLOCK; F_ULOCK; LOCK_UN).  Returns what the call returned (-2: the
+ * lseek before a lockf failed). */
+static inline int qtest_call_run(int fd, const struct qtest_call *c, int undo)
+{
+    switch (c->kind) {
+    case QTEST_CALL_FCNTL: {
+        short type = undo ? (short)((c->type & F_FLOCK) | F_UNLCK) : c->type;
+        struct flock fl = qtest_fl(type, SEEK_SET, c->start, c->len);
+        return fcntl(fd, c->cmd, &fl);
+    }
+    case QTEST_CALL_LOCKF:
+        if (lseek(fd, c->start, SEEK_SET) != c->start)
+            return -2;
+        return lockf(fd, undo ? F_ULOCK : c->cmd, c->len);
+    case QTEST_CALL_FLOCK:
+        return flock(fd, undo ? LOCK_UN : c->cmd);
+    }
+    errno = EINVAL;
+    return -2;
+}
+
+/* A child that holds or waits: it makes `call` on the inherited
+ * descriptor fd, or (path not NULL) on an O_RDWR open of path of its own
+ * (another open file).  A waiter first installs a SIGALRM handler with
+ * sa_flags if that is >= 0 (so that SIGALRM interrupts its call). */
+struct qtest_actor {
+    struct qtest_call call;
+    int fd;
+    const char *path;
+    int sa_flags;
+};
+
+static inline int qtest_actor_fd(const struct qtest_actor *a)
+{
+    return a->path ? qtest_open(a->path, O_RDWR) : a->fd;
+}
+
+/* Child: take the lock, report 'L' (result, errno); on 'U' undo it and
+ * report 'u'; return on 'Q' (or EOF, or 30 s without a word). */
+static inline void qtest_holder(void *arg)
+{
+    const struct qtest_actor *a = arg;
+    int fd = qtest_actor_fd(a);
+    errno = 0;
+    int r = qtest_call_run(fd, &a->call, 0);
+    child_report('L', r, errno);
+    for (;;) {
+        struct qtest_msg m;
+        if (qtest_get(qtest_down_fd, 30000, &m) != 1 || m.tag == 'Q')
+            return;
+        if (m.tag == 'U') {
+            errno = 0;
+            r = qtest_call_run(fd, &a->call, 1);
+            child_report('u', r, errno);
+        }
+    }
+}
+
+/* Start a holder child (qtest_holder) and CHECK that it got its lock. */
+static inline qtest_child qtest_start_holder(struct qtest_actor a,
+                                             const char *file, int line)
+{
+    struct qtest_msg m;
+    qtest_child c = qtest_child_start(qtest_holder, &a);
+    if (qtest_check_hear(&c, 'L', 5000, &m, file, line))
+        qtest_record(m.val == 0, file, line,
+                     "holder: taking its lock gave %lld %s", m.val,
+                     qtest_errname(m.err));
+    return c;
+}
+
+#define CHECK_START_HOLDER(actor) qtest_start_holder((actor), __FILE__, __LINE__)
+
+/* Tell a holder to release its lock, and CHECK that it did. */
+#define CHECK_HOLDER_RELEASE(c)                                               \
+    do {                                                                      \
+        struct qtest_msg qt_m_;                                               \
+        qtest_say((c), 'U');                                                  \
+        if (CHECK_HEAR((c), 'u', 5000, &qt_m_))                               \
+            CHECK(qt_m_.val == 0, "holder: releasing its lock gave %lld %s",  \
+                  qt_m_.val, qtest_errname(qt_m_.err));                       \
+    } while (0)
+
+static inline void qtest_waiter_on_alarm(int sig) { (void)sig; }
+
+/* Child: announce 'R', make the (blocking) call, report 'G' with the
+ * result, and hold what it got until 'Q'. */
+static inline void qtest_waiter(void *arg)
+{
+    const struct qtest_actor *a = arg;
+    int fd = qtest_actor_fd(a);
+    if (a->sa_flags >= 0) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = qtest_waiter_on_alarm;
+        sa.sa_flags = a->sa_flags;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGALRM, &sa, NULL);
+    }
+    child_say('R');
+    errno = 0;
+    int r = qtest_call_run(fd, &a->call, 0);
+    child_report('G', r, errno);
+    child_await('Q', 30000);
+}
+
+/* The waiter's 'G' arrives within 5 s with result 0, and (if t0 > 0)
+ * within 2 s of t0 (the release it waited for). */
+static inline void qtest_check_granted(qtest_child *c, double t0,
+                                       const char *what, const char *file,
+                                       int line)
+{
+    struct qtest_msg m;
+    if (qtest_check_hear(c, 'G', 5000, &m, file, line)) {
+        double dt = qtest_now_ms() - t0;
+        qtest_record(m.val == 0, file, line,
+                     "%s: blocked request returned %lld %s", what, m.val,
+                     qtest_errname(m.err));
+        qtest_record(t0 <= 0 || dt < 2000, file, line,
+                     "%s: granted %.0f ms after the release", what, dt);
+    }
+}
+
+#define CHECK_GRANTED(c, t0, what)                                            \
+    qtest_check_granted((c), (t0), (what), __FILE__, __LINE__)
 
 /* ------------------------------------------------------------------------ */
 /* Misc                                                                      */
@@ -1292,28 +1656,13 @@ enum { QTEST_BY_FLOCK, QTEST_BY_OFD };
 /* Another process, on an open file description of its own (it opens
  * `path` O_RDWR): flock(LOCK_EX|LOCK_NB) (QTEST_BY_FLOCK), or F_OFD_SETLK
  * `type` on [start, start+len) (QTEST_BY_OFD).  Returns 0 or its errno
- * (-1: the probe died).  What it gets goes with its exit. */
+ * (-1: the probe died). */
 static inline int qtest_probe_path(const char *path, int how, short type,
                                    off_t start, off_t len)
 {
-    pid_t p = fork();
-    if (p < 0)
-        qtest_fatal("fork");
-    if (p == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
-        int fd = open(path, O_RDWR);
-        if (fd < 0)
-            _exit(255);
-        struct flock fl = qtest_fl(type, SEEK_SET, start, len);
-        errno = 0;
-        int r = how == QTEST_BY_FLOCK ? flock(fd, LOCK_EX | LOCK_NB)
-                                      : fcntl(fd, F_OFD_SETLK, &fl);
-        _exit(r == 0 ? 0 : errno & 0xff);
-    }
-    int st = qtest_wait(p, QTEST_WAIT_MS);
-    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
-        return -1;
-    return WEXITSTATUS(st);
+    return how == QTEST_BY_FLOCK
+               ? qtest_probe_flock(path, O_RDWR, LOCK_EX | LOCK_NB)
+               : qtest_probe_fcntl(path, F_OFD_SETLK, type, start, len);
 }
 
 /* The snapshot of a (segment) file: its stat and first bytes, to show that

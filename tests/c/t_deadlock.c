@@ -97,29 +97,6 @@ static struct cmd fl_fd(int fd, int op)
 #define WAIT(f, s, l) fc((f), F_SETLKW, F_WRLCK, (s), (l))
 #define UNLOCK(f, s, l) fc((f), F_SETLK, F_UNLCK, (s), (l))
 
-static const char *cmdname(int cmd)
-{
-    switch (cmd) {
-    case F_SETLK: return "F_SETLK";
-    case F_SETLKW: return "F_SETLKW";
-    case F_OFD_SETLK: return "F_OFD_SETLK";
-    case F_OFD_SETLKW: return "F_OFD_SETLKW";
-    default: return "?";
-    }
-}
-
-static const char *flockname(int op)
-{
-    switch (op) {
-    case LOCK_SH: return "LOCK_SH";
-    case LOCK_EX: return "LOCK_EX";
-    case LOCK_UN: return "LOCK_UN";
-    case LOCK_SH | LOCK_NB: return "LOCK_SH|LOCK_NB";
-    case LOCK_EX | LOCK_NB: return "LOCK_EX|LOCK_NB";
-    default: return "?";
-    }
-}
-
 /* "fcntl(X, F_SETLKW, {F_WRLCK|F_FLOCK, start=0, len=10})" etc. */
 static const char *describe(const struct cmd *c)
 {
@@ -133,16 +110,16 @@ static const char *describe(const struct cmd *c)
         snprintf(f, sizeof f, "%s", c->file == X ? "X" : "Y");
     switch (c->kind) {
     case K_FCNTL:
-        snprintf(b, sizeof bufs[0], "fcntl(%s, %s, {%s%s, start=%lld, len=%lld})",
-                 f, cmdname(c->cmd), qtest_typename(c->type & ~F_FLOCK),
-                 c->type & F_FLOCK ? "|F_FLOCK" : "", c->start, c->len);
+        snprintf(b, sizeof bufs[0], "fcntl(%s, %s, {%s, start=%lld, len=%lld})",
+                 f, qtest_cmdname(c->cmd), qtest_typename(c->type), c->start,
+                 c->len);
         break;
     case K_LOCKF:
         snprintf(b, sizeof bufs[0], "lockf(%s, %s, %lld) at offset %lld", f,
                  qtest_lockfname(c->cmd), c->len, c->start);
         break;
     case K_FLOCK:
-        snprintf(b, sizeof bufs[0], "flock(%s, %s)", f, flockname(c->cmd));
+        snprintf(b, sizeof bufs[0], "flock(%s, %s)", f, qtest_flockname(c->cmd));
         break;
     default:
         snprintf(b, sizeof bufs[0], "command %d", c->kind);

@@ -38,228 +38,20 @@ static int fd;           /* O_RDWR open of path: the parent's open file */
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-/* "LOCK_EX|LOCK_NB", or the number for a bad operation. */
-static const char *opname(int op)
-{
-    static char bufs[4][48];
-    static int next;
-    char *b = bufs[next++ & 3];
-    const char *base;
-    switch (op & ~LOCK_NB) {
-    case LOCK_SH: base = "LOCK_SH"; break;
-    case LOCK_EX: base = "LOCK_EX"; break;
-    case LOCK_UN: base = "LOCK_UN"; break;
-    default: snprintf(b, sizeof bufs[0], "%d", op); return b;
-    }
-    snprintf(b, sizeof bufs[0], "%s%s", base, op & LOCK_NB ? "|LOCK_NB" : "");
-    return b;
-}
-
-static const char *resname(int r)
-{
-    return r < 0 ? "probe died" : r == 0 ? "0" : qtest_errname(r);
-}
-
-/* Fork a probe that runs fn(arg) and _exits with its result (0, an errno,
- * or 255); returns that result, -1 if the probe crashed or hung. */
-static int probe(int (*fn)(const void *), const void *arg)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
-        _exit(fn(arg));
-    }
-    int st = qtest_wait(pid, QTEST_WAIT_MS);
-    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
-        return -1;
-    return WEXITSTATUS(st);
-}
-
-struct req {
-    const char *path;
-    int flags;       /* open flags of the probe's own open */
-    int op;          /* flock operation */
-    short type;      /* fcntl l_type */
-    off_t start, len;
-};
-
-/* probe: open the file anew, flock(op); drop what it got */
-static int do_flock(const void *arg)
-{
-    const struct req *q = arg;
-    int pfd = open(q->path, q->flags);
-    if (pfd < 0)
-        return 255;
-    int r = flock(pfd, q->op);
-    int e = errno;
-    if (r == 0)
-        flock(pfd, LOCK_UN);
-    close(pfd);
-    return r == 0 ? 0 : r == -1 ? (e & 0xff) : 255;
-}
-
-/* probe: open the file anew, F_SETLK; drop what it got */
-static int do_setlk(const void *arg)
-{
-    const struct req *q = arg;
-    int pfd = open(q->path, q->flags);
-    if (pfd < 0)
-        return 255;
-    int r = setlk(pfd, q->type, q->start, q->len);
-    int e = errno;
-    if (r == 0)
-        unlock(pfd, q->start, q->len);
-    close(pfd);
-    return r == 0 ? 0 : r == -1 ? (e & 0xff) : 255;
-}
-
-/* Another process, through its own open of p (flags), calls flock(op) and
- * gets `want` (0 or the errno of a -1 return). */
-#define CHECK_OTHER_FLOCK_AT(p, flags, op, want)                              \
-    check_other_flock((p), (flags), (op), (want), __FILE__, __LINE__)
-#define CHECK_OTHER_FLOCK(op, want) CHECK_OTHER_FLOCK_AT(path, O_RDWR, op, want)
-
-static void check_other_flock(const char *p, int flags, int op, int want,
-                              const char *file, int line)
-{
-    struct req q = {p, flags, op, 0, 0, 0};
-    int r = probe(do_flock, &q);
-    qtest_record(r == want, file, line,
-                 "other process, own open file: flock(%s): expected %s, got %s",
-                 opname(op), resname(want), resname(r));
-}
-
-/* Another process, through its own O_RDWR open of p, gets `want` from
+/* Another process, through its own open of the file (O_RDWR or flags),
+ * gets `want` (0 or the errno of a -1 return) from flock(op) or from
  * fcntl(F_SETLK, {type, SEEK_SET, start, len}). */
+#define CHECK_OTHER_FLOCK(op, want) CHECK_OTHER_FLOCK_AT(path, O_RDWR, op, want)
 #define CHECK_OTHER_SETLK_AT(p, type, start, len, want)                       \
-    check_other_setlk((p), (type), (start), (len), (want), __FILE__, __LINE__)
+    CHECK_OTHER_FCNTL_AT(p, F_SETLK, type, start, len, want)
 #define CHECK_OTHER_SETLK(type, start, len, want)                             \
     CHECK_OTHER_SETLK_AT(path, type, start, len, want)
 
-static void check_other_setlk(const char *p, short type, off_t start,
-                              off_t len, int want, const char *file, int line)
-{
-    struct req q = {p, O_RDWR, 0, type, start, len};
-    int r = probe(do_setlk, &q);
-    qtest_record(r == want, file, line,
-                 "other process, own open file: F_SETLK %s start=%lld "
-                 "len=%lld: expected %s, got %s",
-                 qtest_typename(type), (long long)start, (long long)len,
-                 resname(want), resname(r));
-}
+/* ---- children that hold or wait, through their own open of the file -------- */
 
-/* ---- a child that holds a lock through its own open of the file ------------- */
-
-enum kind { K_FLOCK, K_SETLK, K_LOCKF };
-
-struct hold {
-    enum kind kind;
-    int op;      /* K_FLOCK: operation */
-    short type;  /* K_SETLK: l_type */
-    off_t start; /* K_SETLK, K_LOCKF: range */
-    off_t len;
-};
-
-static int hold_apply(const struct hold *h, int hfd, int undo)
-{
-    switch (h->kind) {
-    case K_FLOCK:
-        return flock(hfd, undo ? LOCK_UN : h->op);
-    case K_SETLK:
-        return undo ? unlock(hfd, h->start, h->len)
-                    : setlk(hfd, h->type, h->start, h->len);
-    case K_LOCKF:
-        return qtest_lockf_at(hfd, h->start, undo ? F_ULOCK : F_TLOCK, h->len);
-    }
-    return -1;
-}
-
-/* Child: open the file, take the lock, report 'L'; on 'U' undo it and report
- * 'u'; return on 'Q'. */
-static void holder(void *arg)
-{
-    const struct hold *h = arg;
-    int hfd = qtest_open(path, O_RDWR);
-    int r = hold_apply(h, hfd, 0);
-    child_report('L', r, errno);
-    for (;;) {
-        struct qtest_msg m;
-        if (qtest_get(qtest_down_fd, 30000, &m) != 1 || m.tag == 'Q')
-            return;
-        if (m.tag == 'U') {
-            r = hold_apply(h, hfd, 1);
-            child_report('u', r, errno);
-        }
-    }
-}
-
-#define START_HOLDER(c, ...)                                                  \
-    do {                                                                      \
-        struct hold qt_h_ = {__VA_ARGS__};                                    \
-        struct qtest_msg qt_m_;                                               \
-        *(c) = qtest_child_start(holder, &qt_h_);                             \
-        if (CHECK_HEAR((c), 'L', 5000, &qt_m_))                               \
-            CHECK(qt_m_.val == 0, "holder: taking its lock gave %lld %s",     \
-                  qt_m_.val, qtest_errname(qt_m_.err));                       \
-    } while (0)
-
-#define HOLDER_RELEASE(c)                                                     \
-    do {                                                                      \
-        struct qtest_msg qt_m_;                                               \
-        qtest_say((c), 'U');                                                  \
-        if (CHECK_HEAR((c), 'u', 5000, &qt_m_))                               \
-            CHECK(qt_m_.val == 0, "holder: releasing its lock gave %lld %s",  \
-                  qt_m_.val, qtest_errname(qt_m_.err));                       \
-    } while (0)
-
-/* ---- a child that blocks --------------------------------------------------- */
-
-struct waiter {
-    enum kind kind; /* K_FLOCK: flock(op); K_SETLK: F_SETLKW type [start,+len) */
-    int op;
-    short type;
-    off_t start, len;
-    int sa_flags; /* -1: no SIGALRM handler; else handler with these flags */
-};
-
-static void on_alarm(int sig) { (void)sig; }
-
-/* Child: own open of the file; announce 'R', block, report 'G' with the
- * result, hold what it got until 'Q'. */
-static void waiter(void *arg)
-{
-    const struct waiter *w = arg;
-    int wfd = qtest_open(path, O_RDWR);
-    if (w->sa_flags >= 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_alarm;
-        sa.sa_flags = w->sa_flags;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGALRM, &sa, NULL);
-    }
-    child_say('R');
-    int r = w->kind == K_FLOCK ? flock(wfd, w->op)
-                               : setlkw(wfd, w->type, w->start, w->len);
-    child_report('G', r, errno);
-    child_await('Q', 30000);
-}
-
-/* The child's 'G' arrives within 5 s with result 0, and (if t0 > 0) within
- * 2 s of t0. */
-static void check_granted(qtest_child *c, double t0, const char *what)
-{
-    struct qtest_msg m;
-    if (CHECK_HEAR(c, 'G', 5000, &m)) {
-        double dt = qtest_now_ms() - t0;
-        CHECK(m.val == 0, "%s: blocked request returned %lld %s", what, m.val,
-              qtest_errname(m.err));
-        CHECK(t0 <= 0 || dt < 2000, "%s: granted %.0f ms after the release",
-              what, dt);
-    }
-}
+/* A holder or waiter child (qtest_holder, qtest_waiter) making `call` on an
+ * open of the file of its own. */
+#define OWN(call) ((struct qtest_actor){(call), -1, path, -1})
 
 /* ---- operations --------------------------------------------------------------- */
 
@@ -306,16 +98,16 @@ static void ops(void)
 /* blocking requests wait for the conflicting lock and are granted promptly */
 static void blocking(void)
 {
-    struct waiter wex = {K_FLOCK, LOCK_EX, 0, 0, 0, -1};
-    struct waiter wsh = {K_FLOCK, LOCK_SH, 0, 0, 0, -1};
+    struct qtest_actor wex = OWN(qtest_call_flock(LOCK_EX));
+    struct qtest_actor wsh = OWN(qtest_call_flock(LOCK_SH));
 
     CHECK_OK(flock(fd, LOCK_EX));
-    qtest_child c = qtest_child_start(waiter, &wsh);
+    qtest_child c = qtest_child_start(qtest_waiter, &wsh);
     CHECK_HEAR(&c, 'R', 5000, NULL);
     CHECK(qtest_wait_blocked(&c), "flock(LOCK_SH) granted while LOCK_EX is held");
     double t0 = qtest_now_ms();
     CHECK_OK(flock(fd, LOCK_UN));
-    check_granted(&c, t0, "flock(LOCK_SH) after LOCK_UN");
+    CHECK_GRANTED(&c, t0, "flock(LOCK_SH) after LOCK_UN");
     CHECK_OTHER_FLOCK(LOCK_EX | LOCK_NB, EWOULDBLOCK); /* the waiter has it */
     CHECK_OTHER_FLOCK(LOCK_SH | LOCK_NB, 0);
     CHECK_CHILD_FINISH(&c);
@@ -323,16 +115,16 @@ static void blocking(void)
 
     /* a shared lock does not block a shared request, does block LOCK_EX */
     CHECK_OK(flock(fd, LOCK_SH));
-    c = qtest_child_start(waiter, &wsh);
+    c = qtest_child_start(qtest_waiter, &wsh);
     CHECK_HEAR(&c, 'R', 5000, NULL);
-    check_granted(&c, 0, "flock(LOCK_SH) beside LOCK_SH");
+    CHECK_GRANTED(&c, 0, "flock(LOCK_SH) beside LOCK_SH");
     CHECK_CHILD_FINISH(&c);
-    c = qtest_child_start(waiter, &wex);
+    c = qtest_child_start(qtest_waiter, &wex);
     CHECK_HEAR(&c, 'R', 5000, NULL);
     CHECK(qtest_wait_blocked(&c), "flock(LOCK_EX) granted while LOCK_SH is held");
     t0 = qtest_now_ms();
     CHECK_OK(flock(fd, LOCK_UN));
-    check_granted(&c, t0, "flock(LOCK_EX) after LOCK_UN");
+    CHECK_GRANTED(&c, t0, "flock(LOCK_EX) after LOCK_UN");
     CHECK_ERR(flock(fd, LOCK_SH | LOCK_NB), EWOULDBLOCK);
     CHECK_CHILD_FINISH(&c);
     CHECK_OTHER_FLOCK(LOCK_EX | LOCK_NB, 0);
@@ -420,9 +212,9 @@ static void conversion(void)
 
     /* a refused upgrade has dropped the shared lock */
     CHECK_OK(flock(fd, LOCK_SH));
-    START_HOLDER(&b, K_FLOCK, LOCK_SH, 0, 0, 0);
+    b = CHECK_START_HOLDER(OWN(qtest_call_flock(LOCK_SH)));
     CHECK_ERR(flock(fd, LOCK_EX | LOCK_NB), EWOULDBLOCK);
-    HOLDER_RELEASE(&b);
+    CHECK_HOLDER_RELEASE(&b);
     /* free although we never unlocked: the upgrade released our LOCK_SH */
     CHECK_OTHER_FLOCK(LOCK_EX | LOCK_NB, 0);
     CHECK_CHILD_FINISH(&b);
@@ -436,7 +228,7 @@ static void conversion(void)
     CHECK_OK(flock(fd, LOCK_SH));
     CHECK_OTHER_FLOCK(LOCK_SH | LOCK_NB, 0);
     CHECK_OTHER_FLOCK(LOCK_EX | LOCK_NB, EWOULDBLOCK);
-    START_HOLDER(&b, K_FLOCK, LOCK_SH | LOCK_NB, 0, 0, 0);
+    b = CHECK_START_HOLDER(OWN(qtest_call_flock(LOCK_SH | LOCK_NB)));
     /* now a second shared holder: the upgrade fails */
     CHECK_ERR(flock(fd, LOCK_EX | LOCK_NB), EWOULDBLOCK);
     CHECK_OTHER_FLOCK(LOCK_EX | LOCK_NB, EWOULDBLOCK); /* the holder's */
@@ -498,15 +290,13 @@ static void flock_sh_vs_others(void)
     CHECK_OTHER_SETLK(F_WRLCK, 0, 0, 0);
 }
 
-/* another process holds an fcntl or lockf lock: our flock requests */
-static void others_vs_flock(void)
+/* Another process holds an exclusive fcntl or lockf lock on [0,10): both
+ * our flock requests are refused under QNX (independent on Linux, where we
+ * get them); once it releases, LOCK_EX is ours. */
+static void flock_vs_exclusive(struct qtest_call hold)
 {
-    qtest_child h;
-    int qnx = qtest_mode_shim();
-
-    /* fcntl F_WRLCK [0,10) */
-    START_HOLDER(&h, K_SETLK, 0, F_WRLCK, 0, 10);
-    if (qnx) {
+    qtest_child h = CHECK_START_HOLDER(OWN(hold));
+    if (qtest_mode_shim()) {
         CHECK_ERR(flock(fd, LOCK_SH | LOCK_NB), EWOULDBLOCK);
         CHECK_ERR(flock(fd, LOCK_EX | LOCK_NB), EWOULDBLOCK);
     } else {
@@ -514,13 +304,23 @@ static void others_vs_flock(void)
         CHECK_OK(flock(fd, LOCK_EX | LOCK_NB));
         CHECK_OK(flock(fd, LOCK_UN));
     }
-    HOLDER_RELEASE(&h);
+    CHECK_HOLDER_RELEASE(&h);
     CHECK_OK(flock(fd, LOCK_EX | LOCK_NB));
     CHECK_OK(flock(fd, LOCK_UN));
     CHECK_CHILD_FINISH(&h);
+}
+
+/* another process holds an fcntl or lockf lock: our flock requests */
+static void others_vs_flock(void)
+{
+    qtest_child h;
+    int qnx = qtest_mode_shim();
+
+    flock_vs_exclusive(qtest_call_fcntl(F_SETLK, F_WRLCK, 0, 10));
+    flock_vs_exclusive(qtest_call_lockf(F_TLOCK, 0, 10));
 
     /* fcntl F_WRLCK far beyond the end of the file: still within "whole" */
-    START_HOLDER(&h, K_SETLK, 0, F_WRLCK, BIG, 1);
+    h = CHECK_START_HOLDER(OWN(qtest_call_fcntl(F_SETLK, F_WRLCK, BIG, 1)));
     if (qnx) {
         CHECK_ERR(flock(fd, LOCK_SH | LOCK_NB), EWOULDBLOCK);
     } else {
@@ -532,7 +332,7 @@ static void others_vs_flock(void)
     CHECK_OK(flock(fd, LOCK_UN));
 
     /* fcntl F_RDLCK [0,10): shared with LOCK_SH, not with LOCK_EX */
-    START_HOLDER(&h, K_SETLK, 0, F_RDLCK, 0, 10);
+    h = CHECK_START_HOLDER(OWN(qtest_call_fcntl(F_SETLK, F_RDLCK, 0, 10)));
     CHECK_OK(flock(fd, LOCK_SH | LOCK_NB));
     CHECK_OK(flock(fd, LOCK_UN));
     if (qnx) {
@@ -542,20 +342,6 @@ static void others_vs_flock(void)
         CHECK_OK(flock(fd, LOCK_UN));
     }
     CHECK_CHILD_FINISH(&h);
-
-    /* lockf(F_TLOCK) [0,10) */
-    START_HOLDER(&h, K_LOCKF, 0, 0, 0, 10);
-    if (qnx) {
-        CHECK_ERR(flock(fd, LOCK_EX | LOCK_NB), EWOULDBLOCK);
-        CHECK_ERR(flock(fd, LOCK_SH | LOCK_NB), EWOULDBLOCK);
-    } else {
-        CHECK_OK(flock(fd, LOCK_EX | LOCK_NB));
-        CHECK_OK(flock(fd, LOCK_UN));
-    }
-    HOLDER_RELEASE(&h);
-    CHECK_OK(flock(fd, LOCK_EX | LOCK_NB));
-    CHECK_OK(flock(fd, LOCK_UN));
-    CHECK_CHILD_FINISH(&h);
     CHECK_OTHER_SETLK(F_WRLCK, 0, 0, 0);
 }
 
@@ -564,23 +350,23 @@ static void blocking_across_kinds(void)
 {
     qtest_child h, c;
     int qnx = qtest_mode_shim();
-    struct waiter wflock = {K_FLOCK, LOCK_EX, 0, 0, 0, -1};
-    struct waiter wsetlkw = {K_SETLK, 0, F_WRLCK, 0, 10, -1};
+    struct qtest_actor wflock = OWN(qtest_call_flock(LOCK_EX));
+    struct qtest_actor wsetlkw = OWN(qtest_call_fcntl(F_SETLKW, F_WRLCK, 0, 10));
 
     /* flock(LOCK_EX) waits for another process's fcntl F_WRLCK */
-    START_HOLDER(&h, K_SETLK, 0, F_WRLCK, 0, 10);
-    c = qtest_child_start(waiter, &wflock);
+    h = CHECK_START_HOLDER(OWN(qtest_call_fcntl(F_SETLK, F_WRLCK, 0, 10)));
+    c = qtest_child_start(qtest_waiter, &wflock);
     CHECK_HEAR(&c, 'R', 5000, NULL);
     if (qnx) {
         CHECK(qtest_wait_blocked(&c),
               "flock(LOCK_EX) granted while another process holds F_WRLCK");
         double t0 = qtest_now_ms();
-        HOLDER_RELEASE(&h);
-        check_granted(&c, t0, "flock(LOCK_EX) after the fcntl unlock");
+        CHECK_HOLDER_RELEASE(&h);
+        CHECK_GRANTED(&c, t0, "flock(LOCK_EX) after the fcntl unlock");
         CHECK_OTHER_SETLK(F_RDLCK, 50, 1, EAGAIN);
     } else {
-        check_granted(&c, 0, "flock(LOCK_EX) beside an fcntl F_WRLCK");
-        HOLDER_RELEASE(&h);
+        CHECK_GRANTED(&c, 0, "flock(LOCK_EX) beside an fcntl F_WRLCK");
+        CHECK_HOLDER_RELEASE(&h);
         CHECK_OTHER_SETLK(F_RDLCK, 50, 1, 0);
     }
     CHECK_CHILD_FINISH(&c);
@@ -588,16 +374,16 @@ static void blocking_across_kinds(void)
 
     /* F_SETLKW waits for another open file's flock(LOCK_EX) */
     CHECK_OK(flock(fd, LOCK_EX));
-    c = qtest_child_start(waiter, &wsetlkw);
+    c = qtest_child_start(qtest_waiter, &wsetlkw);
     CHECK_HEAR(&c, 'R', 5000, NULL);
     if (qnx) {
         CHECK(qtest_wait_blocked(&c), "F_SETLKW granted while flock LOCK_EX is held");
         double t0 = qtest_now_ms();
         CHECK_OK(flock(fd, LOCK_UN));
-        check_granted(&c, t0, "F_SETLKW after flock(LOCK_UN)");
+        CHECK_GRANTED(&c, t0, "F_SETLKW after flock(LOCK_UN)");
         CHECK_ERR(flock(fd, LOCK_SH | LOCK_NB), EWOULDBLOCK);
     } else {
-        check_granted(&c, 0, "F_SETLKW beside flock(LOCK_EX)");
+        CHECK_GRANTED(&c, 0, "F_SETLKW beside flock(LOCK_EX)");
         CHECK_OK(flock(fd, LOCK_UN));
     }
     CHECK_CHILD_FINISH(&c);
@@ -641,12 +427,12 @@ static void extent(void)
 
 static void eintr(int sa_flags)
 {
-    struct waiter w = {K_FLOCK, LOCK_EX, 0, 0, 0, sa_flags};
+    struct qtest_actor w = {qtest_call_flock(LOCK_EX), -1, path, sa_flags};
     struct qtest_msg m = {0, 0, 0};
     int must_interrupt = !(sa_flags & SA_RESTART) || qtest_mode_shim();
 
     CHECK_OK(flock(fd, LOCK_SH));
-    qtest_child c = qtest_child_start(waiter, &w);
+    qtest_child c = qtest_child_start(qtest_waiter, &w);
     CHECK_HEAR(&c, 'R', 5000, NULL);
     CHECK(qtest_wait_blocked(&c), "flock(LOCK_EX) waiter not blocked");
     kill(c.pid, SIGALRM);

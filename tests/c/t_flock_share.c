@@ -34,82 +34,9 @@ static int fd;           /* the parent's O_RDWR open of it */
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static const char *opname(int op)
-{
-    static char bufs[4][48];
-    static int next;
-    char *b = bufs[next++ & 3];
-    const char *base;
-    switch (op & ~LOCK_NB) {
-    case LOCK_SH: base = "LOCK_SH"; break;
-    case LOCK_EX: base = "LOCK_EX"; break;
-    case LOCK_UN: base = "LOCK_UN"; break;
-    default: snprintf(b, sizeof bufs[0], "%d", op); return b;
-    }
-    snprintf(b, sizeof bufs[0], "%s%s", base, op & LOCK_NB ? "|LOCK_NB" : "");
-    return b;
-}
-
-static const char *resname(int r)
-{
-    return r < 0 ? "probe died" : r == 0 ? "0" : qtest_errname(r);
-}
-
-/* Another process opens the file and calls flock(op); a lock it gets is
- * dropped again.  Returns 0, the errno of a -1 return, or -1 if it died. */
-static int probe_flock(int op)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
-        int pfd = open(path, O_RDWR);
-        if (pfd < 0)
-            _exit(255);
-        int r = flock(pfd, op);
-        int e = errno;
-        if (r == 0)
-            flock(pfd, LOCK_UN);
-        close(pfd);
-        _exit(r == 0 ? 0 : r == -1 ? (e & 0xff) : 255);
-    }
-    int st = qtest_wait(pid, QTEST_WAIT_MS);
-    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
-        return -1;
-    return WEXITSTATUS(st);
-}
-
-#define CHECK_OTHER_FLOCK(op, want)                                           \
-    do {                                                                      \
-        int qt_r_ = probe_flock(op);                                          \
-        CHECK(qt_r_ == (want),                                                \
-              "other process, own open file: flock(%s): expected %s, got %s", \
-              opname(op), resname(want), resname(qt_r_));                     \
-    } while (0)
-
-/* Another process opens the file and tries F_SETLK F_WRLCK on the whole
- * file (dropping what it gets).  Returns 0, an errno, or -1. */
-static int probe_setlk(void)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
-        int pfd = open(path, O_RDWR);
-        if (pfd < 0)
-            _exit(255);
-        int r = setlk(pfd, F_WRLCK, 0, 0);
-        int e = errno;
-        close(pfd);
-        _exit(r == 0 ? 0 : r == -1 ? (e & 0xff) : 255);
-    }
-    int st = qtest_wait(pid, QTEST_WAIT_MS);
-    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
-        return -1;
-    return WEXITSTATUS(st);
-}
+/* Another process opens the file and gets `want` from flock(op); a lock it
+ * gets is dropped again. */
+#define CHECK_OTHER_FLOCK(op, want) CHECK_OTHER_FLOCK_AT(path, O_RDWR, op, want)
 
 /* QNX-only: a flock lock also blocks fcntl locks, so the shim's lock list
  * must agree with what flock probes see (Linux: fcntl is never blocked). */
@@ -120,10 +47,7 @@ static int probe_setlk(void)
             qt_w_ = (held) ? EAGAIN : 0;                                      \
         else                                                                  \
             qt_w_ = 0; /* Linux: flock and fcntl locks are independent */     \
-        int qt_r_ = probe_setlk();                                            \
-        CHECK(qt_r_ == qt_w_,                                                 \
-              "other process, own open file: F_SETLK F_WRLCK whole file: "    \
-              "expected %s, got %s", resname(qt_w_), resname(qt_r_));         \
+        CHECK_OTHER_FCNTL_AT(path, F_SETLK, F_WRLCK, 0, 0, qt_w_);            \
     } while (0)
 
 /* the file is locked (exclusively) by some open file other than a fresh
@@ -149,7 +73,7 @@ static int probe_setlk(void)
             CHECK((want) == 0 ? qt_m_.val == 0                                \
                               : qt_m_.val == -1 && qt_m_.err == (want),       \
                   "child command '%c': expected %s, got %lld %s", (cmd),      \
-                  resname(want), qt_m_.val,                                   \
+                  qtest_probe_name(want), qt_m_.val,                          \
                   qt_m_.val == -1 ? qtest_errname(qt_m_.err) : "");           \
     } while (0)
 

@@ -56,25 +56,6 @@ static int shim;
 static const char *path_a, *path_b;
 static fcntl_fn under_fcntl; /* __fcntl, if exported */
 
-static const char *cmdname(int cmd)
-{
-    static char b[4][24];
-    static int n;
-    switch (cmd) {
-    case F_GETLK: return "F_GETLK";
-    case F_SETLK: return "F_SETLK";
-    case F_SETLKW: return "F_SETLKW";
-    case F_OFD_GETLK: return "F_OFD_GETLK";
-    case F_OFD_SETLK: return "F_OFD_SETLK";
-    case F_OFD_SETLKW: return "F_OFD_SETLKW";
-    default: {
-        char *s = b[n++ & 3];
-        snprintf(s, sizeof b[0], "cmd %d", cmd);
-        return s;
-    }
-    }
-}
-
 static const int lock_cmds[] = {F_GETLK,     F_SETLK,     F_SETLKW,
                                 F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW};
 #define NCMDS ((int)(sizeof lock_cmds / sizeof lock_cmds[0]))
@@ -216,7 +197,7 @@ static void stale_pages(void)
             describe_result(r, d, sizeof d);
             crashes += r < 0;
             CHECK(r == EFAULT, "%s with a struct flock used once, then gone "
-                  "by %s: expected -1 EFAULT, got %s", cmdname(cmd), hows[how],
+                  "by %s: expected -1 EFAULT, got %s", qtest_cmdname(cmd), hows[how],
                   d);
         }
 }
@@ -260,7 +241,7 @@ static void bad_pointers(void)
                 describe_result(r, d, sizeof d);
                 crashes += r < 0;
                 CHECK(r == EFAULT, "%s(fd, %s, %s): expected -1 EFAULT, got %s",
-                      entry_name(e), cmdname(lock_cmds[c]), ptrs[i].name, d);
+                      entry_name(e), qtest_cmdname(lock_cmds[c]), ptrs[i].name, d);
             }
             /* read-only struct: GETLK writes the answer back */
             int get = lock_cmds[c] == F_GETLK || lock_cmds[c] == F_OFD_GETLK;
@@ -271,11 +252,11 @@ static void bad_pointers(void)
             if (get)
                 CHECK(r == EFAULT, "%s(fd, %s, struct in a read-only page): "
                       "expected -1 EFAULT (the answer cannot be written), got "
-                      "%s", entry_name(e), cmdname(lock_cmds[c]), d);
+                      "%s", entry_name(e), qtest_cmdname(lock_cmds[c]), d);
             else
                 CHECK(r >= 0 && r != 254 && (r == 0 || qtest_lock_errno_ok(r)),
                       "%s(fd, %s, struct in a read-only page): expected 0 or "
-                      "an errno, got %s", entry_name(e), cmdname(lock_cmds[c]),
+                      "an errno, got %s", entry_name(e), qtest_cmdname(lock_cmds[c]),
                       d);
         }
     munmap(two, (size_t)pg * 2);
@@ -358,7 +339,7 @@ static void bad_values(void *arg)
     char ctxbuf[64];
     for (int c = 0; c < NCMDS; c++) {
         int cmd = lock_cmds[c];
-        snprintf(ctxbuf, sizeof ctxbuf, "[cmd %s] ", cmdname(cmd));
+        snprintf(ctxbuf, sizeof ctxbuf, "[cmd %s] ", qtest_cmdname(cmd));
         ctx = ctxbuf;
         /* a start before the file */
         EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, -1, 10), EINVAL);
@@ -492,7 +473,7 @@ static void odd_fds(void *arg)
                 int e = errno;
                 CHECK(r == 0 || (r == -1 && qtest_lock_errno_ok(e) &&
                                  (!bad || e == EBADF)),
-                      "fcntl(%s, %s, %s): %d %s", fds[i].name, cmdname(cmd),
+                      "fcntl(%s, %s, %s): %d %s", fds[i].name, qtest_cmdname(cmd),
                       types[t] == F_RDLCK   ? "F_RDLCK"
                       : types[t] == F_WRLCK ? "F_WRLCK"
                       : types[t] == F_UNLCK ? "F_UNLCK"
@@ -734,7 +715,7 @@ static void fuzzer(void *arg)
                      "%s(%s, %s, {type=%#x, whence=%d, start=%lld, len=%lld, "
                      "pid=%d})", en == 0 ? "fcntl" : en == 1 ? "fcntl64"
                                                              : "__fcntl",
-                     pool_name[pi], cmdname(cmd), (unsigned)(unsigned short)
+                     pool_name[pi], qtest_cmdname(cmd), (unsigned)(unsigned short)
                      fl.l_type, fl.l_whence, (long long)fl.l_start,
                      (long long)fl.l_len, (int)fl.l_pid);
             if (blocking)

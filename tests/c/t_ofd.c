@@ -34,37 +34,6 @@ static int fd;           /* the parent's O_RDWR open of it */
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static const char *tname(int t)
-{
-    static char bufs[4][32];
-    static int next;
-    char *b = bufs[next++ & 3];
-    const char *base = qtest_typename(t & ~F_FLOCK);
-    if (strcmp(base, "?") == 0)
-        snprintf(b, sizeof bufs[0], "%#x", t);
-    else
-        snprintf(b, sizeof bufs[0], "%s%s", base, t & F_FLOCK ? "|F_FLOCK" : "");
-    return b;
-}
-
-static const char *cmdname(int cmd)
-{
-    switch (cmd) {
-    case F_SETLK: return "F_SETLK";
-    case F_SETLKW: return "F_SETLKW";
-    case F_GETLK: return "F_GETLK";
-    case F_OFD_SETLK: return "F_OFD_SETLK";
-    case F_OFD_SETLKW: return "F_OFD_SETLKW";
-    case F_OFD_GETLK: return "F_OFD_GETLK";
-    default: return "?";
-    }
-}
-
-static const char *resname(int r)
-{
-    return r < 0 ? "probe died" : r == 0 ? "0" : qtest_errname(r);
-}
-
 /* fcntl(f, cmd, {type, SEEK_SET, start, len, l_pid 0}) */
 static int lk(int f, int cmd, short type, off_t start, off_t len)
 {
@@ -75,131 +44,16 @@ static int lk(int f, int cmd, short type, off_t start, off_t len)
 
 #define ofd_setlk(f, type, start, len) lk((f), F_OFD_SETLK, (type), (start), (len))
 
-/* Another process opens the file (O_RDWR) and calls
- * fcntl(cmd, {type, SEEK_SET, start, len}); a lock it gets is dropped
- * again.  Returns 0, the errno of a -1 return, or -1 if it died. */
-static int probe_setlk(int cmd, short type, off_t start, off_t len)
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
-        int pfd = open(path, O_RDWR);
-        if (pfd < 0)
-            _exit(255);
-        int r = lk(pfd, cmd, type, start, len);
-        int e = errno;
-        if (r == 0)
-            lk(pfd, cmd, (type & F_FLOCK) | F_UNLCK, start, len);
-        close(pfd);
-        _exit(r == 0 ? 0 : r == -1 ? (e & 0xff) : 255);
-    }
-    int st = qtest_wait(pid, QTEST_WAIT_MS);
-    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
-        return -1;
-    return WEXITSTATUS(st);
-}
-
 /* Another process, through its own open of the file, gets `want` from
  * fcntl(cmd, {type, SEEK_SET, start, len}). */
 #define CHECK_OTHER(cmd, type, start, len, want)                              \
-    do {                                                                      \
-        int qt_r_ = probe_setlk((cmd), (type), (start), (len));               \
-        CHECK(qt_r_ == (want),                                                \
-              "other process, own open file: %s %s start=%lld len=%lld: "     \
-              "expected %s, got %s",                                          \
-              cmdname(cmd), tname(type), (long long)(start),                  \
-              (long long)(len), resname(want), resname(qt_r_));               \
-    } while (0)
-
-/* Another process opens the file and asks fcntl(cmd) (F_GETLK or
- * F_OFD_GETLK) about {qtype, SEEK_SET, start, len}; the answer goes to
- * *out.  l_pid is prefilled with -7 for F_GETLK (0 for F_OFD_GETLK, which
- * requires it) so that a "free" answer can be seen to leave it alone. */
-static int probe_getlk(int cmd, short qtype, off_t start, off_t len,
-                       struct flock *out)
-{
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0)
-        qtest_fatal("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
-        close(p[0]);
-        int pfd = open(path, O_RDWR);
-        if (pfd < 0)
-            _exit(255);
-        struct flock fl = qtest_fl(qtype, SEEK_SET, start, len);
-        fl.l_pid = cmd == F_OFD_GETLK ? 0 : -7;
-        int r = fcntl(pfd, cmd, &fl);
-        int e = r == -1 ? errno : 0;
-        ssize_t w = write(p[1], &fl, sizeof fl);
-        (void)w;
-        _exit(r == 0 ? 0 : r == -1 ? (e & 0xff) : 255);
-    }
-    close(p[1]);
-    memset(out, 0, sizeof *out);
-    out->l_type = -1;
-    struct pollfd pf = {p[0], POLLIN, 0};
-    if (poll(&pf, 1, QTEST_WAIT_MS) == 1) {
-        ssize_t n = read(p[0], out, sizeof *out);
-        (void)n;
-    }
-    close(p[0]);
-    int st = qtest_wait(pid, QTEST_WAIT_MS);
-    if (st < 0 || !WIFEXITED(st) || WEXITSTATUS(st) == 255)
-        return -1;
-    return WEXITSTATUS(st);
-}
-
-/* CHECK a struct flock returned by a query: want_type F_UNLCK means "free",
- * i.e. only l_type changed (from the query {start, len, upid}). */
-static void check_answer(const char *who, int r, const struct flock *fl,
-                         off_t start, off_t len, pid_t upid, int want_type,
-                         off_t want_start, off_t want_len, pid_t want_pid,
-                         const char *file, int line)
-{
-    int ok;
-    char want[160];
-    if (want_type == F_UNLCK) {
-        ok = r == 0 && fl->l_type == F_UNLCK && fl->l_whence == SEEK_SET &&
-             fl->l_start == start && fl->l_len == len && fl->l_pid == upid;
-        snprintf(want, sizeof want, "no lock {F_UNLCK, whence=0, start=%lld, "
-                 "len=%lld, pid=%d (unchanged)}", (long long)start,
-                 (long long)len, (int)upid);
-    } else {
-        ok = r == 0 && fl->l_type == want_type && fl->l_whence == SEEK_SET &&
-             fl->l_start == want_start && fl->l_len == want_len &&
-             fl->l_pid == want_pid;
-        snprintf(want, sizeof want, "{%s, whence=0, start=%lld, len=%lld, "
-                 "pid=%d}", tname(want_type), (long long)want_start,
-                 (long long)want_len, (int)want_pid);
-    }
-    qtest_record(ok, file, line,
-                 "%s start=%lld len=%lld: expected %s, got rc=%s {%s, "
-                 "whence=%d, start=%lld, len=%lld, pid=%d}",
-                 who, (long long)start, (long long)len, want, resname(r),
-                 tname(fl->l_type), fl->l_whence, (long long)fl->l_start,
-                 (long long)fl->l_len, (int)fl->l_pid);
-}
+    CHECK_OTHER_FCNTL_AT(path, cmd, type, start, len, want)
 
 /* Another process's cmd (F_GETLK or F_OFD_GETLK) with a write query on
  * [start, start+len) through its own open reports exactly
  * {type, SEEK_SET, lstart, llen, pid}; type F_UNLCK: no lock. */
 #define CHECK_OTHER_GETLK(cmd, start, len, type, lstart, llen, pid)           \
-    do {                                                                      \
-        struct flock qt_fl_;                                                  \
-        int qt_r_ = probe_getlk((cmd), F_WRLCK, (start), (len), &qt_fl_);     \
-        char qt_who_[80];                                                     \
-        snprintf(qt_who_, sizeof qt_who_, "other process, own open file: %s", \
-                 cmdname(cmd));                                               \
-        check_answer(qt_who_, qt_r_, &qt_fl_, (start), (len),                 \
-                     (cmd) == F_OFD_GETLK ? 0 : -7, (type), (lstart), (llen), \
-                     (pid), __FILE__, __LINE__);                              \
-    } while (0)
+    CHECK_OTHER_GETLK_AT(path, cmd, start, len, type, lstart, llen, pid)
 
 /* This process's F_OFD_GETLK through descriptor f. */
 #define CHECK_OFD_GETLK(f, start, len, type, lstart, llen, pid)               \
@@ -208,84 +62,19 @@ static void check_answer(const char *who, int r, const struct flock *fl,
         qt_fl_.l_pid = 0;                                                     \
         errno = 0;                                                            \
         int qt_r_ = fcntl((f), F_OFD_GETLK, &qt_fl_) == 0 ? 0 : errno;        \
-        check_answer("F_OFD_GETLK (this process) on fd " #f, qt_r_, &qt_fl_,  \
-                     (start), (len), 0, (type), (lstart), (llen), (pid),      \
-                     __FILE__, __LINE__);                                     \
+        qtest_check_answer("F_OFD_GETLK (this process) on fd " #f, qt_r_,     \
+                           &qt_fl_, (start), (len), 0, (type), (lstart),      \
+                           (llen), (pid), __FILE__, __LINE__);                \
     } while (0)
 
 /* ---- children ---------------------------------------------------------------- */
 
-struct hold {
-    int cmd;    /* F_SETLK, F_OFD_SETLK */
-    short type; /* may carry F_FLOCK */
-    off_t start, len;
-    int inherit; /* 1: through the inherited fd; 0: its own open */
-};
-
-/* Child: take the lock, report 'L'; on 'U' remove it, report 'u'; 'Q' ends. */
-static void holder(void *arg)
-{
-    const struct hold *h = arg;
-    int hfd = h->inherit ? fd : qtest_open(path, O_RDWR);
-    int r = lk(hfd, h->cmd, h->type, h->start, h->len);
-    child_report('L', r, errno);
-    for (;;) {
-        struct qtest_msg m;
-        if (qtest_get(qtest_down_fd, 30000, &m) != 1 || m.tag == 'Q')
-            return;
-        if (m.tag == 'U') {
-            r = lk(hfd, h->cmd, (h->type & F_FLOCK) | F_UNLCK, h->start, h->len);
-            child_report('u', r, errno);
-        }
-    }
-}
-
-#define START_HOLDER(c, ...)                                                  \
-    do {                                                                      \
-        struct hold qt_h_ = {__VA_ARGS__};                                    \
-        struct qtest_msg qt_m_;                                               \
-        *(c) = qtest_child_start(holder, &qt_h_);                             \
-        if (CHECK_HEAR((c), 'L', 5000, &qt_m_))                               \
-            CHECK(qt_m_.val == 0, "holder: taking its lock gave %lld %s",     \
-                  qt_m_.val, qtest_errname(qt_m_.err));                       \
-    } while (0)
-
-#define HOLDER_RELEASE(c)                                                     \
-    do {                                                                      \
-        struct qtest_msg qt_m_;                                               \
-        qtest_say((c), 'U');                                                  \
-        if (CHECK_HEAR((c), 'u', 5000, &qt_m_))                               \
-            CHECK(qt_m_.val == 0, "holder: releasing its lock gave %lld %s",  \
-                  qt_m_.val, qtest_errname(qt_m_.err));                       \
-    } while (0)
-
-/* Child: own open; announce 'R', blocking cmd (F_SETLKW or F_OFD_SETLKW)
- * for a write lock on [0,10) (type from arg), report 'G', hold until 'Q'. */
-struct wait_req {
-    int cmd;
-    short type;
-};
-
-static void waiter(void *arg)
-{
-    const struct wait_req *w = arg;
-    int wfd = qtest_open(path, O_RDWR);
-    child_say('R');
-    int r = lk(wfd, w->cmd, w->type, 0, 10);
-    child_report('G', r, errno);
-    child_await('Q', 30000);
-}
-
-static void check_granted(qtest_child *c, double t0, const char *what)
-{
-    struct qtest_msg m;
-    if (CHECK_HEAR(c, 'G', 5000, &m)) {
-        double dt = qtest_now_ms() - t0;
-        CHECK(m.val == 0, "%s: blocked request returned %lld %s", what, m.val,
-              qtest_errname(m.err));
-        CHECK(dt < 2000, "%s: granted %.0f ms after the release", what, dt);
-    }
-}
+/* A holder or waiter child (qtest_holder, qtest_waiter) making
+ * fcntl(cmd, {type, SEEK_SET, start, len}) through the inherited fd or
+ * (inherit 0) through an open of the file of its own. */
+#define ACTOR(inherit, cmd, type, start, len)                                 \
+    ((struct qtest_actor){qtest_call_fcntl((cmd), (type), (start), (len)),    \
+                          fd, (inherit) ? NULL : path, -1})
 
 /* ==== F_FLOCK in fcntl (QNX-only) ============================================ */
 
@@ -374,34 +163,43 @@ static void fflock_range(void)
     CHECK_OTHER(F_SETLK, F_WRLCK, 0, 0, 0);
 }
 
-/* F_SETLKW with F_FLOCK waits for another open file's lock */
-static void fflock_wait(void)
+/* A blocking request for an open file's lock (F_SETLKW with F_FLOCK, or
+ * F_OFD_SETLKW) waits for another open file's lock on [5,15) and is
+ * granted, for that open file, when the lock goes.  F_GETLK reports an
+ * F_FLOCK lock with the pid of the process that took it, F_OFD_GETLK an OFD
+ * lock with -1. */
+static void open_file_wait(int ofd)
 {
-    struct wait_req w = {F_SETLKW, FW};
-    CHECK_OK(setlk(fd, FW, 5, 10));
-    qtest_child c = qtest_child_start(waiter, &w);
+    int cmd = ofd ? F_OFD_SETLK : F_SETLK;
+    short wr = ofd ? F_WRLCK : FW, rd = ofd ? F_RDLCK : FR;
+    short un = ofd ? F_UNLCK : FU;
+    const char *what = ofd ? "F_OFD_SETLKW" : "F_SETLKW F_WRLCK|F_FLOCK";
+    struct qtest_actor w = ACTOR(0, ofd ? F_OFD_SETLKW : F_SETLKW, wr, 0, 10);
+    CHECK_OK(lk(fd, cmd, wr, 5, 10));
+    qtest_child c = qtest_child_start(qtest_waiter, &w);
     CHECK_HEAR(&c, 'R', 5000, NULL);
-    CHECK(qtest_wait_blocked(&c), "F_SETLKW F_WRLCK|F_FLOCK granted while "
-          "another open file holds [5,15)");
+    CHECK(qtest_wait_blocked(&c), "%s granted while another open file holds "
+          "[5,15)", what);
     double t0 = qtest_now_ms();
-    CHECK_OK(setlk(fd, FU, 5, 10));
-    check_granted(&c, t0, "F_SETLKW F_WRLCK|F_FLOCK");
-    CHECK_OTHER_GETLK(F_GETLK, 0, 0, FW, 0, 10, c.pid);
-    CHECK_ERR(setlk(fd, FR, 9, 1), EAGAIN);
+    CHECK_OK(lk(fd, cmd, un, 5, 10));
+    CHECK_GRANTED(&c, t0, what);
+    CHECK_OTHER_GETLK(ofd ? F_OFD_GETLK : F_GETLK, 0, 0, wr, 0, 10,
+                      ofd ? -1 : c.pid);
+    CHECK_ERR(lk(fd, cmd, rd, 9, 1), EAGAIN);
     CHECK_CHILD_FINISH(&c);
-    CHECK_OTHER(F_SETLK, F_WRLCK, 0, 0, 0);
+    CHECK_OTHER(cmd, F_WRLCK, 0, 0, 0);
 }
 
 /* another process holds a process lock; our F_FLOCK requests */
 static void fflock_vs_process_lock(void)
 {
     qtest_child h;
-    START_HOLDER(&h, F_SETLK, F_WRLCK, 0, 10, 0);
+    h = CHECK_START_HOLDER(ACTOR(0, F_SETLK, F_WRLCK, 0, 10));
     CHECK_ERR(setlk(fd, FW, 5, 1), EAGAIN);
     CHECK_ERR(setlk(fd, FR, 0, 0), EAGAIN);
     CHECK_OK(setlk(fd, FW, 10, 10));
     CHECK_OK(setlk(fd, FU, 10, 10));
-    HOLDER_RELEASE(&h);
+    CHECK_HOLDER_RELEASE(&h);
     CHECK_OK(setlk(fd, FW, 0, 10));
     CHECK_OK(setlk(fd, FU, 0, 10));
     CHECK_CHILD_FINISH(&h);
@@ -437,9 +235,10 @@ static void getlk_reports_flock(void)
         CHECK_OTHER_GETLK(F_GETLK, 0, 10, FW, 0, 0, getpid());
         CHECK_OTHER_GETLK(F_GETLK, 1 << 20, 1, FW, 0, 0, getpid());
         struct flock fl;
-        int r = probe_getlk(F_GETLK, F_RDLCK, 0, 0, &fl);
-        check_answer("other process, own open file: F_GETLK (read query)", r,
-                     &fl, 0, 0, -7, FW, 0, 0, getpid(), __FILE__, __LINE__);
+        int r = qtest_probe_query(-1, path, F_GETLK, F_RDLCK, 0, 0, &fl);
+        qtest_check_answer("other process, own open file: F_GETLK (read "
+                           "query)", r, &fl, 0, 0, -7, FW, 0, 0, getpid(),
+                           __FILE__, __LINE__);
     } else {
         CHECK_OTHER_GETLK(F_GETLK, 0, 10, F_UNLCK, 0, 0, 0);
         CHECK_OTHER_GETLK(F_GETLK, 1 << 20, 1, F_UNLCK, 0, 0, 0);
@@ -448,9 +247,10 @@ static void getlk_reports_flock(void)
     if (qnx) {
         CHECK_OTHER_GETLK(F_GETLK, 0, 10, FR, 0, 0, getpid());
         struct flock fl;
-        int r = probe_getlk(F_GETLK, F_RDLCK, 0, 0, &fl);
-        check_answer("other process, own open file: F_GETLK (read query)", r,
-                     &fl, 0, 0, -7, F_UNLCK, 0, 0, 0, __FILE__, __LINE__);
+        int r = qtest_probe_query(-1, path, F_GETLK, F_RDLCK, 0, 0, &fl);
+        qtest_check_answer("other process, own open file: F_GETLK (read "
+                           "query)", r, &fl, 0, 0, -7, F_UNLCK, 0, 0, 0,
+                           __FILE__, __LINE__);
     } else {
         CHECK_OTHER_GETLK(F_GETLK, 0, 10, F_UNLCK, 0, 0, 0);
     }
@@ -470,7 +270,7 @@ static void getlk_reports_flock(void)
 
     /* taken with F_FLOCK by a fork child */
     if (qnx) {
-        START_HOLDER(&c, F_SETLK, FW, 30, 10, 1);
+        c = CHECK_START_HOLDER(ACTOR(1, F_SETLK, FW, 30, 10));
         CHECK_OTHER_GETLK(F_GETLK, 0, 0, FW, 30, 10, c.pid);
         CHECK_CHILD_FINISH(&c);
         /* the lock is the open file's: still there after the child left */
@@ -493,11 +293,12 @@ static void getlk_sees_ofd_lock(int f)
         fl.l_pid = -7;
         r = fcntl(f, F_GETLK, &fl) == 0 ? 0 : errno;
     } else {
-        r = probe_getlk(F_GETLK, F_WRLCK, 5, 1, &fl);
+        r = qtest_probe_query(-1, path, F_GETLK, F_WRLCK, 5, 1, &fl);
     }
-    check_answer(f >= 0 ? "F_GETLK in this process"
-                        : "other process, own open file: F_GETLK",
-                 r, &fl, 5, 1, -7, F_WRLCK, 0, 10, -1, __FILE__, __LINE__);
+    qtest_check_answer(f >= 0 ? "F_GETLK in this process"
+                              : "other process, own open file: F_GETLK",
+                       r, &fl, 5, 1, -7, F_WRLCK, 0, 10, -1, __FILE__,
+                       __LINE__);
 }
 
 static void ofd_basics(void)
@@ -595,7 +396,7 @@ static void ofd_sharing(void)
     int saved = fd;
     fd = a; /* the holder child inherits `a` as its fd */
     qtest_child c;
-    START_HOLDER(&c, F_OFD_SETLK, F_WRLCK, 20, 10, 1);
+    c = CHECK_START_HOLDER(ACTOR(1, F_OFD_SETLK, F_WRLCK, 20, 10));
     fd = saved;
     CHECK_OK(close(a));
     CHECK_OTHER(F_OFD_SETLK, F_WRLCK, 5, 1, EAGAIN);
@@ -621,11 +422,11 @@ static void ofd_vs_process_locks(void)
     CHECK_OK(ofd_setlk(fd, F_UNLCK, 0, 10));
 
     /* process locks against our OFD requests */
-    START_HOLDER(&h, F_SETLK, F_WRLCK, 0, 10, 0);
+    h = CHECK_START_HOLDER(ACTOR(0, F_SETLK, F_WRLCK, 0, 10));
     CHECK_ERR(ofd_setlk(fd, F_WRLCK, 5, 1), EAGAIN);
     CHECK_ERR(ofd_setlk(fd, F_RDLCK, 0, 0), EAGAIN);
     CHECK_OFD_GETLK(fd, 0, 0, F_WRLCK, 0, 10, h.pid);
-    HOLDER_RELEASE(&h);
+    CHECK_HOLDER_RELEASE(&h);
     CHECK_OK(ofd_setlk(fd, F_WRLCK, 0, 10));
     CHECK_OK(ofd_setlk(fd, F_UNLCK, 0, 10));
     CHECK_CHILD_FINISH(&h);
@@ -645,23 +446,6 @@ static void ofd_vs_process_locks(void)
     CHECK_OK(unlock(fd, 0, 10));
     close(fd2); /* releases this process's locks: none left */
     CHECK_OTHER(F_SETLK, F_WRLCK, 0, 0, 0);
-}
-
-static void ofd_wait(void)
-{
-    struct wait_req w = {F_OFD_SETLKW, F_WRLCK};
-    CHECK_OK(ofd_setlk(fd, F_WRLCK, 5, 10));
-    qtest_child c = qtest_child_start(waiter, &w);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
-    CHECK(qtest_wait_blocked(&c), "F_OFD_SETLKW granted while another open "
-          "file holds [5,15)");
-    double t0 = qtest_now_ms();
-    CHECK_OK(ofd_setlk(fd, F_UNLCK, 5, 10));
-    check_granted(&c, t0, "F_OFD_SETLKW");
-    CHECK_OTHER_GETLK(F_OFD_GETLK, 0, 0, F_WRLCK, 0, 10, -1);
-    CHECK_ERR(ofd_setlk(fd, F_RDLCK, 9, 1), EAGAIN);
-    CHECK_CHILD_FINISH(&c);
-    CHECK_OTHER(F_OFD_SETLK, F_WRLCK, 0, 0, 0);
 }
 
 /* OFD locks and flock(): one list under QNX, independent on Linux */
@@ -707,7 +491,7 @@ int main(void)
     fd = qtest_tmpfile(100, &path);
     if (qtest_mode_shim()) {
         fflock_range();
-        fflock_wait();
+        open_file_wait(0);
         fflock_vs_process_lock();
     } else {
         fflock_native();
@@ -717,7 +501,7 @@ int main(void)
     ofd_lpid();
     ofd_sharing();
     ofd_vs_process_locks();
-    ofd_wait();
+    open_file_wait(1);
     ofd_vs_flock();
     close(fd);
     return QTEST_DONE();
