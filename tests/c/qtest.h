@@ -453,6 +453,18 @@ static inline int qtest_lk(int fd, int cmd, short type, off_t start, off_t len)
 /* Children                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* fork(), with the child's alarm armed (QTEST_CHILD_TIMEOUT_S): any child
+ * a test forks cannot outlive a hang.  Returns 0 in the child. */
+static inline pid_t qtest_fork(void)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        qtest_fatal("fork");
+    if (pid == 0)
+        alarm(QTEST_CHILD_TIMEOUT_S);
+    return pid;
+}
+
 /* Wait up to timeout_ms for pid; on timeout kill it (SIGKILL) and reap it.
  * Returns the wait status, or -1 on timeout. */
 static inline int qtest_wait(pid_t pid, int timeout_ms)
@@ -567,11 +579,8 @@ static inline qtest_child qtest_child_start(void (*fn)(void *), void *arg)
     int up[2], down[2];
     if (pipe2(up, O_CLOEXEC) != 0 || pipe2(down, O_CLOEXEC) != 0)
         qtest_fatal("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
+    pid_t pid = qtest_fork();
     if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
         close(up[0]);
         close(down[1]);
         qtest_up_fd = up[1];
@@ -632,11 +641,11 @@ static inline int qtest_silent(qtest_child *c, int ms)
     return poll(&p, 1, 0) == 0;
 }
 
-/* Scheduler state of a process from /proc/PID/stat ('S', 'R', ...). */
-static inline char qtest_proc_state(pid_t pid)
+/* The scheduler state in a /proc stat file ('S', 'R', ...; '?' if it
+ * cannot be read): /proc/PID/stat, /proc/self/task/TID/stat. */
+static inline char qtest_stat_state(const char *path)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    char buf[512];
     FILE *f = fopen(path, "r");
     if (!f)
         return '?';
@@ -645,6 +654,14 @@ static inline char qtest_proc_state(pid_t pid)
     buf[n] = 0;
     char *p = strrchr(buf, ')');
     return p && p[1] == ' ' ? p[2] : '?';
+}
+
+/* Scheduler state of a process from /proc/PID/stat ('S', 'R', ...). */
+static inline char qtest_proc_state(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    return qtest_stat_state(path);
 }
 
 /* The child announced it is about to block (it sent a message just before
@@ -683,11 +700,8 @@ static inline int qtest_wait_blocked(qtest_child *c)
  * killed after QTEST_WAIT_MS) or gave 255. */
 static inline int qtest_probe(int (*fn)(const void *), const void *arg)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
+    pid_t pid = qtest_fork();
     if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
         _exit(fn(arg));
     }
     int st = qtest_wait(pid, QTEST_WAIT_MS);
@@ -1397,11 +1411,8 @@ static inline qtest_helper qtest_spawn_after(const char *path,
     if (pipe2(pin, O_CLOEXEC) || pipe2(pout, O_CLOEXEC) ||
         pipe2(perr, O_CLOEXEC))
         qtest_fatal("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
+    pid_t pid = qtest_fork();
     if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
         signal(SIGALRM, SIG_DFL);
         dup2(pin[0], 0);
         dup2(pout[1], 1);
@@ -1433,6 +1444,35 @@ static inline qtest_helper qtest_spawn(const char *path, char *const argv[],
 {
     return qtest_spawn_after(path, argv, env, NULL, NULL);
 }
+
+/* Run this binary again with argv in a child, which applies the
+ * environment edits env (qtest_apply_env; NULL: none) after before(arg) (if
+ * not NULL), and CHECK that it exits with status 0 within QTEST_WAIT_MS
+ * (else it is killed); `what` names it in the failure message.  Returns
+ * its pid. */
+static inline pid_t qtest_run_self(char *const argv[], char *const env[],
+                                   void (*before)(void *), void *arg,
+                                   const char *what, const char *file,
+                                   int line)
+{
+    pid_t pid = qtest_fork();
+    if (pid == 0) {
+        if (before)
+            before(arg);
+        qtest_apply_env(env);
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    int st = qtest_wait(pid, QTEST_WAIT_MS);
+    char d[96];
+    qtest_describe_status(st, d, sizeof d);
+    qtest_record(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, file, line,
+                 "%s: %s", what, d);
+    return pid;
+}
+
+#define CHECK_RUN_SELF(argv, env, before, arg, what)                          \
+    qtest_run_self((argv), (env), (before), (arg), (what), __FILE__, __LINE__)
 
 /* Read from fd into buf (NUL-terminated) until a line containing `want`
  * (if not NULL) is complete, EOF, or timeout_ms.  Returns the length. */
@@ -1538,6 +1578,22 @@ static inline const char *qtest_oneline(const char *s, char *out, size_t n)
     out[j] = 0;
     return out;
 }
+
+/* CHECK that a QNXCOMPAT_TRACE text has a line with
+ * "qnxcompat[PID:PID] " + what, and `more` (if not NULL) after it. */
+static inline void qtest_check_traced(const char *trace, pid_t pid,
+                                      const char *what, const char *more,
+                                      const char *file, int line)
+{
+    char w[512];
+    snprintf(w, sizeof w, "qnxcompat[%d:%d] %s", (int)pid, (int)pid, what);
+    qtest_record(qtest_has_line(trace, w, more), file, line,
+                 "trace lacks a line \"%s...%s\"; trace was:\n%s", w,
+                 more ? more : "", trace);
+}
+
+#define CHECK_TRACED(trace, pid, what, more)                                  \
+    qtest_check_traced((trace), (pid), (what), (more), __FILE__, __LINE__)
 
 /* Number of times c occurs in s (e.g. the complete lines of a text). */
 static inline int qtest_count_char(const char *s, char c)

@@ -47,16 +47,9 @@ static void run_child(void (*fn)(void *), void *arg, int ms, const char *what)
 /* Scheduler state of thread `tid` of this process. */
 static char thread_state(pid_t tid)
 {
-    char p[64], buf[512];
+    char p[64];
     snprintf(p, sizeof p, "/proc/self/task/%d/stat", (int)tid);
-    FILE *f = fopen(p, "r");
-    if (!f)
-        return '?';
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *s = strrchr(buf, ')');
-    return s && s[1] == ' ' ? s[2] : '?';
+    return qtest_stat_state(p);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -31,8 +31,6 @@
 
 #define BIG ((off_t)1 << 40)
 
-extern char **environ;
-
 static const char *path; /* the test file, 100 bytes */
 static int fd;           /* O_RDWR open of path: the parent's open file */
 
@@ -484,58 +482,31 @@ static void trace(void)
     int rfd = qtest_tmpfile(100, NULL);
     CHECK_OK(flock(bholder, LOCK_EX));
 
-    static char v1[64], v2[256];
-    char *envp[512];
-    int n = 0;
-    for (char **e = environ; *e && n < 500; e++)
-        if (strncmp(*e, "QNXCOMPAT_TRACE", 15) != 0)
-            envp[n++] = *e;
-    snprintf(v1, sizeof v1, "QNXCOMPAT_TRACE=1");
-    snprintf(v2, sizeof v2, "QNXCOMPAT_TRACE_FILE=%s", tpath);
-    envp[n++] = v1;
-    envp[n++] = v2;
-    envp[n] = NULL;
-
+    char tfile[256];
+    snprintf(tfile, sizeof tfile, "QNXCOMPAT_TRACE_FILE=%s", tpath);
+    char *env[] = {"QNXCOMPAT_TRACE=1", tfile, NULL};
     char a[16], b[16], r[16];
     snprintf(a, sizeof a, "%d", afd);
     snprintf(b, sizeof b, "%d", busy);
     snprintf(r, sizeof r, "%d", rfd);
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        char *argv[] = {"t_flock", "--trace-act", a, b, r, NULL};
-        execve("/proc/self/exe", argv, envp);
-        _exit(127);
-    }
-    int st = qtest_wait(pid, QTEST_WAIT_MS);
-    char d[96];
-    qtest_describe_status(st, d, sizeof d);
-    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-          "traced child: %s (bit 0: LOCK_SH, 1: busy LOCK_EX|LOCK_NB not "
-          "EWOULDBLOCK, 2: F_WRLCK|F_FLOCK)", d);
+    char *argv[] = {"t_flock", "--trace-act", a, b, r, NULL};
+    pid_t pid = CHECK_RUN_SELF(argv, env, NULL, NULL,
+                               "traced child (bit 0: LOCK_SH, 1: busy "
+                               "LOCK_EX|LOCK_NB not EWOULDBLOCK, 2: "
+                               "F_WRLCK|F_FLOCK)");
 
     char *t = qtest_slurp(tpath);
     char want[256];
-    snprintf(want, sizeof want, "qnxcompat[%d:%d] flock(fd=%d, LOCK_SH) = 0 (",
-             (int)pid, (int)pid, afd);
-    CHECK(qtest_has_line(t, want, NULL), "trace lacks \"%s\"; trace was:\n%s",
-          want, t);
-    snprintf(want, sizeof want,
-             "qnxcompat[%d:%d] flock(fd=%d, LOCK_EX|LOCK_NB) = -1 EAGAIN (",
-             (int)pid, (int)pid, busy);
-    CHECK(qtest_has_line(t, want, NULL), "trace lacks \"%s\"; trace was:\n%s",
-          want, t);
-    snprintf(want, sizeof want,
-             "qnxcompat[%d:%d] fcntl(fd=%d, F_SETLK, {F_WRLCK|F_FLOCK, "
-             "SEEK_SET, start=0, len=10}) = 0 (",
-             (int)pid, (int)pid, rfd);
-    CHECK(qtest_has_line(t, want, NULL), "trace lacks \"%s\"; trace was:\n%s",
-          want, t);
-    snprintf(want, sizeof want, "qnxcompat[%d:%d] flock(fd=%d, LOCK_UN) = 0 (",
-             (int)pid, (int)pid, afd);
-    CHECK(qtest_has_line(t, want, NULL), "trace lacks \"%s\"; trace was:\n%s",
-          want, t);
+    snprintf(want, sizeof want, "flock(fd=%d, LOCK_SH) = 0 (", afd);
+    CHECK_TRACED(t, pid, want, NULL);
+    snprintf(want, sizeof want, "flock(fd=%d, LOCK_EX|LOCK_NB) = -1 EAGAIN (",
+             busy);
+    CHECK_TRACED(t, pid, want, NULL);
+    snprintf(want, sizeof want, "fcntl(fd=%d, F_SETLK, {F_WRLCK|F_FLOCK, "
+             "SEEK_SET, start=0, len=10}) = 0 (", rfd);
+    CHECK_TRACED(t, pid, want, NULL);
+    snprintf(want, sizeof want, "flock(fd=%d, LOCK_UN) = 0 (", afd);
+    CHECK_TRACED(t, pid, want, NULL);
     free(t);
 
     close(afd);

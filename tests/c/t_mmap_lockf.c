@@ -27,8 +27,6 @@
  */
 #include "qtest.h"
 
-extern char **environ;
-
 static size_t pg;
 static const char *path;
 static int fd;
@@ -445,17 +443,28 @@ static void mapper(void *arg)
     child_await('Q', 20000);
 }
 
+/* A child fn(arg) maps the file and says 'M'; told `go`, it lets the
+ * mapping go and says `gone`.  CHECK the file is mapped for lockf before
+ * (`before` says how) and not after. */
+static qtest_child mapped_then_gone(void (*fn)(void *), void *arg, int go,
+                                    int gone, const char *before,
+                                    const char *after)
+{
+    qtest_child c = qtest_child_start(fn, arg);
+    CHECK_HEAR(&c, 'M', 5000, NULL);
+    CHECK_MAPPED(fd, before);
+    qtest_say(&c, go);
+    CHECK_HEAR(&c, gone, 5000, NULL);
+    CHECK_UNMAPPED(fd, after);
+    return c;
+}
+
 static void other_process(int flags, const char *kind)
 {
-    char st[96];
-    qtest_child c = qtest_child_start(mapper, &flags);
-    CHECK_HEAR(&c, 'M', 5000, NULL);
+    char st[96], st2[96];
     snprintf(st, sizeof st, "mapped %s by another process", kind);
-    CHECK_MAPPED(fd, st);
-    qtest_say(&c, 'U');
-    CHECK_HEAR(&c, 'u', 5000, NULL);
-    snprintf(st, sizeof st, "the other process unmapped it (%s)", kind);
-    CHECK_UNMAPPED(fd, st);
+    snprintf(st2, sizeof st2, "the other process unmapped it (%s)", kind);
+    qtest_child c = mapped_then_gone(mapper, &flags, 'U', 'u', st, st2);
     CHECK_CHILD_FINISH(&c);
 }
 
@@ -570,89 +579,60 @@ static void mapper_dies(void)
     CHECK_UNMAPPED_SOON(fd, "the mapping child exited without munmap");
 }
 
-/* The exec'd image: 'E' on up, then wait for a byte or EOF on down. */
+/* The exec'd image: 'E' on up, then wait for a message or EOF on down. */
 static int exec_wait_main(int up, int down)
 {
     alarm(QTEST_CHILD_TIMEOUT_S);
-    ssize_t w = write(up, "E", 1);
-    (void)w;
+    qtest_put(up, 'E', 0, 0);
     struct pollfd p = {down, POLLIN, 0};
     poll(&p, 1, 30000);
     return 0;
 }
 
-/* A child maps the file, says 'M', waits for 'X', then execs this binary
- * (--exec-wait) with `envp`; after the new image says 'E' the file is no
- * longer mapped. */
-static void exec_case(char **envp, const char *what)
+/* Child of exec_case(): map the file, say 'M', wait for 'X', then exec this
+ * binary (--exec-wait, its pipes passed on as descriptor numbers) with the
+ * environment edits arg. */
+static void map_then_exec(void *arg)
 {
-    int up[2], down[2];
-    if (pipe(up) != 0 || pipe(down) != 0)
-        qtest_fatal("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        alarm(QTEST_CHILD_TIMEOUT_S);
-        close(up[0]);
-        close(down[1]);
-        map_rw(1, MAP_SHARED);
-        ssize_t w = write(up[1], "M", 1);
-        (void)w;
-        char ch;
-        struct pollfd pf = {down[0], POLLIN, 0};
-        if (poll(&pf, 1, 20000) != 1 || read(down[0], &ch, 1) != 1)
-            _exit(3);
-        char a[16], b[16];
-        snprintf(a, sizeof a, "%d", up[1]);
-        snprintf(b, sizeof b, "%d", down[0]);
-        char *argv[] = {"t_mmap_lockf", "--exec-wait", a, b, NULL};
-        execve("/proc/self/exe", argv, envp);
-        _exit(127);
-    }
-    close(up[1]);
-    close(down[0]);
-    char ch = 0, st[128];
-    struct pollfd pf = {up[0], POLLIN, 0};
-    CHECK(poll(&pf, 1, 5000) == 1 && read(up[0], &ch, 1) == 1 && ch == 'M',
-          "exec child did not map the file");
+    map_rw(1, MAP_SHARED);
+    child_say('M');
+    if (!child_await('X', 20000))
+        _exit(3);
+    char a[16], b[16];
+    snprintf(a, sizeof a, "%d", dup(qtest_up_fd)); /* without FD_CLOEXEC */
+    snprintf(b, sizeof b, "%d", dup(qtest_down_fd));
+    char *argv[] = {"t_mmap_lockf", "--exec-wait", a, b, NULL};
+    qtest_apply_env(arg);
+    execv("/proc/self/exe", argv);
+    _exit(127);
+}
+
+/* A child maps the file, then execs this binary with the environment edits
+ * `env` (see qtest_apply_env); after the new image says 'E' the file is no
+ * longer mapped. */
+static void exec_case(char **env, const char *what)
+{
+    char st[128], st2[128];
     snprintf(st, sizeof st, "mapped by a child before it execs %s", what);
-    CHECK_MAPPED(fd, st);
-    ssize_t w = write(down[1], "X", 1);
-    (void)w;
-    ch = 0;
-    CHECK(poll(&pf, 1, 5000) == 1 && read(up[0], &ch, 1) == 1 && ch == 'E',
-          "the exec'd image (%s) did not start", what);
-    snprintf(st, sizeof st, "the mapping child exec'd %s", what);
-    CHECK_UNMAPPED(fd, st);
-    close(down[1]); /* EOF: the new image exits */
-    CHECK_EXIT0(pid);
-    close(up[0]);
+    snprintf(st2, sizeof st2, "the mapping child exec'd %s", what);
+    qtest_child c = mapped_then_gone(map_then_exec, env, 'X', 'E', st, st2);
+    close(c.to_child); /* EOF: the new image exits */
+    CHECK_EXIT0(c.pid);
+    close(c.from_child);
 }
 
 static void exec_drops(void)
 {
     new_file();
-    exec_case(environ, "this program (with the shim)");
+    exec_case(NULL, "this program (with the shim)");
     /* a program that does not load the shim */
-    char *envp[600];
-    int n = 0;
-    for (char **e = environ; *e && n < 598; e++)
-        if (strncmp(*e, "LD_PRELOAD=", 11) != 0)
-            envp[n++] = *e;
-    envp[n] = NULL;
+    char *no_shim[] = {"LD_PRELOAD", NULL};
     new_file();
-    exec_case(envp, "a program without the shim");
+    exec_case(no_shim, "a program without the shim");
     /* the shim loaded but switched off in the new image */
-    static char off[] = "QNXCOMPAT=off";
-    n = 0;
-    for (char **e = environ; *e && n < 597; e++)
-        if (strncmp(*e, "QNXCOMPAT=", 10) != 0)
-            envp[n++] = *e;
-    envp[n++] = off;
-    envp[n] = NULL;
+    char *off[] = {"QNXCOMPAT=off", NULL};
     new_file();
-    exec_case(envp, "this program with QNXCOMPAT=off");
+    exec_case(off, "this program with QNXCOMPAT=off");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -680,42 +660,24 @@ static void trace(void)
     const char *tpath;
     int tfd = qtest_tmpfile(0, &tpath);
     close(tfd);
-    static char v1[] = "QNXCOMPAT_TRACE=1";
-    char v2[160];
-    snprintf(v2, sizeof v2, "QNXCOMPAT_TRACE_FILE=%s", tpath);
-    char *envp[600];
-    int n = 0;
-    for (char **e = environ; *e && n < 596; e++)
-        if (strncmp(*e, "QNXCOMPAT=", 10) != 0 &&
-            strncmp(*e, "QNXCOMPAT_TRACE", 15) != 0)
-            envp[n++] = *e;
-    envp[n++] = v1;
-    envp[n++] = v2;
-    envp[n] = NULL;
+    char tfile[160];
+    snprintf(tfile, sizeof tfile, "QNXCOMPAT_TRACE_FILE=%s", tpath);
+    char *env[] = {"QNXCOMPAT", "QNXCOMPAT_TRACE=1", tfile, NULL};
     char a[16];
     snprintf(a, sizeof a, "%d", fd);
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
-    if (pid == 0) {
-        char *argv[] = {"t_mmap_lockf", "--trace-tlock", a, NULL};
-        execve("/proc/self/exe", argv, envp);
-        _exit(127);
-    }
-    int st = qtest_wait(pid, QTEST_WAIT_MS);
-    char d[96];
-    qtest_describe_status(st, d, sizeof d);
-    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-          "traced child (map, lockf F_TLOCK: %s expected): %s",
-          qtest_mode_shim() ? "-1 EAGAIN" : "0", d);
+    char *argv[] = {"t_mmap_lockf", "--trace-tlock", a, NULL};
+    pid_t pid = CHECK_RUN_SELF(argv, env, NULL, NULL,
+                               qtest_mode_shim()
+                                   ? "traced child (map, lockf F_TLOCK: -1 "
+                                     "EAGAIN expected)"
+                                   : "traced child (map, lockf F_TLOCK: 0 "
+                                     "expected)");
     char *t = qtest_slurp(tpath);
     if (qtest_mode_shim()) {
         char want[128];
-        snprintf(want, sizeof want,
-                 "qnxcompat[%d:%d] lockf(fd=%d, F_TLOCK, size=10) = -1 EAGAIN (",
-                 (int)pid, (int)pid, fd);
-        CHECK(qtest_has_line(t, want, NULL), "trace lacks \"%s\"; trace: %s",
-              want, t);
+        snprintf(want, sizeof want, "lockf(fd=%d, F_TLOCK, size=10) = -1 EAGAIN (",
+                 fd);
+        CHECK_TRACED(t, pid, want, NULL);
     } else {
         CHECK(t[0] == 0, "native run wrote a trace: %.200s", t);
     }

@@ -448,12 +448,9 @@ static struct victim start_fault_victim(const char *fault)
     int p[2], e[2];
     if (pipe2(p, O_CLOEXEC) != 0 || pipe2(e, O_CLOEXEC) != 0)
         qtest_fatal("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
+    pid_t pid = qtest_fork();
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        alarm(60);
         signal(SIGALRM, SIG_DFL);
         dup2(e[1], 2);
         dup2(p[1], READY_FD);
