@@ -28,22 +28,38 @@ printf 'pear\napple\nfig\n%s\n' "$(seq 1 50)" >"$WORK/input"
 passed=0
 failed=0
 
-# same DESCRIPTION COMMAND...: run natively and under the shim, compare.
-same() {
-    local what=$1 rc_n rc_s
-    shift
+# run_both COMMAND...: run natively (output in $WORK/n.out and n.err) and
+# under the shim (s.out, s.err), in $WORK, without stdin; sets rc_n and rc_s
+# (the caller's locals).
+run_both() {
     (cd "$WORK" && timeout 30 "$@") >"$WORK/n.out" 2>"$WORK/n.err" </dev/null
     rc_n=$?
     (cd "$WORK" && timeout 30 env LD_PRELOAD="$LIB" QNXCOMPAT_REGISTRY="$REGISTRY" "$@") \
         >"$WORK/s.out" 2>"$WORK/s.err" </dev/null
     rc_s=$?
-    if [ "$rc_n" -eq "$rc_s" ] && [ -s "$WORK/n.out" ] &&
-        cmp -s "$WORK/n.out" "$WORK/s.out" && cmp -s "$WORK/n.err" "$WORK/s.err"; then
+}
+
+# verdict OK DESCRIPTION: count one check and print its PASS/FAIL line (the
+# caller shows what differed after a FAIL); returns OK's status.
+verdict() {
+    if [ "$1" -eq 0 ]; then
         passed=$((passed + 1))
-        echo "PASS programs: $what"
-    else
-        failed=$((failed + 1))
-        echo "FAIL programs: $what (exit status native $rc_n, shim $rc_s)"
+        echo "PASS programs: $2"
+        return 0
+    fi
+    failed=$((failed + 1))
+    echo "FAIL programs: $2 (exit status native $rc_n, shim $rc_s)"
+    return 1
+}
+
+# same DESCRIPTION COMMAND...: run natively and under the shim, compare.
+same() {
+    local what=$1 rc_n rc_s
+    shift
+    run_both "$@"
+    [ "$rc_n" -eq "$rc_s" ] && [ -s "$WORK/n.out" ] &&
+        cmp -s "$WORK/n.out" "$WORK/s.out" && cmp -s "$WORK/n.err" "$WORK/s.err"
+    if ! verdict $? "$what"; then
         diff -u "$WORK/n.out" "$WORK/s.out" | head -n 40 | sed "s/^/    stdout /"
         diff -u "$WORK/n.err" "$WORK/s.err" | head -n 40 | sed "s/^/    stderr /"
         [ -s "$WORK/n.out" ] || echo "    (no native output)"
@@ -56,20 +72,12 @@ same() {
 differs() {
     local what=$1 want_n=$2 want_s=$3 rc_n rc_s
     shift 3
-    (cd "$WORK" && timeout 30 "$@") >"$WORK/n.out" 2>"$WORK/n.err" </dev/null
-    rc_n=$?
-    (cd "$WORK" && timeout 30 env LD_PRELOAD="$LIB" QNXCOMPAT_REGISTRY="$REGISTRY" "$@") \
-        >"$WORK/s.out" 2>"$WORK/s.err" </dev/null
-    rc_s=$?
+    run_both "$@"
     printf '%s\n' "$want_n" >"$WORK/n.want"
     printf '%s\n' "$want_s" >"$WORK/s.want"
-    if [ "$rc_n" -eq 0 ] && [ "$rc_s" -eq 0 ] &&
-        cmp -s "$WORK/n.want" "$WORK/n.out" && cmp -s "$WORK/s.want" "$WORK/s.out"; then
-        passed=$((passed + 1))
-        echo "PASS programs: $what"
-    else
-        failed=$((failed + 1))
-        echo "FAIL programs: $what (exit status native $rc_n, shim $rc_s)"
+    [ "$rc_n" -eq 0 ] && [ "$rc_s" -eq 0 ] &&
+        cmp -s "$WORK/n.want" "$WORK/n.out" && cmp -s "$WORK/s.want" "$WORK/s.out"
+    if ! verdict $? "$what"; then
         diff -u "$WORK/n.want" "$WORK/n.out" | head -n 20 | sed "s/^/    native /"
         diff -u "$WORK/s.want" "$WORK/s.out" | head -n 20 | sed "s/^/    shim /"
         sed "s/^/    native stderr: /" "$WORK/n.err" | head -n 10
