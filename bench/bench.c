@@ -109,7 +109,8 @@ static void watchdog(unsigned secs)
     alarm(secs);
 }
 
-static int lk(int fd, int cmd, short type, off_t start, off_t len)
+/* {type, SEEK_SET, start, len}, every other field 0 */
+static struct flock flock_of(short type, off_t start, off_t len)
 {
     struct flock fl;
     memset(&fl, 0, sizeof fl);
@@ -117,6 +118,12 @@ static int lk(int fd, int cmd, short type, off_t start, off_t len)
     fl.l_whence = SEEK_SET;
     fl.l_start = start;
     fl.l_len = len;
+    return fl;
+}
+
+static int lk(int fd, int cmd, short type, off_t start, off_t len)
+{
+    struct flock fl = flock_of(type, start, len);
     return fcntl(fd, cmd, &fl);
 }
 
@@ -513,12 +520,8 @@ static void s2(long count)
                 short type;
             } probe[] = {{0, F_WRLCK}, {1, F_UNLCK}, {-3, F_UNLCK}, {-2, F_WRLCK}};
             for (size_t k = 0; k < sizeof probe / sizeof probe[0]; k++) {
-                struct flock fl;
-                memset(&fl, 0, sizeof fl);
-                fl.l_type = F_WRLCK;
-                fl.l_whence = SEEK_SET;
-                fl.l_start = 1000000 + (probe[k].off < 0 ? 2 * count + probe[k].off : probe[k].off);
-                fl.l_len = 1;
+                off_t at = probe[k].off < 0 ? 2 * count + probe[k].off : probe[k].off;
+                struct flock fl = flock_of(F_WRLCK, 1000000 + at, 1);
                 if (fcntl(c.fd, F_GETLK, &fl) != 0)
                     _exit(2);
                 if (fl.l_type != probe[k].type)
@@ -962,12 +965,7 @@ static int other_sees_lock(const char *path)
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open(path, O_RDWR);
-        struct flock fl;
-        memset(&fl, 0, sizeof fl);
-        fl.l_type = F_WRLCK;
-        fl.l_whence = SEEK_SET;
-        fl.l_start = 0;
-        fl.l_len = 10;
+        struct flock fl = flock_of(F_WRLCK, 0, 10);
         if (fd < 0 || fcntl(fd, F_GETLK, &fl) != 0)
             _exit(2);
         _exit(fl.l_type == F_UNLCK ? 0 : 1);

@@ -36,12 +36,9 @@ if [ $# -lt 1 ]; then
     echo "usage: $0 LIBPATH [scenario ...]" >&2
     exit 2
 fi
-LIB=$1
+# absolute (the script changes directory), symbolic links kept
+LIB=$(realpath -sm -- "$1") || exit 2
 shift
-case $LIB in
-/*) ;;
-*) LIB=$PWD/$LIB ;;
-esac
 if [ ! -f "$LIB" ]; then
     echo "run.sh: library $LIB not found (build it: cargo build --release)" >&2
     exit 2

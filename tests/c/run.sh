@@ -33,12 +33,9 @@ if [ $# -lt 1 ]; then
     exit 2
 fi
 
-LIB=$1
+# absolute (the script changes directory), symbolic links kept
+LIB=$(realpath -sm -- "$1") || exit 2
 shift
-case $LIB in
-/*) ;;
-*) LIB=$PWD/$LIB ;;
-esac
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd) || exit 2
 cd "$ROOT" || exit 2
