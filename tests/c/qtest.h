@@ -24,14 +24,27 @@
  *   qtest_tmpfile(size, &path)  unique /tmp file, O_RDWR, unlinked at the end
  *   setlk/setlkw/unlock(fd, [type,] start, len)  fcntl on a SEEK_SET range
  *   qtest_lockf_at(fd, off, func, size)          lseek + lockf
+ *   qtest_fork()                fork with the child's alarm armed
  *   qtest_child_start(fn, arg)  fork a child running fn; parent and child
  *       exchange tagged messages: child_say/child_report/child_await in the
  *       child, qtest_say/CHECK_HEAR/qtest_wait_blocked in the parent;
  *       CHECK_CHILD_FINISH tells it to quit ('Q') and checks its exit status
+ *       (qtest_read_rec/qtest_write_rec carry a test's own fixed-size records)
  *   RUN_IN_CHILD(fn, arg)       run fn in a child and check it exits 0
+ *   qtest_rnd/qtest_rnd_below, qtest_seed() (QTEST_SEED), qtest_long_mode()
+ *       (QTEST_LONG), qtest_lock_errno_ok(e): the errnos a lock call may give
+ *
+ * Lock calls as data (struct qtest_call: qtest_call_fcntl/_lockf/_flock,
+ * run or undone by qtest_call_run) and children that make one through an
+ * inherited descriptor or an open file of their own (struct qtest_actor):
+ *   CHECK_START_HOLDER(actor)   a qtest_holder child took its lock; it
+ *       releases it on CHECK_HOLDER_RELEASE(&c)
+ *   CHECK_START_WAITER(actor)   a qtest_waiter child announced its blocking
+ *       call; CHECK_GRANTED(&c, t0, what) checks it was granted in time
  *
  * Cross-process lock observation: POSIX locks belong to a process, so these
- * fork a short-lived "probe" process that acts on an inherited descriptor:
+ * fork a short-lived "probe" process (qtest_probe) that acts on an inherited
+ * descriptor:
  *   CHECK_CAN_LOCK(fd, type, start, len)     probe's F_SETLK succeeds
  *   CHECK_CANNOT_LOCK(fd, type, start, len)  probe's F_SETLK: -1 EAGAIN
  *   CHECK_GETLK(fd, start, len, type, lstart, llen, pid)  probe's F_GETLK
@@ -40,10 +53,14 @@
  *       changes, to F_UNLCK
  *   CHECK_OTHER_LOCKF(fd, func, off, size, result)  probe's lockf gives
  *       result (0, or the errno of a -1 return)
+ * or on an open file of its own (it opens the path itself):
+ *   CHECK_OTHER_FLOCK_AT(path, flags, op, result)             flock(op)
+ *   CHECK_OTHER_FCNTL_AT(path, cmd, type, start, len, result) fcntl(cmd)
+ *   CHECK_OTHER_GETLK_AT(path, cmd, start, len, type, lstart, llen, pid)
+ *       F_GETLK or F_OFD_GETLK reports exactly that lock
+ *   qtest_probe_path(path, QTEST_BY_FLOCK|QTEST_BY_OFD, ...)  the result of
+ *       flock(LOCK_EX|LOCK_NB) or F_OFD_SETLK
  * A lock a probe obtains is released again before it exits.
- *   qtest_probe_path(path, QTEST_BY_FLOCK|QTEST_BY_OFD, ...)  the same on a
- *       description of the probe's own (flock(LOCK_EX|LOCK_NB) or
- *       F_OFD_SETLK)
  *
  * Helper processes (this binary, or another program, exec'd with a changed
  * environment: without LD_PRELOAD, with QNXCOMPAT_FAULT or another
@@ -52,7 +69,9 @@
  * qtest_helper whose stdin/stdout/stderr are pipes; qtest_read_until,
  * qtest_helper_say, qtest_out_val ("KEY value" lines), qtest_helper_finish,
  * qtest_helper_kill; in the helper qtest_wait_eof and qtest_setlk_path.
- * Also qtest_make_segment / qtest_registry_name / qtest_file_snapshot for
+ * CHECK_RUN_SELF runs this binary with environment edits to completion (a
+ * traced run: CHECK_TRACED finds its QNXCOMPAT_TRACE lines).  Also
+ * qtest_make_segment / qtest_registry_name / qtest_file_snapshot for
  * planted registry segments, qtest_wait_state, qtest_count_lines.
  *
  * Nothing can hang: qtest_init() arms alarm(QTEST_TIMEOUT_S), every child
@@ -1258,6 +1277,18 @@ static inline void qtest_waiter(void *arg)
     child_report('G', r, errno);
     child_await('Q', 30000);
 }
+
+/* Start a waiter child (qtest_waiter) and CHECK that it announces its
+ * call ('R'). */
+static inline qtest_child qtest_start_waiter(struct qtest_actor a,
+                                             const char *file, int line)
+{
+    qtest_child c = qtest_child_start(qtest_waiter, &a);
+    qtest_check_hear(&c, 'R', 5000, NULL, file, line);
+    return c;
+}
+
+#define CHECK_START_WAITER(actor) qtest_start_waiter((actor), __FILE__, __LINE__)
 
 /* The waiter's 'G' arrives within 5 s with result 0, and (if t0 > 0)
  * within 2 s of t0 (the release it waited for). */

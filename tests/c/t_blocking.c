@@ -31,8 +31,7 @@ static void blocks_until_unlock(int fd, enum how how)
 {
     struct qtest_actor w = waiter(fd, how, -1);
     CHECK_OK(setlk(fd, F_WRLCK, 0, 10));
-    qtest_child c = qtest_child_start(qtest_waiter, &w);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    qtest_child c = CHECK_START_WAITER(w);
     CHECK(qtest_wait_blocked(&c), "%s: waiter was granted while we hold the lock",
           how == BY_LOCKF ? "lockf" : "F_SETLKW");
     double t0 = qtest_now_ms();
@@ -50,8 +49,7 @@ static void eintr(int fd, enum how how, int sa_flags)
     struct qtest_msg m = {0, 0, 0};
     int must_interrupt = !(sa_flags & SA_RESTART) || qtest_mode_shim();
     CHECK_OK(setlk(fd, F_WRLCK, 0, 10));
-    qtest_child c = qtest_child_start(qtest_waiter, &w);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    qtest_child c = CHECK_START_WAITER(w);
     CHECK(qtest_wait_blocked(&c), "waiter not blocked");
     kill(c.pid, SIGALRM);
     if (must_interrupt) {
@@ -94,8 +92,7 @@ static void killed_holder(int fd, int reap_first)
     qtest_child h = qtest_child_start(holder, &fd);
     CHECK_HEAR(&h, 'L', 5000, NULL);
     CHECK_GETLK(fd, 0, 10, F_WRLCK, 0, 10, h.pid);
-    qtest_child c = qtest_child_start(qtest_waiter, &w);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    qtest_child c = CHECK_START_WAITER(w);
     CHECK(qtest_wait_blocked(&c), "waiter not blocked by the holder");
 
     double t0 = qtest_now_ms();

@@ -100,8 +100,7 @@ static void blocking(void)
     struct qtest_actor wsh = OWN(qtest_call_flock(LOCK_SH));
 
     CHECK_OK(flock(fd, LOCK_EX));
-    qtest_child c = qtest_child_start(qtest_waiter, &wsh);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    qtest_child c = CHECK_START_WAITER(wsh);
     CHECK(qtest_wait_blocked(&c), "flock(LOCK_SH) granted while LOCK_EX is held");
     double t0 = qtest_now_ms();
     CHECK_OK(flock(fd, LOCK_UN));
@@ -113,12 +112,10 @@ static void blocking(void)
 
     /* a shared lock does not block a shared request, does block LOCK_EX */
     CHECK_OK(flock(fd, LOCK_SH));
-    c = qtest_child_start(qtest_waiter, &wsh);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    c = CHECK_START_WAITER(wsh);
     CHECK_GRANTED(&c, 0, "flock(LOCK_SH) beside LOCK_SH");
     CHECK_CHILD_FINISH(&c);
-    c = qtest_child_start(qtest_waiter, &wex);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    c = CHECK_START_WAITER(wex);
     CHECK(qtest_wait_blocked(&c), "flock(LOCK_EX) granted while LOCK_SH is held");
     t0 = qtest_now_ms();
     CHECK_OK(flock(fd, LOCK_UN));
@@ -353,8 +350,7 @@ static void blocking_across_kinds(void)
 
     /* flock(LOCK_EX) waits for another process's fcntl F_WRLCK */
     h = CHECK_START_HOLDER(OWN(qtest_call_fcntl(F_SETLK, F_WRLCK, 0, 10)));
-    c = qtest_child_start(qtest_waiter, &wflock);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    c = CHECK_START_WAITER(wflock);
     if (qnx) {
         CHECK(qtest_wait_blocked(&c),
               "flock(LOCK_EX) granted while another process holds F_WRLCK");
@@ -372,8 +368,7 @@ static void blocking_across_kinds(void)
 
     /* F_SETLKW waits for another open file's flock(LOCK_EX) */
     CHECK_OK(flock(fd, LOCK_EX));
-    c = qtest_child_start(qtest_waiter, &wsetlkw);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    c = CHECK_START_WAITER(wsetlkw);
     if (qnx) {
         CHECK(qtest_wait_blocked(&c), "F_SETLKW granted while flock LOCK_EX is held");
         double t0 = qtest_now_ms();
@@ -430,8 +425,7 @@ static void eintr(int sa_flags)
     int must_interrupt = !(sa_flags & SA_RESTART) || qtest_mode_shim();
 
     CHECK_OK(flock(fd, LOCK_SH));
-    qtest_child c = qtest_child_start(qtest_waiter, &w);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    qtest_child c = CHECK_START_WAITER(w);
     CHECK(qtest_wait_blocked(&c), "flock(LOCK_EX) waiter not blocked");
     kill(c.pid, SIGALRM);
     if (must_interrupt) {

@@ -79,9 +79,7 @@ static int child_result(pid_t pid)
 /* Fork a child to make one call, with an alarm of 10 s; 0 in the child. */
 static pid_t fork_caller(void)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
+    pid_t pid = qtest_fork();
     if (pid == 0) {
         alarm(10);
         signal(SIGALRM, SIG_DFL);

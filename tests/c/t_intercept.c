@@ -176,9 +176,7 @@ static int fresh_fds(const char *file)
 
 static void no_fds_after_exec(void)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        qtest_fatal("fork");
+    pid_t pid = qtest_fork();
     if (pid == 0) {
         closefrom(3);
         execl("/proc/self/exe", "t_intercept", "--fresh-fds", path, (char *)NULL);

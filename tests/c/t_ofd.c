@@ -176,8 +176,7 @@ static void open_file_wait(int ofd)
     const char *what = ofd ? "F_OFD_SETLKW" : "F_SETLKW F_WRLCK|F_FLOCK";
     struct qtest_actor w = ACTOR(0, ofd ? F_OFD_SETLKW : F_SETLKW, wr, 0, 10);
     CHECK_OK(lk(fd, cmd, wr, 5, 10));
-    qtest_child c = qtest_child_start(qtest_waiter, &w);
-    CHECK_HEAR(&c, 'R', 5000, NULL);
+    qtest_child c = CHECK_START_WAITER(w);
     CHECK(qtest_wait_blocked(&c), "%s granted while another open file holds "
           "[5,15)", what);
     double t0 = qtest_now_ms();
