@@ -32,6 +32,8 @@ struct qnxcompat_call {
     uint32_t slices;
     uint32_t waiter;
     uint32_t waiter_gen;
+    uint32_t sig_base;
+    uint32_t check_epoch;
     uint32_t pad;
 };
 
@@ -57,13 +59,17 @@ static void abandon(void *call)
         pthread_cleanup_pop(0);                                                                    \
     } while (0)
 
-static int settle(long r)
+/* errno is the call's own: a success leaves it as the caller had it,
+ * whatever the library's own syscalls did on the way. */
+static int settle(long r, int saved_errno)
 {
     if (r == QNXCOMPAT_EINTR) {
         pthread_testcancel();
         errno = EINTR;
         return -1;
     }
+    if (r >= 0)
+        errno = saved_errno;
     return (int)r;
 }
 
@@ -81,12 +87,13 @@ static int blocking_fcntl_cmd(int cmd)
 
 static int fcntl_entry(int fd, int cmd, uintptr_t arg, int entry)
 {
-    struct qnxcompat_call call = {0, 0, 0, 0, 0};
+    struct qnxcompat_call call = {0, 0, 0, 0, 0, 0, 0};
     long r;
+    int saved_errno = errno;
     if (blocking_fcntl_cmd(cmd))
         pthread_testcancel();
     WAIT_LOOP(r, qnxcompat_fcntl(fd, cmd, arg, entry, &call), call);
-    return settle(r);
+    return settle(r, saved_errno);
 }
 
 /* glibc's __libc_fcntl64 reads the third argument as one void *; so do we. */
@@ -121,12 +128,13 @@ __attribute__((visibility("default"))) int __fcntl(int fd, int cmd, ...)
 
 static int lockf_entry(int fd, int function, int64_t size, int entry)
 {
-    struct qnxcompat_call call = {0, 0, 0, 0, 0};
+    struct qnxcompat_call call = {0, 0, 0, 0, 0, 0, 0};
     long r;
+    int saved_errno = errno;
     if (function == F_LOCK)
         pthread_testcancel();
     WAIT_LOOP(r, qnxcompat_lockf(fd, function, size, entry, &call), call);
-    return settle(r);
+    return settle(r, saved_errno);
 }
 
 __attribute__((visibility("default"))) int lockf(int fd, int function, off_t size)
@@ -141,12 +149,13 @@ __attribute__((visibility("default"))) int lockf64(int fd, int function, off64_t
 
 __attribute__((visibility("default"))) int flock(int fd, int operation)
 {
-    struct qnxcompat_call call = {0, 0, 0, 0, 0};
+    struct qnxcompat_call call = {0, 0, 0, 0, 0, 0, 0};
     long r;
+    int saved_errno = errno;
     if (!(operation & LOCK_NB))
         pthread_testcancel();
     WAIT_LOOP(r, qnxcompat_flock(fd, operation, &call), call);
-    return settle(r);
+    return settle(r, saved_errno);
 }
 
 /*

@@ -49,10 +49,11 @@ pub enum Func {
     Mmap,
     Mmap64,
     Munmap,
+    Mlock2,
 }
 
 impl Func {
-    pub const ALL: [Func; 21] = [
+    pub const ALL: [Func; 22] = [
         Func::Fcntl,
         Func::Fcntl64,
         Func::UFcntl,
@@ -74,6 +75,7 @@ impl Func {
         Func::Mmap,
         Func::Mmap64,
         Func::Munmap,
+        Func::Mlock2,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +101,7 @@ impl Func {
             Func::Mmap => "mmap",
             Func::Mmap64 => "mmap64",
             Func::Munmap => "munmap",
+            Func::Mlock2 => "mlock2",
         }
     }
 

@@ -111,6 +111,7 @@ impl FileRef {
                 regular: i.regular,
             });
         }
+        let ticket = local::fd_ticket(fd);
         let st = sys::fstat(fd)?;
         let fl = sys::fcntl_int(fd, libc::F_GETFL, 0)? as i32;
         // An O_PATH descriptor can neither read nor write: no lock through it.
@@ -125,6 +126,7 @@ impl FileRef {
         local::fd_store(
             fd,
             local::FdInfo { dev: f.dev, ino: f.ino, readable: f.readable, writable: f.writable, regular: f.regular },
+            ticket,
         );
         Ok(f)
     }
@@ -133,10 +135,22 @@ impl FileRef {
     pub fn base(&self, fd: i32, whence: i16) -> Result<i64, Errno> {
         match whence as i32 {
             libc::SEEK_SET => Ok(0),
-            libc::SEEK_CUR => sys::current_offset(fd),
+            libc::SEEK_CUR => position(fd),
             libc::SEEK_END => sys::fstat(fd).map(|st| st.st_size),
             _ => Err(Errno::INVAL),
         }
+    }
+}
+
+/// The file position a lock's `SEEK_CUR` (and lockf) counts from. A pipe,
+/// FIFO or socket has none (`lseek` gives ESPIPE); the kernel's fcntl then
+/// uses the file's `f_pos`, which is 0, and so do we: lockf and `SEEK_CUR`
+/// locks on them work as natively. (QNX lockf(): locking "may be supported
+/// for other files".)
+pub fn position(fd: i32) -> Result<i64, Errno> {
+    match sys::current_offset(fd) {
+        Err(Errno(libc::ESPIPE)) => Ok(0),
+        other => other,
     }
 }
 
@@ -155,16 +169,14 @@ pub fn take(fd: i32, token: Token, readable: bool) -> Result<(), Errno> {
     ofd_lock(fd, libc::F_OFD_SETLK, ltype, token.start(), token.len()).map(drop)
 }
 
-/// Waits, in the kernel, until no lock held outside the library covers the
-/// token range of `fd`'s file (a process outside the library holds a lock
-/// over the whole file): takes and at once drops a probe lock there with
-/// `F_OFD_SETLKW`. EINTR when a signal interrupts the wait.
-pub fn wait_for_outside(fd: i32, readable: bool) -> Result<(), Errno> {
+/// Whether a token could now be taken through `fd`: no lock held outside
+/// the library (a process outside it locking the whole file) covers the
+/// token range any more. One `F_OFD_GETLK`; the caller polls it, between
+/// interruptible sleeps, while such a lock is in the way.
+pub fn outside_free(fd: i32, readable: bool) -> Result<bool, Errno> {
     let ltype = if readable { libc::F_RDLCK } else { libc::F_WRLCK };
-    let (start, len) = (TOKEN_BASE, TOKEN_STRIDE * OWNERS as i64);
-    let r = ofd_lock(fd, libc::F_OFD_SETLKW, ltype, start, len).map(drop);
-    let _ = ofd_lock(fd, libc::F_OFD_SETLK, libc::F_UNLCK, start, len);
-    r
+    let fl = ofd_lock(fd, libc::F_OFD_GETLK, ltype, TOKEN_BASE, TOKEN_STRIDE * OWNERS as i64)?;
+    Ok(fl.l_type as i32 == libc::F_UNLCK)
 }
 
 /// Drops `token` from `fd`'s open file description.
@@ -241,27 +253,61 @@ pub fn holders(dev: u64, ino: u64, token: Token, uid: Option<u32>, f: &mut dyn F
                 return;
             }
         }
-        let mut dir = [0u8; 40];
-        let mut c = crate::fmt::Cursor::new(&mut dir);
-        let _ = write!(c, "/proc/{pid}/fd\0");
-        let n = c.len();
-        let Ok(dir) = core::ffi::CStr::from_bytes_with_nul(&dir[..n]) else { return };
-        let mut holds = false;
-        let _ = sys::for_each_entry(dir, &mut |fdname, _| {
-            let Some(fd) = sys::entry_number(fdname).filter(|_| !holds) else { return };
-            let mut link = [0u8; 48];
-            let mut c = crate::fmt::Cursor::new(&mut link);
-            let _ = write!(c, "/proc/{pid}/fd/{fd}\0");
-            let n = c.len();
-            let Ok(link) = core::ffi::CStr::from_bytes_with_nul(&link[..n]) else { return };
-            if sys::stat(link).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino) {
-                let _ = tokens_in(pid, fd, &mut |t| holds |= t == token);
-            }
-        });
-        if holds {
+        if holds_token(pid, dev, ino, token) {
             f(pid);
         }
     });
+}
+
+/// Like `holders`, over the processes `pids` only (the registry's own
+/// process owners: the only processes that can release a lock through the
+/// library).
+pub fn holders_among(pids: &[i32], dev: u64, ino: u64, token: Token, f: &mut dyn FnMut(i32)) {
+    for &pid in pids {
+        if holds_token(pid, dev, ino, token) {
+            f(pid);
+        }
+    }
+}
+
+/// Whether process `pid` holds a descriptor of `(dev, ino)` whose open file
+/// description carries `token`.
+fn holds_token(pid: i32, dev: u64, ino: u64, token: Token) -> bool {
+    let mut dir = [0u8; 40];
+    let mut c = crate::fmt::Cursor::new(&mut dir);
+    let _ = write!(c, "/proc/{pid}/fd\0");
+    let n = c.len();
+    let Ok(dir) = core::ffi::CStr::from_bytes_with_nul(&dir[..n]) else { return false };
+    let mut holds = false;
+    let _ = sys::for_each_entry(dir, &mut |fdname, _| {
+        let Some(fd) = sys::entry_number(fdname).filter(|_| !holds) else { return };
+        let mut link = [0u8; 48];
+        let mut c = crate::fmt::Cursor::new(&mut link);
+        let _ = write!(c, "/proc/{pid}/fd/{fd}\0");
+        let n = c.len();
+        let Ok(link) = core::ffi::CStr::from_bytes_with_nul(&link[..n]) else { return };
+        if sys::stat(link).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino) {
+            let _ = tokens_in(pid, fd, &mut |t| holds |= t == token);
+        }
+    });
+    holds
+}
+
+/// How many threads process `pid` has (field 20 of `/proc/<pid>/stat`);
+/// None when it cannot be read.
+pub fn threads_of(pid: i32) -> Option<u32> {
+    let mut path = [0u8; 32];
+    let mut c = crate::fmt::Cursor::new(&mut path);
+    write!(c, "/proc/{pid}/stat\0").ok()?;
+    let n = c.len();
+    let path = core::ffi::CStr::from_bytes_with_nul(&path[..n]).ok()?;
+    let mut buf = [0u8; 1024];
+    let len = sys::read_small_file(path, &mut buf).ok()?;
+    let line = &buf[..len];
+    let close = line.iter().rposition(|&b| b == b')')?;
+    // Fields after the command: state is field 3, num_threads field 20.
+    let w = line[close + 1..].split(|&b| b == b' ').filter(|w| !w.is_empty()).nth(17)?;
+    core::str::from_utf8(w).ok()?.parse().ok()
 }
 
 /// Finds the OFD lock lines of an fdinfo text and reports the tokens.

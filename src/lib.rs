@@ -36,6 +36,7 @@ pub mod mappings;
 pub mod mlock;
 pub mod owner;
 pub mod registry;
+pub mod signals;
 pub mod sys;
 pub mod trace;
 pub mod usermem;

@@ -16,7 +16,7 @@
 //! queue), and the interrupted call releases it on its way out
 //! (`locks::settle_deferred`).
 
-use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::engine::tree::NIL;
 use crate::registry::layout::FILES;
@@ -31,7 +31,7 @@ static SLOT_INO: [AtomicU64; FILES as usize] = [const { AtomicU64::new(0) }; FIL
 /// the file of slot `s`".
 static DEFERRED: [AtomicU64; FILES as usize / 64] = [const { AtomicU64::new(0) }; FILES as usize / 64];
 static ANY_DEFERRED: AtomicU32 = AtomicU32::new(0);
-static FILTER_COUNTS: [AtomicU16; FILTER] = [const { AtomicU16::new(0) }; FILTER];
+static FILTER_COUNTS: [AtomicU32; FILTER] = [const { AtomicU32::new(0) }; FILTER];
 static HELD_FILES: AtomicU32 = AtomicU32::new(0);
 /// The registry owner slot of this process, a hint checked on use.
 static OWNER_HINT: AtomicU32 = AtomicU32::new(NIL);
@@ -52,8 +52,18 @@ pub fn account(file: u32, dev: u64, ino: u64, delta: i32) {
     if before == 0 && after > 0 {
         SLOT_DEV[file as usize].store(dev, Ordering::Relaxed);
         SLOT_INO[file as usize].store(ino, Ordering::Relaxed);
+        slot.store(after, Ordering::Release);
+        index_insert(file, dev, ino);
+        return account_filter(dev, ino, before, after);
     }
     slot.store(after, Ordering::Release);
+    if before > 0 && after == 0 {
+        index_remove(file, dev, ino);
+    }
+    account_filter(dev, ino, before, after);
+}
+
+fn account_filter(dev: u64, ino: u64, before: u32, after: u32) {
     let f = &FILTER_COUNTS[filter_index(dev, ino)];
     if before == 0 && after > 0 {
         f.fetch_add(1, Ordering::Relaxed);
@@ -62,6 +72,124 @@ pub fn account(file: u32, dev: u64, ino: u64, delta: i32) {
         f.fetch_sub(1, Ordering::Relaxed);
         HELD_FILES.fetch_sub(1, Ordering::Release);
     }
+}
+
+// ---- The held files, by (dev, ino) ------------------------------------
+//
+// An open-addressing index from a held file to its registry slot, so that
+// the paths that look at many descriptors at once (exec, close_range,
+// closefrom, fcloseall) find each descriptor's slot in O(1). Written only
+// by `account` (under the registry mutex, so by one thread at a time);
+// read without a lock, and every hit is checked against `SLOT_DEV`/`SLOT_INO`,
+// with a scan of the held slots behind it, so a racing rebuild never makes a
+// lookup miss.
+
+const INDEX: usize = 2 * FILES as usize;
+const TOMB: u32 = u32::MAX;
+static INDEX_SLOTS: [AtomicU32; INDEX] = [const { AtomicU32::new(0) }; INDEX];
+static INDEX_TOMBS: AtomicU32 = AtomicU32::new(0);
+
+fn index_home(dev: u64, ino: u64) -> usize {
+    ((dev.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ino).wrapping_mul(0xff51_afd7_ed55_8ccd) >> 17) as usize % INDEX
+}
+
+fn index_insert(slot: u32, dev: u64, ino: u64) {
+    if INDEX_TOMBS.load(Ordering::Relaxed) as usize > INDEX / 4 {
+        index_rebuild();
+    }
+    let mut i = index_home(dev, ino);
+    for _ in 0..INDEX {
+        let v = INDEX_SLOTS[i].load(Ordering::Relaxed);
+        if v == 0 || v == TOMB {
+            if v == TOMB {
+                INDEX_TOMBS.fetch_sub(1, Ordering::Relaxed);
+            }
+            INDEX_SLOTS[i].store(slot + 1, Ordering::Release);
+            return;
+        }
+        i = (i + 1) % INDEX;
+    }
+}
+
+fn index_remove(slot: u32, dev: u64, ino: u64) {
+    let mut i = index_home(dev, ino);
+    for _ in 0..INDEX {
+        let v = INDEX_SLOTS[i].load(Ordering::Relaxed);
+        if v == 0 {
+            return;
+        }
+        if v == slot + 1 {
+            INDEX_SLOTS[i].store(TOMB, Ordering::Release);
+            INDEX_TOMBS.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        i = (i + 1) % INDEX;
+    }
+}
+
+fn index_rebuild() {
+    for e in &INDEX_SLOTS {
+        e.store(0, Ordering::Relaxed);
+    }
+    INDEX_TOMBS.store(0, Ordering::Relaxed);
+    for (s, c) in OWN_RECORDS.iter().enumerate() {
+        if c.load(Ordering::Relaxed) != 0 {
+            index_insert(s as u32, SLOT_DEV[s].load(Ordering::Relaxed), SLOT_INO[s].load(Ordering::Relaxed));
+        }
+    }
+}
+
+fn holds_slot_for(s: usize, dev: u64, ino: u64) -> bool {
+    OWN_RECORDS[s].load(Ordering::Acquire) != 0
+        && SLOT_DEV[s].load(Ordering::Relaxed) == dev
+        && SLOT_INO[s].load(Ordering::Relaxed) == ino
+}
+
+/// The registry slot of a file this process holds locks on, if it does.
+pub fn slot_of(dev: u64, ino: u64) -> Option<u32> {
+    let mut i = index_home(dev, ino);
+    for _ in 0..INDEX {
+        let v = INDEX_SLOTS[i].load(Ordering::Acquire);
+        if v == 0 {
+            break;
+        }
+        if v != TOMB && holds_slot_for((v - 1) as usize, dev, ino) {
+            return Some(v - 1);
+        }
+        i = (i + 1) % INDEX;
+    }
+    (0..FILES as usize).find(|&s| holds_slot_for(s, dev, ino)).map(|s| s as u32)
+}
+
+/// The file of held slot `s`, if this process holds locks there.
+pub fn held_file(s: u32) -> Option<(u64, u64)> {
+    let s = s as usize;
+    (OWN_RECORDS.get(s)?.load(Ordering::Acquire) != 0)
+        .then(|| (SLOT_DEV[s].load(Ordering::Relaxed), SLOT_INO[s].load(Ordering::Relaxed)))
+}
+
+// ---- Per-slot scratch for the many-descriptor paths ---------------------
+//
+// One user at a time (a process-local spin lock): per held slot, a count of
+// descriptors seen, and a bit. No fixed list, no limit.
+
+static SCRATCH_BUSY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static SCRATCH_COUNT: [AtomicU32; FILES as usize] = [const { AtomicU32::new(0) }; FILES as usize];
+
+/// The per-slot scratch counters, for the duration of `f` (which must not
+/// call back into a path that uses them).
+pub fn with_slot_scratch<R>(f: impl FnOnce(&'static [AtomicU32]) -> R) -> R {
+    while SCRATCH_BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        crate::sys::sched_yield();
+    }
+    let r = f(&SCRATCH_COUNT);
+    for c in &SCRATCH_COUNT {
+        if c.load(Ordering::Relaxed) != 0 {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+    SCRATCH_BUSY.store(false, Ordering::Release);
+    r
 }
 
 /// This process's record count in file slot `file`.
@@ -89,6 +217,11 @@ pub fn set_owner_hint(i: u32) {
 
 /// Forgets everything: a fork child holds no locks, and owns nothing.
 pub fn forget_after_fork() {
+    // Cheap when nothing is held: every count is then zero already.
+    if HELD_FILES.load(Ordering::Acquire) == 0 && !has_deferred() {
+        OWNER_HINT.store(NIL, Ordering::Relaxed);
+        return;
+    }
     for c in &OWN_RECORDS {
         c.store(0, Ordering::Relaxed);
     }
@@ -96,6 +229,10 @@ pub fn forget_after_fork() {
         c.store(0, Ordering::Relaxed);
     }
     HELD_FILES.store(0, Ordering::Release);
+    for e in &INDEX_SLOTS {
+        e.store(0, Ordering::Relaxed);
+    }
+    INDEX_TOMBS.store(0, Ordering::Relaxed);
     OWNER_HINT.store(NIL, Ordering::Relaxed);
     for d in &DEFERRED {
         d.store(0, Ordering::Relaxed);
@@ -213,24 +350,45 @@ pub fn fd_lookup(fd: i32) -> Option<FdInfo> {
 }
 
 /// Caches what `fd` refers to.
-pub fn fd_store(fd: i32, info: FdInfo) {
+/// The entry's state before an `fstat` whose result is to be cached: the
+/// store succeeds only if no path forgot the descriptor in between.
+pub fn fd_ticket(fd: i32) -> u64 {
+    fd_entry(fd).map_or(0, |e| e.meta.load(Ordering::Acquire))
+}
+
+fn seq_of(meta: u64) -> u64 {
+    meta & !(VALID | READABLE | WRITABLE | REGULAR)
+}
+
+/// Caches what `fd` refers to, as learnt since `ticket` (see `fd_ticket`).
+/// A close, dup or open path that forgot the descriptor meanwhile moved its
+/// sequence on, and then nothing is stored: the cache is never stale.
+pub fn fd_store(fd: i32, info: FdInfo, ticket: u64) {
     let Some(e) = fd_entry(fd) else { return };
-    let seq = (e.meta.load(Ordering::Relaxed) & !(VALID | READABLE | WRITABLE | REGULAR)).wrapping_add(SEQ) & !VALID;
-    e.meta.store(0, Ordering::Relaxed);
-    core::sync::atomic::fence(Ordering::Release);
+    let writing = seq_of(ticket).wrapping_add(SEQ) & !VALID;
+    if e.meta.compare_exchange(ticket, writing, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        return;
+    }
     e.dev.store(info.dev, Ordering::Relaxed);
     e.ino.store(info.ino, Ordering::Relaxed);
     e.owner.store(NO_OWNER, Ordering::Relaxed);
     let flags = if info.readable { READABLE } else { 0 }
         | if info.writable { WRITABLE } else { 0 }
         | if info.regular { REGULAR } else { 0 };
-    e.meta.store(VALID | seq | flags, Ordering::Release);
+    // A forget during the writes moved the sequence again: then the entry
+    // stays invalid.
+    let _ = e.meta.compare_exchange(writing, VALID | writing | flags, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// Moves an entry's sequence on and invalidates it.
+fn forget_entry(e: &FdEntry) {
+    let _ = e.meta.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |m| Some(seq_of(m).wrapping_add(SEQ) & !VALID));
 }
 
 /// Forgets `fd` (it was closed, replaced or created anew). Async-signal-safe.
 pub fn fd_forget(fd: i32) {
     if let Some(e) = usize::try_from(fd).ok().and_then(|i| FDS.get(i)) {
-        e.meta.store(0, Ordering::Release);
+        forget_entry(e);
     }
 }
 
@@ -238,7 +396,7 @@ pub fn fd_forget(fd: i32) {
 pub fn fd_forget_range(lo: u32, hi: u32) {
     let hi = (hi as usize).min(FD_CACHE - 1);
     for e in FDS.iter().take(hi + 1).skip(lo as usize) {
-        e.meta.store(0, Ordering::Release);
+        forget_entry(e);
     }
 }
 

@@ -27,6 +27,10 @@ use crate::sys::{self, Errno};
 /// re-checks its blockers' liveness.
 pub const SLICE_NS: u64 = 50_000_000;
 
+/// What a wait for a lock held outside the library sleeps on between polls
+/// (only signals wake it early).
+static POLL_WORD: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
 /// Passes of one call through the registry without a sleep (see `set`).
 const MAX_PASSES: u32 = 4096;
 
@@ -82,10 +86,28 @@ pub struct CallState {
     /// That slot's generation: the registration is ours only while the
     /// slot still has it.
     pub waiter_gen: u32,
+    /// The thread's caught-signal count when the call began, with
+    /// `SIG_ARMED` set once taken (see `crate::signals`).
+    pub sig_base: u32,
+    /// The registry's graph epoch at this call's last cycle check.
+    pub check_epoch: u32,
     pub _pad: u32,
 }
 
+const SIG_ARMED: u32 = 1 << 31;
+
 impl CallState {
+    /// Takes the thread's signal count at the call's first pass; then
+    /// whether a caught signal arrived since.
+    fn signalled(&mut self) -> bool {
+        let now = crate::signals::seen() & !SIG_ARMED;
+        if self.sig_base & SIG_ARMED == 0 {
+            self.sig_base = now | SIG_ARMED;
+            return false;
+        }
+        self.sig_base & !SIG_ARMED != now
+    }
+
     fn waiter(&self) -> Option<u32> {
         self.waiter.checked_sub(1)
     }
@@ -94,13 +116,35 @@ impl CallState {
 /// Probe verdicts gathered during one wait slice of a call: a probe runs
 /// outside the mutex, and its verdict applies when the mutex is taken again
 /// only to the owner generation it was made for.
+/// The processes found holding an open file, for the deadlock check.
+struct Holders {
+    ticket: Ticket,
+    /// (pid, threads) of up to 32 of them.
+    pids: [(i32, u32); 32],
+    n: usize,
+    /// There were more than 32.
+    more: bool,
+}
+
 #[derive(Default)]
 struct Verdicts {
     seen: [(Ticket, bool); 32],
     n: usize,
+    /// CLOCK_MONOTONIC of the oldest verdict kept: they last one wait slice
+    /// (`SLICE_NS`), so a waiter woken often does not probe at every wake.
+    since_ns: u64,
     /// The processes found holding an open file (deadlock check): its
-    /// ticket, up to 32 pids, and whether there were more.
-    holders: Option<(Ticket, [i32; 32], usize, bool)>,
+    /// ticket, up to 32 (pid, threads), and whether there were more.
+    holders: Option<Holders>,
+    /// This process's thread count, read outside the mutex when a request
+    /// waits for its own process's lock.
+    own_threads: Option<u32>,
+    /// The pids of the registry's process owners, noted under the mutex for
+    /// a holder scan (`None`: more than fit, scan all of `/proc`).
+    candidates: Option<([i32; 256], usize)>,
+    /// The last holder scan covered only `candidates`: it can prove a
+    /// holder free, never that every holder is blocked.
+    restricted: bool,
 }
 
 impl Verdicts {
@@ -120,29 +164,45 @@ impl Verdicts {
     fn clear(&mut self) {
         self.n = 0;
         self.holders = None;
+        self.own_threads = None;
+    }
+
+    /// Forgets verdicts older than a slice (called when a wait sleeps).
+    fn age(&mut self, now: u64) {
+        if now.saturating_sub(self.since_ns) >= SLICE_NS {
+            self.clear();
+            self.since_ns = now;
+        }
     }
 
     /// The holders noted for `t`: `Some(None)` when there were too many to
     /// note.
-    fn holders_of(&self, t: &Ticket) -> Option<Option<&[i32]>> {
-        let (tk, pids, n, more) = self.holders.as_ref()?;
-        (tk == t).then_some(if *more { None } else { Some(&pids[..*n]) })
+    fn holders_of(&self, t: &Ticket) -> Option<Option<&[(i32, u32)]>> {
+        let h = self.holders.as_ref()?;
+        (h.ticket == *t).then_some(if h.more { None } else { Some(&h.pids[..h.n]) })
     }
 
     /// Scans for the processes holding the open file behind `token` (run
     /// without the mutex).
     fn find_holders(&mut self, t: Ticket, dev: u64, ino: u64, token: identity::Token) {
-        let mut pids = [0i32; 32];
+        let mut pids = [(0i32, 0u32); 32];
         let (mut n, mut more) = (0, false);
-        identity::holders(dev, ino, token, None, &mut |pid| {
+        let mut found = |pid: i32| {
             if n < pids.len() {
-                pids[n] = pid;
+                // A thread count we cannot read counts as "one more than
+                // could be waiting": the process may be free.
+                pids[n] = (pid, identity::threads_of(pid).unwrap_or(u32::MAX));
                 n += 1;
             } else {
                 more = true;
             }
-        });
-        self.holders = Some((t, pids, n, more));
+        };
+        self.restricted = self.candidates.is_some();
+        match self.candidates.take() {
+            Some((list, k)) => identity::holders_among(&list[..k], dev, ino, token, &mut found),
+            None => identity::holders(dev, ino, token, None, &mut found),
+        }
+        self.holders = Some(Holders { ticket: t, pids, n, more });
     }
 }
 
@@ -375,6 +435,11 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
     let mut slept_on = None;
     let mut verdicts = Verdicts::default();
     let is_lock = matches!(r.req, Request::Lock(_));
+    if r.wait {
+        // Arms the signal count (first pass) or sees a signal that came
+        // between two wait slices.
+        interrupted = call.signalled();
+    }
     let reg = match registry::reach(is_lock) {
         Reach::Ready(reg) => reg,
         Reach::Absent => return Outcome::Done(0), // nothing is locked anywhere
@@ -455,11 +520,25 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
             }
             Err(Errno::AGAIN) if r.wait => {
                 // A lock held outside the library over the open file's
-                // token: wait for it in the kernel, then try again.
+                // token: poll until it goes, every 10 ms, interruptible by
+                // any caught signal, then try again.
                 t.release_file_if_empty(slot);
                 drop(g);
-                if identity::wait_for_outside(fd, file.readable) == Err(Errno::INTR) {
-                    interrupted = true;
+                while identity::outside_free(fd, file.readable) == Ok(false) {
+                    if call.signalled() {
+                        interrupted = true;
+                        break;
+                    }
+                    if sys::monotonic_ns() >= deadline {
+                        call.slices += 1;
+                        return Outcome::Again;
+                    }
+                    let seen = POLL_WORD.load(core::sync::atomic::Ordering::Acquire);
+                    crate::signals::sleeping_on(Some(&POLL_WORD));
+                    if !call.signalled() {
+                        let _ = sys::futex_wait_shared(&POLL_WORD, seen, 10_000_000);
+                    }
+                    crate::signals::sleeping_on(None);
                 }
                 continue;
             }
@@ -547,8 +626,15 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
             t.release_file_if_empty(slot);
             return out;
         }
-        if let (None, Request::Lock(want), Some(me)) = (call.waiter(), r.req, me) {
-            match deadlock_check(&mut t, wake, owner, slot, want, r.range, fd, &verdicts) {
+        // The cycle check runs before every sleep, not only the first: the
+        // graph around a waiter changes while it sleeps (another waiter is
+        // granted, a holder starts waiting), and a cycle that closes later
+        // is found at the next wake or slice.
+        let epoch = t.free.graph_epoch;
+        if let (Request::Lock(want), Some(me), true) = (r.req, me, call.waiter().is_none() || call.check_epoch != epoch)
+        {
+            call.check_epoch = epoch;
+            match deadlock_check(&mut t, wake, owner, slot, want, r.range, fd, &mut verdicts, call.waiter().is_some()) {
                 Check::Retry => continue,
                 Check::Probe(v) => {
                     drop(g);
@@ -560,18 +646,31 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                     verdicts.find_holders(tk, dev, ino, token);
                     continue;
                 }
+                Check::OwnThreads => {
+                    drop(g);
+                    // Unreadable: count the process as single-threaded.
+                    verdicts.own_threads = Some(identity::threads_of(sys::getpid()).unwrap_or(1));
+                    continue;
+                }
                 Check::Deadlock => {
                     let out = finish(&mut t, call, Outcome::Failed(Errno::DEADLK));
                     retire_if_idle(&mut t, r.owner, owner);
                     t.release_file_if_empty(slot);
                     return out;
                 }
+                Check::Clear if call.waiter().is_some() => {}
                 Check::Clear => {
                     let proc_ = t.find_process(me.nonce, local::owner_hint()).unwrap_or(owner);
-                    if let Some((w, generation)) = t.add_waiter(owner, slot, want, r.range, proc_, me.nonce) {
-                        call.waiter = w + 1;
-                        call.waiter_gen = generation;
-                    }
+                    let Some((w, generation)) = t.add_waiter(owner, slot, want, r.range, proc_, me.nonce) else {
+                        // Nothing left to record the wait in: waiting unseen
+                        // would hide a deadlock, so the request fails.
+                        let out = finish(&mut t, call, Outcome::Failed(r.nomem));
+                        retire_if_idle(&mut t, r.owner, owner);
+                        t.release_file_if_empty(slot);
+                        return out;
+                    };
+                    call.waiter = w + 1;
+                    call.waiter_gen = generation;
                 }
             }
         }
@@ -588,11 +687,17 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         t.files[slot as usize].sleepers += 1;
         slept_on = Some(slot);
         drop(g);
-        verdicts.clear();
+        verdicts.age(now);
         passes = 0;
-        if sys::futex_wait_shared(word, seen, deadline - now) == Err(Errno::INTR) {
+        // A caught signal at any step so far (the trampoline counted it),
+        // or from here until the futex sleeps (the trampoline bumps the
+        // word, so the sleep returns at once), gives EINTR.
+        crate::signals::sleeping_on(Some(word));
+        if call.signalled() || sys::futex_wait_shared(word, seen, deadline - now) == Err(Errno::INTR) {
             interrupted = true;
         }
+        crate::signals::sleeping_on(None);
+        interrupted |= call.signalled();
     }
 }
 
@@ -624,6 +729,27 @@ fn mapped_check(t: &mut Tables, wake: &mut WakeSet, me: u32, file: u32, v: &Verd
     });
     if mappers[..n].contains(&me) {
         return MapCheck::Mapped;
+    }
+    if t.files.get(file as usize).is_some_and(|f| f.unrecorded != 0) {
+        // Mapped by some owner that the mapping table had no room for:
+        // mapped while any such owner lives.
+        // The first such owner decides: alive, the file counts as mapped;
+        // dead, it is reaped and the check runs again.
+        let mut first = None;
+        t.for_each_unrecorded(&mut |o| {
+            first = Some(o);
+            false
+        });
+        if let Some(o) = first {
+            if o == me {
+                return MapCheck::Mapped;
+            }
+            return match judge(t, wake, o, v) {
+                Judged::Alive => MapCheck::Mapped,
+                Judged::Reaped => MapCheck::Reaped,
+                Judged::Probe(p) => MapCheck::Probe(p),
+            };
+        }
     }
     let mut reaped = false;
     for &o in &mappers[..n] {
@@ -672,6 +798,8 @@ enum Check {
     /// The processes holding an open file on the cycle must be found
     /// (outside the mutex) first.
     Holders(Ticket, u64, u64, identity::Token),
+    /// This process's thread count must be read (outside the mutex) first.
+    OwnThreads,
 }
 
 /// Asks whether `me` waiting for `want` on `q` in file `slot` closes a cycle.
@@ -686,17 +814,11 @@ fn deadlock_check(
     want: LockType,
     q: Range,
     fd: i32,
-    v: &Verdicts,
+    v: &mut Verdicts,
+    registered: bool,
 ) -> Check {
-    let mut blockers = [NIL; 64];
-    let mut n = 0;
-    let _ = t.for_each_conflict(slot, me, want, q, &mut |o| {
-        if n < blockers.len() && !blockers[..n].contains(&o) {
-            blockers[n] = o;
-            n += 1;
-        }
-    });
-    let Some(cycle) = t.find_cycle(me, &blockers[..n]) else { return Check::Clear };
+    // Every lock in the way starts the search, however many there are.
+    let Some(cycle) = t.find_cycle(me, slot, want, q) else { return Check::Clear };
     let (dev, ino) = t.files.get(slot as usize).map_or((0, 0), |f| (f.dev, f.ino));
     let _ = fd;
     for &o in &cycle.owners()[1..] {
@@ -726,25 +848,91 @@ fn deadlock_check(
     // An open file on the cycle is released by whichever process holds a
     // descriptor of it: unless every one of them is blocked, someone can
     // still release it, and this is no deadlock.
+    // A request blocked only by its own process's lock of the other kind
+    // (its flock in the way of its fcntl lock, or the reverse) waits for
+    // itself: a deadlock unless another thread of the process is free to
+    // release. That needs only the process's own thread count.
+    // A re-check does not judge a cycle that closes through the requester's
+    // own open file: another process sharing that open file may be free to
+    // release it, and finding out is a /proc scan; the request that
+    // closed the cycle was judged when it came.
+    if registered && cycle.stand_in.is_some() {
+        return Check::Clear;
+    }
+    if cycle.own {
+        let Some(threads) = v.own_threads else { return Check::OwnThreads };
+        let waiting = t.waiting_threads(sys::getpid()) + u32::from(!registered);
+        if waiting < threads {
+            return Check::Clear;
+        }
+        note_cycle(t, &cycle, slot, want, q);
+        return Check::Deadlock;
+    }
     // Who holds a descriptor of it is a scan of /proc, run outside the
     // mutex (`Check::Holders`); the answer is used under it.
     for &o in &cycle.owners()[1..] {
         let Some(s) = t.owners.get(o as usize).filter(|s| s.kind == OWNER_OPENFILE) else { continue };
         let ticket = Ticket { owner: o, generation: s.generation, anchor: NIL, nonce: s.nonce };
         let Some(pids) = v.holders_of(&ticket) else {
+            if registered {
+                // A re-check (the graph changed while we slept) does not
+                // pay for a /proc scan: a cycle through an open file is
+                // judged when its last request arrives; re-checks catch the
+                // cycles that close through process-owned locks.
+                return Check::Clear;
+            }
             let token = identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS };
-            return Check::Holders(ticket, s.dev, s.ino, token);
+            let (dev_, ino_) = (s.dev, s.ino);
+            v.candidates = process_pids(t);
+            return Check::Holders(ticket, dev_, ino_, token);
         };
         let me_pid = sys::getpid();
         // The requesting process is about to block: it counts as blocked.
         // More holders than were noted: someone may be free.
-        let free_holder = pids.is_none_or(|p| p.iter().any(|&pid| pid != me_pid && !t.process_is_waiting(pid)));
+        // No holder found at all: the open file's last descriptor went
+        // since the search (its token with it), so it cannot be what keeps
+        // the cycle closed; the next wake looks again.
+        //
+        // A process is blocked only when every one of its threads is: one
+        // thread waiting while another holds the flock is no deadlock
+        // (the requesting thread is about to block: it counts).
+        let blocked = |pid: i32, threads: u32| {
+            let waiting = t.waiting_threads(pid) + u32::from(pid == me_pid && !registered);
+            waiting >= threads
+        };
+        let free_holder = pids.is_none_or(|p| p.is_empty() || p.iter().any(|&(pid, n)| !blocked(pid, n)));
         if free_holder {
             return Check::Clear;
+        }
+        if v.restricted {
+            // Only the registry's processes were looked at: any other
+            // process sharing the open file could release it. Look at all.
+            v.holders = None;
+            v.candidates = None;
+            v.restricted = false;
+            let token = identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS };
+            return Check::Holders(ticket, s.dev, s.ino, token);
         }
     }
     note_cycle(t, &cycle, slot, want, q);
     Check::Deadlock
+}
+
+/// The pids of the registry's process owners (for a holder scan), or None
+/// when there are more than fit.
+fn process_pids(t: &Tables) -> Option<([i32; 256], usize)> {
+    let mut list = [0i32; 256];
+    let mut n = 0;
+    for o in t.used_owners() {
+        if o.kind == OWNER_PROCESS && o.pid > 0 && !list[..n].contains(&o.pid) {
+            if n == list.len() {
+                return None;
+            }
+            list[n] = o.pid;
+            n += 1;
+        }
+    }
+    Some((list, n))
 }
 
 /// Puts the cycle in the trace line: each owner, the file and range it
@@ -889,7 +1077,7 @@ pub fn lockf(fd: i32, function: i32, size: i64, call: &mut CallState) -> Outcome
     if matches!(function, libc::F_LOCK | libc::F_TLOCK) && !file.writable {
         return Outcome::Failed(Errno::BADF);
     }
-    let cur = match sys::current_offset(fd) {
+    let cur = match identity::position(fd) {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e),
     };
@@ -1148,79 +1336,89 @@ pub fn locked_file_of(fd: i32) -> Option<(u64, u64)> {
     local::may_hold(dev, ino).then_some((dev, ino))
 }
 
-/// Descriptors of locked files, noted before a call that may close many of
-/// them (close_range, closefrom, fcloseall) and settled after it.
+/// Descriptors of locked files, counted per file before a call that may
+/// close many of them (close_range, closefrom, fcloseall) and again after
+/// it: every held file that lost a descriptor in the range is released
+/// (QNX releases on the first close of any descriptor for the file). The
+/// counts are per registry slot, so any number of descriptors and files is
+/// settled, none is dropped for want of room.
 pub struct FdSnapshot {
-    entries: [(i32, u64, u64); 64],
-    n: usize,
-    overflow: bool,
+    lo: u32,
+    hi: u32,
+    active: bool,
+}
+
+/// Calls `f` with the held slot of every open descriptor in `[lo, hi]`
+/// (`pred` filters by descriptor).
+fn for_each_held_fd(lo: u32, hi: u32, pred: &dyn Fn(i32) -> bool, f: &mut dyn FnMut(u32)) {
+    let _ = sys::for_each_open_fd(&mut |fd| {
+        if (fd as u32) < lo || (fd as u32) > hi || !pred(fd) {
+            return;
+        }
+        if let Some((dev, ino)) = locked_file_of(fd)
+            && let Some(slot) = local::slot_of(dev, ino)
+        {
+            f(slot);
+        }
+    });
 }
 
 impl FdSnapshot {
-    /// Notes every open descriptor in `[lo, hi]` whose file may be locked.
+    /// Notes how many descriptors in `[lo, hi]` each held file has.
     pub fn take(lo: u32, hi: u32) -> FdSnapshot {
-        let mut s = FdSnapshot { entries: [(0, 0, 0); 64], n: 0, overflow: false };
-        if !local::holds_any() {
-            return s;
+        FdSnapshot { lo, hi, active: local::holds_any() && !owner::in_shared_memory_child() }
+    }
+
+    /// Runs `close` between the two counts, then releases the files that
+    /// lost a descriptor.
+    pub fn around<R>(self, close: impl FnOnce() -> R) -> R {
+        if !self.active {
+            return close();
         }
-        let _ = sys::for_each_open_fd(&mut |fd| {
-            if (fd as u32) < lo || (fd as u32) > hi {
-                return;
-            }
-            if let Some((dev, ino)) = locked_file_of(fd) {
-                if s.n < s.entries.len() {
-                    s.entries[s.n] = (fd, dev, ino);
-                    s.n += 1;
-                } else {
-                    s.overflow = true;
+        let (lo, hi) = (self.lo, self.hi);
+        local::with_slot_scratch(|count| {
+            for_each_held_fd(lo, hi, &|_| true, &mut |s| {
+                count[s as usize].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+            });
+            let r = close();
+            for_each_held_fd(lo, hi, &|_| true, &mut |s| {
+                let c = &count[s as usize];
+                let _ =
+                    c.fetch_update(core::sync::atomic::Ordering::Relaxed, core::sync::atomic::Ordering::Relaxed, |v| {
+                        v.checked_sub(1)
+                    });
+            });
+            for (s, c) in count.iter().enumerate() {
+                if c.load(core::sync::atomic::Ordering::Relaxed) != 0
+                    && let Some((dev, ino)) = local::held_file(s as u32)
+                {
+                    release_file(dev, ino);
                 }
             }
-        });
-        s
+            r
+        })
     }
-
-    /// Releases the files of every noted descriptor that is now closed.
-    pub fn settle(&self) {
-        for &(fd, dev, ino) in &self.entries[..self.n] {
-            if sys::fcntl_int(fd, libc::F_GETFD, 0) == Err(Errno::BADF) || !same_file_id(fd, dev, ino) {
-                release_file(dev, ino);
-            }
-        }
-        if self.overflow {
-            release_files_without_descriptors();
-        }
-    }
-}
-
-fn same_file_id(fd: i32, dev: u64, ino: u64) -> bool {
-    sys::fstat(fd).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
 }
 
 /// Releases the locks of every file this process holds locks on but no
 /// longer has a descriptor for (after exec closed close-on-exec
-/// descriptors, or after too many closes to note one by one).
+/// descriptors). Any number of files.
 pub fn release_files_without_descriptors() {
-    let Some(reg) = registry::attached() else { return };
-    let mut files = [(0u64, 0u64); 256];
-    let mut n = 0;
-    {
-        let Ok(mut g) = reg.lock() else { return };
-        let mut t = g.tables();
-        let Some(me_slot) = find_owner(&t) else { return };
-        t.for_each_owned(me_slot, &mut |_, _, f| {
-            if n < files.len() && !files[..n].contains(&(f.dev, f.ino)) {
-                files[n] = (f.dev, f.ino);
-                n += 1;
-            }
+    if !local::holds_any() {
+        return;
+    }
+    local::with_slot_scratch(|open| {
+        for_each_held_fd(0, u32::MAX, &|_| true, &mut |s| {
+            open[s as usize].store(1, core::sync::atomic::Ordering::Relaxed);
         });
-    }
-    for &(dev, ino) in &files[..n] {
-        let mut open = false;
-        let _ = sys::for_each_open_fd(&mut |fd| open |= same_file_id(fd, dev, ino));
-        if !open {
-            release_file(dev, ino);
+        for s in 0..registry::layout::FILES {
+            if open[s as usize].load(core::sync::atomic::Ordering::Relaxed) == 0
+                && let Some((dev, ino)) = local::held_file(s)
+            {
+                release_file(dev, ino);
+            }
         }
-    }
+    });
 }
 
 /// This image's process owner slot, if it has one.
@@ -1231,46 +1429,41 @@ fn find_owner(t: &Tables) -> Option<u32> {
 /// Before an exec: marks this process's locks on every file that has a
 /// close-on-exec descriptor, since exec's close of it releases them (QNX
 /// releases on the first close of any descriptor). The new image drops
-/// marked locks when it loads; a failed exec clears the marks.
+/// marked locks when it loads; a failed exec clears the marks. Any number
+/// of descriptors and files: the marks are per registry slot.
 pub fn mark_for_exec() {
     if !local::holds_any() || owner::in_shared_memory_child() {
         return;
     }
-    let mut files = [(0u64, 0u64); 64];
-    let mut n = 0;
-    let mut overflow = false;
-    let _ = sys::for_each_open_fd(&mut |fd| {
-        let cloexec = sys::fcntl_int(fd, libc::F_GETFD, 0).is_ok_and(|v| v as i32 & libc::FD_CLOEXEC != 0);
-        if let Some(id) = locked_file_of(fd).filter(|_| cloexec) {
-            if files[..n].contains(&id) {
-            } else if n < files.len() {
-                files[n] = id;
-                n += 1;
-            } else {
-                overflow = true;
-            }
+    local::with_slot_scratch(|doomed| {
+        let cloexec = |fd: i32| sys::fcntl_int(fd, libc::F_GETFD, 0).is_ok_and(|v| v as i32 & libc::FD_CLOEXEC != 0);
+        let mut any = false;
+        for_each_held_fd(0, u32::MAX, &cloexec, &mut |s| {
+            doomed[s as usize].store(1, core::sync::atomic::Ordering::Relaxed);
+            any = true;
+        });
+        if any {
+            set_exec_marks(&mut |slot| {
+                doomed.get(slot as usize).is_some_and(|d| d.load(core::sync::atomic::Ordering::Relaxed) != 0)
+            });
         }
     });
-    if n == 0 && !overflow {
-        return;
-    }
-    set_exec_marks(&mut |dev, ino| overflow || files[..n].contains(&(dev, ino)));
 }
 
 /// After a failed exec: nothing was closed, so nothing is released.
 pub fn clear_exec_marks() {
     if local::holds_any() && !owner::in_shared_memory_child() {
-        set_exec_marks(&mut |_, _| false);
+        set_exec_marks(&mut |_| false);
     }
 }
 
-fn set_exec_marks(marked: &mut dyn FnMut(u64, u64) -> bool) {
+fn set_exec_marks(marked: &mut dyn FnMut(u32) -> bool) {
     let Some(reg) = registry::attached() else { return };
     let Ok(mut g) = reg.lock() else { return };
     let mut t = g.tables();
     let Some(me_slot) = find_owner(&t) else { return };
-    t.for_each_owned(me_slot, &mut |_, rec, f| {
-        rec.flags = if marked(f.dev, f.ino) { RECORD_EXEC_RELEASE } else { 0 };
+    t.for_each_owned(me_slot, &mut |_, rec, _| {
+        rec.flags = if marked(rec.file) { RECORD_EXEC_RELEASE } else { 0 };
     });
 }
 

@@ -56,7 +56,9 @@ pub fn mapped(addr: usize, len: usize, flags: i32, fd: i32) {
     if t.add_map(me, file, addr as u64, pages(len)).is_ok() {
         adjust(1);
     } else {
-        t.release_file_if_empty(file);
+        // No slot left: the file is marked mapped until this process is
+        // gone (or execs), rather than not at all.
+        t.add_unrecorded(me, file);
     }
 }
 

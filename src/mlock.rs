@@ -72,6 +72,21 @@ pub fn mlock(c: Caller, addr: usize, page: usize, mapped: &dyn Fn() -> bool) -> 
 }
 
 /// `mlockall(flags)`.
+/// `mlock2(addr, len, flags)`. QNX has no mlock2 (it is Linux's); as a way
+/// to lock memory it follows `mlock`'s rules, privilege included (QNX's
+/// rule is about locking memory, whatever the call), after its own flags
+/// are checked: only `MLOCK_ONFAULT` is known, anything else is EINVAL,
+/// before privilege, as `mlockall` checks its flags. (inferred)
+pub fn mlock2(c: Caller, addr: usize, page: usize, flags: u32, mapped: &dyn Fn() -> bool) -> Verdict {
+    if flags & !MLOCK_ONFAULT != 0 {
+        return Verdict::Fail(Errno::INVAL);
+    }
+    mlock(c, addr, page, mapped)
+}
+
+/// Linux's `MLOCK_ONFAULT`.
+pub const MLOCK_ONFAULT: u32 = 1;
+
 pub fn mlockall(c: Caller, flags: i32) -> Verdict {
     let known = libc::MCL_CURRENT | libc::MCL_FUTURE;
     match c.version {

@@ -73,6 +73,8 @@ impl Errno {
             libc::ENFILE => "ENFILE",
             libc::EMFILE => "EMFILE",
             libc::ESPIPE => "ESPIPE",
+            libc::ENOSPC => "ENOSPC",
+            libc::EDQUOT => "EDQUOT",
             libc::EROFS => "EROFS",
             libc::EPIPE => "EPIPE",
             libc::ERANGE => "ERANGE",
@@ -176,6 +178,31 @@ pub fn raise_in_thread(sig: c_int) {
 pub fn unsetenv_in_constructor(name: &CStr) {
     // SAFETY: as above; `name` is NUL-terminated.
     unsafe { libc::unsetenv(name.as_ptr()) };
+}
+
+/// The raw `mlock2` syscall.
+pub fn mlock2_raw(addr: usize, len: usize, flags: u32) -> Result<()> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_mlock2, addr, len, flags) }).map(drop)
+}
+
+/// `sched_yield()`.
+pub fn sched_yield() {
+    // SAFETY: no arguments.
+    unsafe { libc::syscall(libc::SYS_sched_yield) };
+}
+
+/// `fallocate(fd, 0, off, len)`: allocates the range (a tmpfs page that is
+/// allocated never raises SIGBUS when touched).
+pub fn fallocate(fd: c_int, off: u64, len: u64) -> Result<()> {
+    loop {
+        // SAFETY: integer-only syscall.
+        let r = unsafe { libc::syscall(libc::SYS_fallocate, fd, 0, off as libc::off_t, len as libc::off_t) };
+        match check(r) {
+            Err(Errno::INTR) => continue,
+            other => return other.map(drop),
+        }
+    }
 }
 
 /// `pread(fd, buf, off)`.

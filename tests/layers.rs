@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     // storage: the shared registry and the per-process summary
     &["registry", "local"],
     // policy: identity, liveness, tracing
-    &["owner", "liveness", "identity", "trace"],
+    &["owner", "liveness", "identity", "trace", "signals"],
     &["mappings"],
     // the QNX rules per call
     &["locks"],

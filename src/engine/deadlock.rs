@@ -41,13 +41,20 @@ pub struct Scratch<'a> {
 
 /// A cycle found: `owners[..len]` in wait order, starting with the
 /// requester (the requester waits for `owners[1]`, which waits for
-/// `owners[2]`, ..., which waits for the requester). `total` is the full
+/// `owners[2]`, ..., which waits for the requester, or for `stand_in`, an
+/// owner that only the requester's party can release). `total` is the full
 /// length when the cycle is longer than the array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cycle {
     pub owners: [u32; 32],
     pub len: usize,
     pub total: usize,
+    /// The owner the cycle closed on, when it is not the requester itself
+    /// but one only the requester's party releases (its open file).
+    pub stand_in: Option<u32>,
+    /// The requester is blocked directly by a lock only its own party can
+    /// release (`owners[1]`): it waits for itself.
+    pub own: bool,
 }
 
 impl Cycle {
@@ -56,8 +63,18 @@ impl Cycle {
     }
 }
 
+/// Reports the owners a request starts its search from, by calling the
+/// function it is given with each.
+pub type Starts<'a> = &'a mut dyn FnMut(&mut dyn FnMut(u32));
+
 /// Whether `requester`, by waiting for `blockers`, would close a cycle.
 pub fn find_cycle<G: WaitGraph + ?Sized>(g: &G, requester: u32, blockers: &[u32], s: &mut Scratch) -> Option<Cycle> {
+    find_cycle_from(g, requester, &mut |f| blockers.iter().for_each(|&b| f(b)), s)
+}
+
+/// Whether `requester`, by waiting for every owner `start` reports
+/// (duplicates allowed, any number), would close a cycle.
+pub fn find_cycle_from<G: WaitGraph + ?Sized>(g: &G, requester: u32, start: Starts, s: &mut Scratch) -> Option<Cycle> {
     let n = s.mark.len().min(s.parent.len()).min(s.stack.len());
     if requester as usize >= n {
         return None;
@@ -66,24 +83,29 @@ pub fn find_cycle<G: WaitGraph + ?Sized>(g: &G, requester: u32, blockers: &[u32]
     let epoch = *s.epoch;
     let mut top = 0;
     s.mark[requester as usize] = epoch;
-    for &b in blockers {
-        if b == requester {
-            continue;
+    let mut own = None;
+    start(&mut |b| {
+        if b == requester || own.is_some() {
+            return;
         }
         if g.is_requester(b, requester) {
-            // Blocked by a lock only the requesting party can release: a
-            // deadlock with itself (its flock waits on its own fcntl locks).
-            let mut c = Cycle { owners: [0; 32], len: 2, total: 2 };
-            c.owners[0] = requester;
-            c.owners[1] = b;
-            return Some(c);
+            own = Some(b);
+            return;
         }
-        if (b as usize) < n && s.mark[b as usize] != epoch {
+        if (b as usize) < n && s.mark[b as usize] != epoch && top < n {
             s.mark[b as usize] = epoch;
             s.parent[b as usize] = requester;
             s.stack[top] = b;
             top += 1;
         }
+    });
+    if let Some(b) = own {
+        // Blocked by a lock only the requesting party can release: a
+        // deadlock with itself (its flock waits on its own fcntl locks).
+        let mut c = Cycle { owners: [0; 32], len: 2, total: 2, stand_in: None, own: true };
+        c.owners[0] = requester;
+        c.owners[1] = b;
+        return Some(c);
     }
     let mut closing = None;
     while top > 0 && closing.is_none() {
@@ -94,7 +116,7 @@ pub fn find_cycle<G: WaitGraph + ?Sized>(g: &G, requester: u32, blockers: &[u32]
                 return;
             }
             if g.is_requester(c, requester) {
-                closing = Some(o);
+                closing = Some((o, c));
             } else if s.mark[c as usize] != epoch && top < n {
                 s.mark[c as usize] = epoch;
                 s.parent[c as usize] = o;
@@ -103,7 +125,7 @@ pub fn find_cycle<G: WaitGraph + ?Sized>(g: &G, requester: u32, blockers: &[u32]
             }
         });
     }
-    let last = closing?;
+    let (last, stand_in) = closing?;
     // The path requester -> ... -> last, read backwards through `parent`:
     // count it first, then keep its first 31 steps after the requester.
     let mut total = 0;
@@ -112,7 +134,7 @@ pub fn find_cycle<G: WaitGraph + ?Sized>(g: &G, requester: u32, blockers: &[u32]
         total += 1;
         o = s.parent[o as usize];
     }
-    let mut c = Cycle { owners: [0; 32], len: 1 + total.min(31), total: total + 1 };
+    let mut c = Cycle { owners: [0; 32], len: 1 + total.min(31), total: total + 1, stand_in: None, own: false };
     c.owners[0] = requester;
     let mut o = last;
     for k in (0..total).rev() {
@@ -120,6 +142,11 @@ pub fn find_cycle<G: WaitGraph + ?Sized>(g: &G, requester: u32, blockers: &[u32]
             c.owners[1 + k] = o;
         }
         o = s.parent[o as usize];
+    }
+    // The cycle closed on an owner that stands for the requester (an open
+    // file the requester's process locked through): noted apart.
+    if stand_in != requester {
+        c.stand_in = Some(stand_in);
     }
     Some(c)
 }

@@ -29,7 +29,7 @@ pub trait Pool: ArenaMut {
     /// Whether `n` records can be allocated by a request of this kind. Lock
     /// requests must leave a reserve behind, so that unlocks, which may need
     /// one record to split, keep working when the pool is otherwise full.
-    fn can_alloc(&self, n: u32, for_unlock: bool) -> bool;
+    fn can_alloc(&mut self, n: u32, for_unlock: bool) -> bool;
     /// Called between the steps of a multi-record update, where a crash
     /// leaves the list half-changed (fault injection hooks in here).
     fn checkpoint(&mut self) {}

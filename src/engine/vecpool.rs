@@ -43,7 +43,7 @@ impl Pool for VecPool {
         self.free.push(i);
         Ok(())
     }
-    fn can_alloc(&self, n: u32, for_unlock: bool) -> bool {
+    fn can_alloc(&mut self, n: u32, for_unlock: bool) -> bool {
         let need = if for_unlock { n } else { n + self.reserve };
         self.free.len() as u32 >= need
     }

@@ -38,12 +38,15 @@ fn closed(
     args: &dyn Fn(&mut Cursor) -> core::fmt::Result,
 ) -> c_int {
     let e = errno_of(r as i64);
+    let saved = Errno::last();
     if let Some((dev, ino)) = locked {
         // Linux closes the descriptor even when close() reports EINTR.
         if r == 0 || e == Errno::INTR {
             locks::release_file(dev, ino);
         }
     }
+    // errno is the call's own: the release's syscalls leave no trace.
+    saved.set();
     trace::line(f, start, Ret::Int(r as i64, e), args);
     if r == -1 {
         e.set();
@@ -122,14 +125,20 @@ pub extern "C" fn fcloseall() -> c_int {
         return unsafe { real() };
     }
     let start = now_if(Func::Fcloseall);
-    let snap = FdSnapshot::take(0, u32::MAX);
-    // SAFETY: no arguments.
-    let r = unsafe { real() };
-    local::fd_forget_range(0, u32::MAX);
+    let entry = Errno::last();
+    let r = FdSnapshot::take(0, u32::MAX).around(|| {
+        // SAFETY: no arguments.
+        let r = unsafe { real() };
+        local::fd_forget_range(0, u32::MAX);
+        r
+    });
     let e = errno_of(r as i64);
-    snap.settle();
     trace::line(Func::Fcloseall, start, Ret::Int(r as i64, e), &|_| Ok(()));
-    e.set();
+    if r == -1 {
+        e.set()
+    } else {
+        entry.set()
+    }
     r
 }
 
@@ -139,6 +148,7 @@ fn dup_hook(f: Func, oldfd: c_int, newfd: c_int, flags: c_int, real: &dyn Fn() -
         return real();
     }
     let start = now_if(f);
+    let entry = Errno::last();
     let locked = if oldfd != newfd { locks::locked_file_of(newfd) } else { None };
     local::fd_forget(newfd);
     let r = real();
@@ -153,7 +163,11 @@ fn dup_hook(f: Func, oldfd: c_int, newfd: c_int, flags: c_int, real: &dyn Fn() -
         write!(c, "oldfd={oldfd}, newfd={newfd}")?;
         if f == Func::Dup3 { write!(c, ", flags={flags:#x}") } else { Ok(()) }
     });
-    e.set();
+    if r == -1 {
+        e.set()
+    } else {
+        entry.set()
+    }
     r
 }
 
@@ -182,12 +196,14 @@ fn range_close(f: Func, lo: c_uint, hi: c_uint, flags: c_int, real: &dyn Fn() ->
         return real();
     }
     let start = now_if(f);
-    let snap = FdSnapshot::take(lo, hi);
+    let entry = Errno::last();
     local::fd_forget_range(lo, hi);
-    let r = real();
-    local::fd_forget_range(lo, hi);
+    let r = FdSnapshot::take(lo, hi).around(|| {
+        let r = real();
+        local::fd_forget_range(lo, hi);
+        r
+    });
     let e = errno_of(r as i64);
-    snap.settle();
     trace::line(f, start, Ret::Int(r as i64, e), &|c| {
         if f == Func::Closefrom {
             write!(c, "lowfd={lo}")
@@ -195,7 +211,11 @@ fn range_close(f: Func, lo: c_uint, hi: c_uint, flags: c_int, real: &dyn Fn() ->
             write!(c, "first={lo}, last={hi}, flags={flags:#x}")
         }
     });
-    e.set();
+    if r == -1 {
+        e.set()
+    } else {
+        entry.set()
+    }
     r
 }
 

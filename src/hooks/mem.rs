@@ -74,6 +74,34 @@ pub unsafe extern "C" fn mlock(addr: *const c_void, len: usize) -> c_int {
     )
 }
 
+/// `mlock2(addr, len, flags)`: `mlock`'s rules (see `crate::mlock::mlock2`).
+///
+/// # Safety
+/// As mlock2(2).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn mlock2(addr: *const c_void, len: usize, flags: core::ffi::c_uint) -> c_int {
+    policed(
+        Func::Mlock2,
+        &|| mlock::mlock2(caller(), addr as usize, sys::page_size(), flags, &|| sys::range_mapped(addr as usize, len)),
+        // SAFETY: the caller's arguments, forwarded (the raw syscall where
+        // this glibc has no wrapper).
+        &|| {
+            Some(match table::mlock2::get() {
+                // SAFETY: as above.
+                Some(f) => unsafe { f(addr, len, flags) },
+                None => match crate::sys::mlock2_raw(addr as usize, len, flags) {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        e.set();
+                        -1
+                    }
+                },
+            })
+        },
+        &|c| write!(c, "addr={addr:p}, len={len}, flags={flags:#x}"),
+    )
+}
+
 /// # Safety
 /// As munlock(2).
 #[unsafe(no_mangle)]
@@ -119,8 +147,10 @@ fn mmap_hook(f: Func, addr: *mut c_void, len: usize, prot: c_int, flags: c_int, 
     let p = unsafe { real(addr, len, prot, flags, fd, off) };
     let e = if p == libc::MAP_FAILED { Errno::last() } else { Errno(0) };
     if p != libc::MAP_FAILED && config::active() {
+        let saved = Errno::last();
         mappings::mapped(p as usize, len, flags, fd);
         crate::locks::settle_deferred();
+        saved.set();
     }
     trace::line(f, start, Ret::Ptr(p as usize, e), &|c| {
         write!(c, "addr={addr:p}, len={len}, ")?;

@@ -20,6 +20,7 @@
 pub mod close;
 pub mod entry;
 pub mod mem;
+pub mod sig;
 pub mod table;
 
 use crate::sys::Errno;
@@ -27,6 +28,8 @@ use crate::{config, local, locks, mappings, owner};
 
 /// Runs once when the library is loaded, before `main`.
 extern "C" fn init() {
+    // The program's main() starts with the errno it would have without us.
+    let saved = Errno::last();
     config::load();
     if !config::fd_cache() {
         local::disable_fd_cache();
@@ -41,13 +44,16 @@ extern "C" fn init() {
     if let Some(spec) = config::fault_spec() {
         crate::fault::arm(spec);
     }
+    saved.set();
 }
 
 /// Runs at normal exit: releases what this process still holds, so waiters
 /// are granted at once rather than when they notice the death.
 extern "C" fn fini() {
     if config::active() && local::holds_any() {
+        let saved = Errno::last();
         locks::release_all();
+        saved.set();
     }
 }
 
@@ -72,7 +78,16 @@ pub extern "C" fn fork() -> libc::pid_t {
             -1
         }
     };
-    if config::active() && mappings::any() { mappings::fork_mapped(&real) } else { real() }
+    if config::active() && mappings::any() {
+        let saved = Errno::last();
+        let pid = mappings::fork_mapped(&real);
+        if pid >= 0 {
+            saved.set(); // errno is the call's own, in parent and child
+        }
+        pid
+    } else {
+        real()
+    }
 }
 
 #[used]

@@ -73,4 +73,8 @@ hook_table! {
     mmap = c"mmap": unsafe extern "C" fn(*mut c_void, usize, c_int, c_int, c_int, i64) -> *mut c_void;
     munmap = c"munmap": unsafe extern "C" fn(*mut c_void, usize) -> c_int;
     fork = c"fork": unsafe extern "C" fn() -> libc::pid_t;
+    sigaction = c"sigaction": unsafe extern "C" fn(c_int, *const libc::sigaction, *mut libc::sigaction) -> c_int;
+    signal = c"signal": unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
+    sysv_signal = c"sysv_signal": unsafe extern "C" fn(c_int, libc::sighandler_t) -> libc::sighandler_t;
+    mlock2 = c"mlock2": unsafe extern "C" fn(*const c_void, usize, c_uint) -> c_int;
 }

@@ -23,9 +23,16 @@ impl Tables<'_> {
             return Ok(i);
         }
         let files = &*self.files;
-        let i =
-            slab_take(&mut self.free.file, &mut self.free.file_high, FILES, |i| files.get(i as usize).map(|f| f.next))
-                .ok_or(Errno::NOLCK)?;
+        let fl = &mut *self.free;
+        let i = slab_take(
+            &mut fl.file,
+            &mut fl.file_high,
+            &mut fl.backed[Table::Files as usize],
+            Table::Files,
+            FILES,
+            |i| files.get(i as usize).map(|f| f.next),
+        )
+        .ok_or(Errno::NOLCK)?;
         let f = &mut self.files[i as usize];
         let b = bucket_of(dev, ino);
         *f = FileSlot {
@@ -39,6 +46,8 @@ impl Tables<'_> {
             mappings: 0,
             sleepers: 0,
             waiters: 0,
+            unrecorded: 0,
+            _pad: 0,
         };
         self.buckets[b] = i;
         Ok(i)
@@ -49,7 +58,14 @@ impl Tables<'_> {
         let Some(f) = self.files.get(i as usize) else { return };
         // A slot is freed only when nothing refers to it: no lock, no
         // mapping, no sleeper reading its futex word, no registered waiter.
-        if f.in_use != 1 || f.nrecords != 0 || f.root != NIL || f.mappings != 0 || f.sleepers != 0 || f.waiters != 0 {
+        if f.in_use != 1
+            || f.nrecords != 0
+            || f.root != NIL
+            || f.mappings != 0
+            || f.sleepers != 0
+            || f.waiters != 0
+            || f.unrecorded != 0
+        {
             return;
         }
         let (dev, ino) = (f.dev, f.ino);

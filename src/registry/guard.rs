@@ -319,8 +319,11 @@ impl Drop for Guard {
                 unsafe { libc::abort() };
             }
         }
+        // Only slots below the high-water mark exist (and are backed).
+        // SAFETY: we hold the mutex; the free lists are read only.
+        let high = unsafe { tables_at(self.base) }.free.file_high.min(FILES);
         if self.wake.all {
-            for i in 0..FILES {
+            for i in 0..high {
                 // SAFETY: as in `tables`, but only the atomic field is touched.
                 let f = unsafe { &*(self.base.add(OFFSETS.files) as *const FileSlot).add(i as usize) };
                 f.wake.fetch_add(1, Ordering::Release);
@@ -332,7 +335,7 @@ impl Drop for Guard {
         set_in_registry(false);
         let reg = Registry { base: self.base };
         if self.wake.all {
-            for i in 0..FILES {
+            for i in 0..high {
                 sys::futex_wake_all(reg.wake_word(i));
             }
         } else {

@@ -2,10 +2,16 @@
 //! No logic lives here.
 //!
 //! ```text
-//! [Header][LifeSlot; LIVES][OwnerSlot; OWNERS][FileSlot; FILES]
-//! [u32 bucket; BUCKETS][WaiterSlot; WAITERS][MapSlot; MAPS][Scratch]
-//! [LockRecord; RECORDS]
+//! [Header][LifeSlot; LIVES][u32 bucket; BUCKETS][Scratch]        backed at creation
+//! [OwnerSlot; OWNERS][FileSlot; FILES][WaiterSlot; WAITERS]
+//! [MapSlot; MAPS][LockRecord; RECORDS]                          backed as they fill
 //! ```
+//!
+//! The file is sparse: its pages cost nothing until they are backed. The
+//! fixed part is allocated (`fallocate`) when the segment is created; each
+//! table's slots are allocated in `BACK_CHUNK` steps as its high-water mark
+//! rises, before any slot there is touched. So a full `/dev/shm` makes a lock
+//! call fail with ENOLCK (lockf: ENOMEM), never a process die of SIGBUS.
 //!
 //! Locks legend for every field: (c) constant once the creator has published
 //! the header; (r) guarded by the registry mutex; (a) atomic, read without
@@ -23,19 +29,21 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"QNXCREG1");
 /// Bumped whenever any struct below changes meaning.
 pub const LAYOUT_VERSION: u32 = 2;
 
-pub const OWNERS: u32 = 4096;
-pub const FILES: u32 = 8192;
-pub const BUCKETS: u32 = 8192;
-pub const RECORDS: u32 = 131_072;
+pub const OWNERS: u32 = 16_384;
+pub const FILES: u32 = 65_536;
+pub const BUCKETS: u32 = 65_536;
+pub const RECORDS: u32 = 1 << 20;
 /// Blocked requests registered for deadlock detection.
 pub const WAITERS: u32 = 2048;
 /// File mappings (mmap) recorded for lockf's mapped-file rule.
-pub const MAPS: u32 = 16_384;
+pub const MAPS: u32 = 131_072;
+/// Bytes of a table backed at a time as it fills.
+pub const BACK_CHUNK: usize = 64 * 1024;
 /// Records that only unlocks may use, so that an unlock that splits a lock
 /// still succeeds when lock requests already get ENOLCK.
 pub const UNLOCK_RESERVE: u32 = 256;
 /// Liveness anchors: process images that use the registry at once.
-pub const LIVES: u32 = 8192;
+pub const LIVES: u32 = 16_384;
 /// Where anchor `k`'s two bytes sit in the segment file's offset space (far
 /// beyond its end: a kernel lock needs no data under it).
 pub const ANCHOR_BASE: i64 = 1 << 40;
@@ -94,6 +102,41 @@ pub struct FreeLists {
     pub waiter_high: u32,
     pub map_high: u32,
     pub _pad: u32,
+    /// (r) Slots backed (allocated in the file) per table: owners, files,
+    /// waiters, maps, records. A slot at or above its table's mark is
+    /// backed before first use.
+    pub backed: [u32; 5],
+    /// (r) Owners with `unrecorded` mappings; when it drops to zero every
+    /// file's `unrecorded` is cleared (see `OwnerSlot::unrecorded`).
+    pub unrecorded_owners: u32,
+    /// (r) Bumped whenever a waiter registers or goes: a sleeping request
+    /// re-runs its cycle check when it changed (a grant that ends one
+    /// wait can close a cycle around another).
+    pub graph_epoch: u32,
+    pub _pad2: u32,
+}
+
+/// The growable tables, as indexes into `FreeLists::backed` and `TABLES`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Table {
+    Owners = 0,
+    Files = 1,
+    Waiters = 2,
+    Maps = 3,
+    Records = 4,
+}
+
+impl Table {
+    /// (byte offset of the table, entry size) in the segment.
+    pub const fn span(self) -> (usize, usize) {
+        match self {
+            Table::Owners => (OFFSETS.owners, size_of::<OwnerSlot>()),
+            Table::Files => (OFFSETS.files, size_of::<FileSlot>()),
+            Table::Waiters => (OFFSETS.waiters, size_of::<WaiterSlot>()),
+            Table::Maps => (OFFSETS.maps, size_of::<MapSlot>()),
+            Table::Records => (OFFSETS.records, size_of::<LockRecord>()),
+        }
+    }
 }
 
 /// A liveness anchor (see `crate::liveness`). Anchor `k` is claimed by a
@@ -162,6 +205,12 @@ pub struct OwnerSlot {
     pub map_head: u32,
     /// (r) How many there are; an owner with mappings is never freed.
     pub nmaps: u32,
+    /// (r) Mappings this process made when the mapping table had no slot
+    /// left: recorded only as a mark on the file (`FileSlot::unrecorded`),
+    /// which stays until every owner with such mappings has exited or
+    /// exec'd, so lockf never locks a file that may still be mapped.
+    pub unrecorded: u32,
+    pub _pad4: u32,
     /// (r) A process's anchor (`LifeSlot` index); NIL for an open file.
     pub anchor: u32,
     /// (r) For an open file: the process owner slot that last started
@@ -264,10 +313,17 @@ pub struct FileSlot {
     /// (r) Registered waiters naming this slot; a slot they name is never
     /// freed.
     pub waiters: u32,
+    /// (r) Mappings of this file that the mapping table had no room for
+    /// (see `OwnerSlot::unrecorded`): the file counts as mapped while any
+    /// owner with such mappings lives.
+    pub unrecorded: u32,
+    pub _pad: u32,
 }
 
 /// Byte offsets of each table from the start of the segment.
 pub struct Offsets {
+    /// The end of the part backed at creation.
+    pub fixed: usize,
     pub lives: usize,
     pub owners: usize,
     pub files: usize,
@@ -285,26 +341,28 @@ const fn align_up(x: usize, a: usize) -> usize {
 
 pub const OFFSETS: Offsets = {
     let lives = align_up(size_of::<Header>(), 64);
-    let owners = align_up(lives + LIVES as usize * size_of::<LifeSlot>(), 64);
-    let files = align_up(owners + OWNERS as usize * size_of::<OwnerSlot>(), 64);
-    let buckets = align_up(files + FILES as usize * size_of::<FileSlot>(), 64);
-    let waiters = align_up(buckets + BUCKETS as usize * size_of::<u32>(), 64);
-    let maps = align_up(waiters + WAITERS as usize * size_of::<WaiterSlot>(), 64);
-    let scratch = align_up(maps + MAPS as usize * size_of::<MapSlot>(), 64);
-    let records = align_up(scratch + size_of::<Scratch>(), 64);
+    let buckets = align_up(lives + LIVES as usize * size_of::<LifeSlot>(), 64);
+    let scratch = align_up(buckets + BUCKETS as usize * size_of::<u32>(), 64);
+    // Each growable table starts on a page of its own, so backing one never
+    // touches another's pages.
+    let owners = align_up(scratch + size_of::<Scratch>(), 4096);
+    let files = align_up(owners + OWNERS as usize * size_of::<OwnerSlot>(), 4096);
+    let waiters = align_up(files + FILES as usize * size_of::<FileSlot>(), 4096);
+    let maps = align_up(waiters + WAITERS as usize * size_of::<WaiterSlot>(), 4096);
+    let records = align_up(maps + MAPS as usize * size_of::<MapSlot>(), 4096);
     let size = align_up(records + RECORDS as usize * size_of::<LockRecord>(), 4096);
-    Offsets { lives, owners, files, buckets, waiters, maps, scratch, records, size }
+    Offsets { lives, owners, files, buckets, waiters, maps, scratch, records, size, fixed: owners }
 };
 
 // Layout checks (rustix's check_types): a change here must bump LAYOUT_VERSION.
 const _: () = {
     assert!(size_of::<LockRecord>() == 56);
-    assert!(size_of::<OwnerSlot>() == 112);
+    assert!(size_of::<OwnerSlot>() == 120);
     assert!(core::mem::offset_of!(OwnerSlot, life) % 8 == 0);
     assert!(size_of::<MapSlot>() == 32);
     assert!(size_of::<WaiterSlot>() == 56);
     assert!(size_of::<LifeSlot>() == 16);
-    assert!(size_of::<FileSlot>() == 48);
+    assert!(size_of::<FileSlot>() == 56);
     assert!(size_of::<libc::pthread_mutex_t>() == 40);
     assert!(core::mem::offset_of!(Header, mutex) == 64);
     assert!(core::mem::offset_of!(Header, free) == 128);

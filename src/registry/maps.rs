@@ -8,8 +8,11 @@ impl Tables<'_> {
     /// when the mapping table is full.
     pub fn add_map(&mut self, owner: u32, file: u32, addr: u64, len: u64) -> Result<(), Errno> {
         let maps = &*self.maps;
-        let m = slab_take(&mut self.free.map, &mut self.free.map_high, MAPS, |i| maps.get(i as usize).map(|m| m.next))
-            .ok_or(Errno::NOMEM)?;
+        let f = &mut *self.free;
+        let m = slab_take(&mut f.map, &mut f.map_high, &mut f.backed[Table::Maps as usize], Table::Maps, MAPS, |i| {
+            maps.get(i as usize).map(|m| m.next)
+        })
+        .ok_or(Errno::NOMEM)?;
         let (Some(o), true) = (self.owners.get_mut(owner as usize), (file as usize) < self.files.len()) else {
             return Err(Errno::NOMEM);
         };
@@ -89,6 +92,48 @@ impl Tables<'_> {
         if let Some(o) = self.owners.get_mut(owner as usize) {
             o.map_head = NIL;
             o.nmaps = 0;
+        }
+        self.drop_unrecorded(owner);
+    }
+
+    /// Records, when the mapping table is full, that `owner` maps `file`
+    /// somewhere (see `OwnerSlot::unrecorded`).
+    pub fn add_unrecorded(&mut self, owner: u32, file: u32) {
+        let (Some(o), Some(f)) = (self.owners.get(owner as usize), self.files.get(file as usize)) else { return };
+        if o.unrecorded == 0 {
+            self.free.unrecorded_owners += 1;
+        }
+        let _ = f;
+        self.owners[owner as usize].unrecorded += 1;
+        self.files[file as usize].unrecorded += 1;
+    }
+
+    /// Forgets `owner`'s unrecorded mappings (it died or exec'd); when no
+    /// owner has any left, no file counts as mapped for them any more.
+    pub fn drop_unrecorded(&mut self, owner: u32) {
+        let Some(o) = self.owners.get_mut(owner as usize) else { return };
+        if o.unrecorded == 0 {
+            return;
+        }
+        o.unrecorded = 0;
+        self.free.unrecorded_owners = self.free.unrecorded_owners.saturating_sub(1);
+        if self.free.unrecorded_owners == 0 {
+            for f in 0..self.file_high() {
+                if self.files[f].unrecorded != 0 {
+                    self.files[f].unrecorded = 0;
+                    self.release_file_if_empty(f as u32);
+                }
+            }
+        }
+    }
+
+    /// Calls `f` with each owner that has unrecorded mappings, while `f`
+    /// returns true (the file marked by them may be any of theirs).
+    pub fn for_each_unrecorded(&self, f: &mut dyn FnMut(u32) -> bool) {
+        for (i, o) in self.used_owners().iter().enumerate() {
+            if o.kind == OWNER_PROCESS && o.unrecorded != 0 && !f(i as u32) {
+                return;
+            }
         }
     }
 

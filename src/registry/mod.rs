@@ -129,17 +129,44 @@ fn slab_relink<T>(items: &mut [T], head: &mut u32, prev: u32, after: u32, next: 
 /// (`head`, linked through `next_of`), else the next never-used slot above
 /// the high-water mark `high`, else `None` (the table is full). Slots never
 /// move, so an index held anywhere stays valid until its slot is freed.
-fn slab_take(head: &mut u32, high: &mut u32, cap: u32, next_of: impl Fn(u32) -> Option<u32>) -> Option<u32> {
+///
+/// A never-used slot is backed in the file first (`BACK_CHUNK` at a time,
+/// see `layout`); when that fails (a full `/dev/shm`) the table counts as
+/// full, and the call fails with its errno, never with SIGBUS later.
+fn slab_take(
+    head: &mut u32,
+    high: &mut u32,
+    backed: &mut u32,
+    table: Table,
+    cap: u32,
+    next_of: impl Fn(u32) -> Option<u32>,
+) -> Option<u32> {
     if *head != NIL {
         let i = *head;
         *head = next_of(i)?;
         Some(i)
-    } else if *high < cap {
+    } else if *high < cap && back_to(backed, table, cap, *high + 1) {
         *high += 1;
         Some(*high - 1)
     } else {
         None
     }
+}
+
+/// Backs the first `n` slots of `table`, `BACK_CHUNK` at a time; false when
+/// the file system has no room.
+fn back_to(backed: &mut u32, table: Table, cap: u32, n: u32) -> bool {
+    if n <= *backed {
+        return true;
+    }
+    let (off, size) = table.span();
+    let per = (BACK_CHUNK / size).max(1) as u32;
+    let want = n.div_ceil(per).saturating_mul(per).min(cap);
+    if !shm::back(off + *backed as usize * size, off + want as usize * size) {
+        return false;
+    }
+    *backed = want;
+    true
 }
 
 /// The mutable tables of the segment, valid while the mutex is held.
@@ -170,9 +197,15 @@ impl Pool for Tables<'_> {
     fn alloc(&mut self, owner: u32, file: u32) -> Option<u32> {
         let head = self.owners.get(owner as usize)?.lock_head;
         let records = &*self.records;
-        let i = slab_take(&mut self.free.record, &mut self.free.record_high, RECORDS, |i| {
-            records.get(i as usize).map(|r| r.onext)
-        })?;
+        let f = &mut *self.free;
+        let i = slab_take(
+            &mut f.record,
+            &mut f.record_high,
+            &mut f.backed[Table::Records as usize],
+            Table::Records,
+            RECORDS,
+            |i| records.get(i as usize).map(|r| r.onext),
+        )?;
         self.free.nrecords -= 1;
         self.records[i as usize] = LockRecord {
             owner,
@@ -225,9 +258,23 @@ impl Pool for Tables<'_> {
         Ok(())
     }
 
-    fn can_alloc(&self, n: u32, for_unlock: bool) -> bool {
-        let need = if for_unlock { n } else { n + UNLOCK_RESERVE };
-        self.free.nrecords >= need
+    /// Unlocks may use every free record; a lock may use one only while
+    /// as many stay free as there are live records, so that every live
+    /// record can still be split by an unlock (an unlock never fails for
+    /// lack of room while splits do not outnumber the records there were).
+    /// The records a call may take from above the high-water mark are
+    /// backed here first.
+    fn can_alloc(&mut self, n: u32, for_unlock: bool) -> bool {
+        let live = RECORDS - self.free.nrecords;
+        let need = if for_unlock { n } else { n + live.max(UNLOCK_RESERVE) };
+        if self.free.nrecords < need {
+            return false;
+        }
+        let above = RECORDS - self.free.record_high;
+        let listed = self.free.nrecords - above;
+        let fresh = n.saturating_sub(listed);
+        let f = &mut *self.free;
+        fresh == 0 || back_to(&mut f.backed[Table::Records as usize], Table::Records, RECORDS, f.record_high + fresh)
     }
 
     fn checkpoint(&mut self) {
@@ -279,6 +326,10 @@ impl Tables<'_> {
             waiter_high: 0,
             map_high: 0,
             _pad: 0,
+            backed: [0; 5],
+            unrecorded_owners: 0,
+            graph_epoch: 0,
+            _pad2: 0,
         };
         self.buckets.fill(NIL);
     }

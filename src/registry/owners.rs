@@ -41,9 +41,15 @@ impl Tables<'_> {
     /// full. The slot's generation moves on, so old tokens never name it.
     pub fn new_owner(&mut self, kind: u8, flavor: u8, pid: i32, nonce: u64, dev: u64, ino: u64) -> Result<u32, Errno> {
         let owners = &*self.owners;
-        let i = slab_take(&mut self.free.owner, &mut self.free.owner_high, OWNERS, |i| {
-            owners.get(i as usize).map(|o| o.next_free)
-        })
+        let f = &mut *self.free;
+        let i = slab_take(
+            &mut f.owner,
+            &mut f.owner_high,
+            &mut f.backed[Table::Owners as usize],
+            Table::Owners,
+            OWNERS,
+            |i| owners.get(i as usize).map(|o| o.next_free),
+        )
         .ok_or(Errno::NOLCK)?;
         // Field by field: the slot holds a mutex, which must not be moved.
         let o = &mut self.owners[i as usize];
@@ -63,6 +69,7 @@ impl Tables<'_> {
         o.nmaps = 0;
         o.anchor = NIL;
         o.locker = NIL;
+        o.unrecorded = 0;
         // A slot is reused only once its last owner is gone, so nobody holds
         // its life mark: start it afresh.
         // SAFETY: the mutex lives in the mapping at a fixed address and no

@@ -30,14 +30,15 @@ impl Tables<'_> {
             }
         }
         // Waiters: dropped; live ones register again on their next wake.
-        for o in self.owners.iter_mut() {
+        let owner_high = self.owner_high();
+        for o in self.owners[..owner_high].iter_mut() {
             o.waiter_head = NIL;
             o.nwaiters = 0;
         }
         self.free.waiter = NIL;
         self.free.waiter_high = 0;
         // Mappings: dropped and rebuilt below from the mapping table.
-        for o in self.owners.iter_mut() {
+        for o in self.owners[..owner_high].iter_mut() {
             o.map_head = NIL;
             o.nmaps = 0;
         }

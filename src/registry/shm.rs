@@ -165,7 +165,13 @@ fn map_checked(fd: i32) -> Result<Segment, Refusal> {
     let size = st.st_size as u64;
     let fresh = size == 0;
     if fresh {
+        // Sparse to its full size; the fixed part is allocated now, so a
+        // full /dev/shm is a refusal here rather than SIGBUS at first touch.
         sys::ftruncate(fd, OFFSETS.size as u64).map_err(Refusal::Io)?;
+        if let Err(e) = sys::fallocate(fd, 0, OFFSETS.fixed as u64) {
+            let _ = sys::ftruncate(fd, 0);
+            return Err(Refusal::Io(e));
+        }
     } else if size != OFFSETS.size as u64 {
         return Err(Refusal::WrongSize { size });
     }
@@ -200,6 +206,47 @@ fn map_checked(fd: i32) -> Result<Segment, Refusal> {
             Err(r)
         }
     }
+}
+
+/// Allocates bytes `[from, to)` (rounded out to pages) of the calling
+/// process's registry segment file, so that touching them never raises
+/// SIGBUS; false when the file system has no room (one line on stderr, once
+/// per process). Runs with the registry mutex held: it is the one syscall
+/// sequence on storage's own file, bounded and non-blocking.
+pub fn back(from: usize, to: usize) -> bool {
+    let page = 4096;
+    let (from, to) = (from / page * page, to.div_ceil(page) * page);
+    let mut buf = [0u8; 256];
+    let Ok(path) = path_for(crate::config::registry_name(), &mut buf) else { return false };
+    let Ok(fd) = sys::open(path, libc::O_RDWR | libc::O_NOFOLLOW, 0) else { return false };
+    let r = sys::fallocate(fd, from as u64, (to - from) as u64);
+    let _ = sys::close(fd);
+    if let Err(e) = r {
+        full_message(&buf, e);
+        return false;
+    }
+    true
+}
+
+/// The one line for a segment that cannot grow (printed once per process).
+fn full_message(path: &[u8; 256], e: Errno) {
+    static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if SAID.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let saved = Errno::last();
+    let mut buf = [0u8; 400];
+    let mut c = Cursor::new(&mut buf[..399]);
+    let end = path.iter().position(|&b| b == 0).unwrap_or(0);
+    let _ = writeln!(
+        c,
+        "qnxcompat: lock registry {} cannot grow: {}; lock calls that need room fail with ENOLCK (lockf: ENOMEM)",
+        core::str::from_utf8(&path[..end]).unwrap_or("?"),
+        e.name()
+    );
+    let n = c.len();
+    let _ = sys::write(2, &buf[..n]);
+    saved.set();
 }
 
 /// Lays out an empty registry and publishes it.

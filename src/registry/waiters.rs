@@ -17,9 +17,15 @@ impl Tables<'_> {
         nonce: u64,
     ) -> Option<(u32, u32)> {
         let waiters = &*self.waiters;
-        let w = slab_take(&mut self.free.waiter, &mut self.free.waiter_high, WAITERS, |i| {
-            waiters.get(i as usize).map(|w| w.next)
-        })?;
+        let f = &mut *self.free;
+        let w = slab_take(
+            &mut f.waiter,
+            &mut f.waiter_high,
+            &mut f.backed[Table::Waiters as usize],
+            Table::Waiters,
+            WAITERS,
+            |i| waiters.get(i as usize).map(|w| w.next),
+        )?;
         let o = self.owners.get_mut(owner as usize)?;
         let head = o.waiter_head;
         o.waiter_head = w;
@@ -28,6 +34,7 @@ impl Tables<'_> {
             f.waiters += 1;
         }
         let generation = self.waiters[w as usize].generation.wrapping_add(1);
+        self.free.graph_epoch = self.free.graph_epoch.wrapping_add(1);
         self.waiters[w as usize] = WaiterSlot {
             owner,
             next: head,
@@ -73,6 +80,7 @@ impl Tables<'_> {
             o.nwaiters = o.nwaiters.saturating_sub(1);
         }
         let file = self.waiters[w as usize].file;
+        self.free.graph_epoch = self.free.graph_epoch.wrapping_add(1);
         if let Some(f) = self.files.get_mut(file as usize) {
             f.waiters = f.waiters.saturating_sub(1);
         }
@@ -100,7 +108,8 @@ impl Tables<'_> {
 
     /// Whether `requester`, about to wait for `blockers`, closes a cycle in
     /// the wait-for graph.
-    pub fn find_cycle(&mut self, requester: u32, blockers: &[u32]) -> Option<Cycle> {
+    pub fn find_cycle(&mut self, requester: u32, file: u32, t: LockType, q: Range) -> Option<Cycle> {
+        let root = self.files.get(file as usize).map_or(NIL, |f| f.root);
         let waiters = &self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())];
         let open_file_waits = waiters
             .iter()
@@ -120,26 +129,46 @@ impl Tables<'_> {
             stack: &mut sc.stack,
             epoch: &mut sc.epoch,
         };
-        deadlock::find_cycle(&view, requester, blockers, &mut s)
+        let records = &*self.records;
+        deadlock::find_cycle_from(
+            &view,
+            requester,
+            &mut |f| {
+                let _ = lockset::for_each_conflict(records, root, requester, t, q, &mut |_, r| {
+                    f(r.owner);
+                    true
+                });
+            },
+            &mut s,
+        )
     }
 
     /// Whether a process with pid `pid` has a fresh blocked request
     /// registered (the deadlock check's "is every holder of this open file
     /// blocked?").
     pub fn process_is_waiting(&self, pid: i32) -> bool {
+        self.waiting_threads(pid) > 0
+    }
+
+    /// How many blocked requests (each one a blocked thread) a process with
+    /// pid `pid` has registered.
+    pub fn waiting_threads(&self, pid: i32) -> u32 {
         let now = sys::monotonic_ns();
-        self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())].iter().any(|w| {
-            w.in_use == 1
-                && now.saturating_sub(w.heartbeat_ns) < WAITER_STALE_NS
-                && self.owners.get(w.proc_ as usize).is_some_and(|o| o.kind == OWNER_PROCESS && o.pid == pid)
-        })
+        self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())]
+            .iter()
+            .filter(|w| {
+                w.in_use == 1
+                    && now.saturating_sub(w.heartbeat_ns) < WAITER_STALE_NS
+                    && self.owners.get(w.proc_ as usize).is_some_and(|o| o.kind == OWNER_PROCESS && o.pid == pid)
+            })
+            .count() as u32
     }
 
     /// Calls `f` with each fresh registered waiter of `owner`.
     pub fn waiters_of(&self, owner: u32, f: &mut dyn FnMut(u32, &WaiterSlot)) {
         GraphView {
             owners: self.owners,
-            waiters: self.waiters,
+            waiters: &self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())],
             files: self.files,
             records: self.records,
             now: sys::monotonic_ns(),
