@@ -82,6 +82,7 @@
 #define QTEST_H
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -457,11 +458,28 @@ static inline struct flock qtest_fl(short type, short whence, off_t start,
     return fl;
 }
 
+/* fcntl(fd, cmd, {type, whence, start, len}) (l_pid 0) */
+static inline int qtest_lk_whence(int fd, int cmd, short type, short whence,
+                                  off_t start, off_t len)
+{
+    struct flock fl = qtest_fl(type, whence, start, len);
+    return fcntl(fd, cmd, &fl);
+}
+
 /* fcntl(fd, cmd, {type, SEEK_SET, start, len}) */
 static inline int qtest_lk(int fd, int cmd, short type, off_t start, off_t len)
 {
-    struct flock fl = qtest_fl(type, SEEK_SET, start, len);
-    return fcntl(fd, cmd, &fl);
+    return qtest_lk_whence(fd, cmd, type, SEEK_SET, start, len);
+}
+
+/* The library's registry check, qnxcompat_verify(name, msg, msglen) (0:
+ * consistent; see shim/include/qnxcompat.h), or NULL when the library is
+ * not loaded. */
+typedef int (*qtest_verify_fn)(const char *, char *, size_t);
+
+static inline qtest_verify_fn qtest_get_verify(void)
+{
+    return (qtest_verify_fn)dlsym(RTLD_DEFAULT, "qnxcompat_verify");
 }
 
 #define setlk(fd, type, start, len) qtest_lk(fd, F_SETLK, type, start, len)

@@ -14,12 +14,6 @@
 
 #include "qtest.h"
 
-static int lk(int fd, int cmd, short type, short whence, off_t start, off_t len)
-{
-    struct flock fl = qtest_fl(type, whence, start, len);
-    return fcntl(fd, cmd, &fl);
-}
-
 /* the descriptor must be open for the kind of lock */
 static void access_mode(const char *path)
 {
@@ -59,17 +53,17 @@ static void bad_fd(void)
 
 static void bad_args(int fd)
 {
-    CHECK_ERR(lk(fd, F_SETLK, F_WRLCK, 7, 0, 10), EINVAL);
-    CHECK_ERR(lk(fd, F_GETLK, F_WRLCK, 7, 0, 10), EINVAL);
-    CHECK_ERR(lk(fd, F_SETLK, 99, SEEK_SET, 0, 10), EINVAL);
-    CHECK_ERR(lk(fd, F_SETLKW, 99, SEEK_SET, 0, 10), EINVAL);
-    CHECK_ERR(lk(fd, F_GETLK, 99, SEEK_SET, 0, 10), EINVAL);
-    CHECK_ERR(lk(fd, F_SETLK, F_WRLCK, SEEK_SET, -1, 10), EINVAL);
-    CHECK_ERR(lk(fd, F_GETLK, F_WRLCK, SEEK_SET, -1, 10), EINVAL);
-    CHECK_ERR(lk(fd, F_SETLK, F_WRLCK, SEEK_SET, 5, -10), EINVAL);
-    CHECK_ERR(lk(fd, F_SETLK, F_WRLCK, SEEK_END, -101, 1), EINVAL); /* size 100 */
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLK, F_WRLCK, 7, 0, 10), EINVAL);
+    CHECK_ERR(qtest_lk_whence(fd, F_GETLK, F_WRLCK, 7, 0, 10), EINVAL);
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLK, 99, SEEK_SET, 0, 10), EINVAL);
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLKW, 99, SEEK_SET, 0, 10), EINVAL);
+    CHECK_ERR(qtest_lk_whence(fd, F_GETLK, 99, SEEK_SET, 0, 10), EINVAL);
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLK, F_WRLCK, SEEK_SET, -1, 10), EINVAL);
+    CHECK_ERR(qtest_lk_whence(fd, F_GETLK, F_WRLCK, SEEK_SET, -1, 10), EINVAL);
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLK, F_WRLCK, SEEK_SET, 5, -10), EINVAL);
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLK, F_WRLCK, SEEK_END, -101, 1), EINVAL); /* size 100 */
     qtest_seek(fd, 10);
-    CHECK_ERR(lk(fd, F_SETLK, F_WRLCK, SEEK_CUR, -11, 1), EINVAL);
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLK, F_WRLCK, SEEK_CUR, -11, 1), EINVAL);
     CHECK_ERR(fcntl(fd, 9999, 0), EINVAL); /* unknown command */
     CHECK_ERR(flock(fd, 0), EINVAL);
     CHECK_ERR(flock(fd, LOCK_NB), EINVAL);
@@ -78,14 +72,14 @@ static void bad_args(int fd)
 
 static void overflow(int fd)
 {
-    CHECK_ERR(lk(fd, F_SETLK, F_WRLCK, SEEK_SET, LLONG_MAX, 2), EOVERFLOW);
-    CHECK_ERR(lk(fd, F_GETLK, F_WRLCK, SEEK_SET, LLONG_MAX, 2), EOVERFLOW);
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLK, F_WRLCK, SEEK_SET, LLONG_MAX, 2), EOVERFLOW);
+    CHECK_ERR(qtest_lk_whence(fd, F_GETLK, F_WRLCK, SEEK_SET, LLONG_MAX, 2), EOVERFLOW);
     qtest_seek(fd, 10);
-    CHECK_ERR(lk(fd, F_SETLK, F_WRLCK, SEEK_CUR, LLONG_MAX, 1), EOVERFLOW);
-    CHECK_ERR(lk(fd, F_SETLK, F_WRLCK, SEEK_END, LLONG_MAX, 1), EOVERFLOW);
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLK, F_WRLCK, SEEK_CUR, LLONG_MAX, 1), EOVERFLOW);
+    CHECK_ERR(qtest_lk_whence(fd, F_SETLK, F_WRLCK, SEEK_END, LLONG_MAX, 1), EOVERFLOW);
     CHECK_CAN_LOCK(fd, F_WRLCK, 0, 0); /* nothing was locked */
     /* the very last byte is representable */
-    CHECK_OK(lk(fd, F_SETLK, F_WRLCK, SEEK_SET, LLONG_MAX, 1));
+    CHECK_OK(qtest_lk_whence(fd, F_SETLK, F_WRLCK, SEEK_SET, LLONG_MAX, 1));
     /* a lock ending at OFF_MAX may be reported as l_len 1 or 0 ("to EOF") */
     struct flock fl;
     CHECK_OK(qtest_probe_getlk(fd, F_WRLCK, LLONG_MAX, 1, &fl));

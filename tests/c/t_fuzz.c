@@ -50,8 +50,6 @@
 
 typedef int (*fcntl_fn)(int, int, ...);
 typedef int (*lockf_fn)(int, int, off_t);
-typedef int (*verify_fn)(const char *, char *, size_t);
-
 static int shim;
 static const char *path_a, *path_b;
 static fcntl_fn under_fcntl; /* __fcntl, if exported */
@@ -297,20 +295,6 @@ static void expect_in(long rc, int e, const int *ok, int nok, const char *what,
                   #expr, __FILE__, __LINE__);                                 \
     } while (0)
 
-static int lk(int fd, int cmd, short type, short whence, off_t start, off_t len)
-{
-    struct flock fl = qtest_fl(type, whence, start, len);
-    return fcntl(fd, cmd, &fl);
-}
-
-static int lkw(int fd, int cmd, short type, short whence, off_t start,
-               off_t len)
-{
-    struct flock fl = qtest_fl(type, whence, start, len);
-    fl.l_pid = 0;
-    return fcntl(fd, cmd, &fl);
-}
-
 static int lockf_at(int fd, off_t off, int func, off_t size)
 {
     if (lseek(fd, off, SEEK_SET) != off)
@@ -340,52 +324,52 @@ static void bad_values(void *arg)
         snprintf(ctxbuf, sizeof ctxbuf, "[cmd %s] ", qtest_cmdname(cmd));
         ctx = ctxbuf;
         /* a start before the file */
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, -1, 10), EINVAL);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, MIN, 10), EINVAL);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, 10, -11), EINVAL);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, 0, MIN), EINVAL);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_END, -101, 1), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, -1, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, MIN, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, 10, -11), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, 0, MIN), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_END, -101, 1), EINVAL);
         /* a last byte off_t cannot hold */
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, MAX, 2), EOVERFLOW, EINVAL);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, 2, MAX), EOVERFLOW, EINVAL);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_END, MAX, 1), EOVERFLOW, EINVAL);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_END, MAX - 50, 0), EOVERFLOW,
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, MAX, 2), EOVERFLOW, EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, 2, MAX), EOVERFLOW, EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_END, MAX, 1), EOVERFLOW, EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_END, MAX - 50, 0), EOVERFLOW,
                EINVAL);
         qtest_seek(fd, 100);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_CUR, MAX - 50, 1), EOVERFLOW,
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_CUR, MAX - 50, 1), EOVERFLOW,
                EINVAL);
         /* edge ranges that are fine */
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, MAX, 1), 0, EOVERFLOW);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, MAX - 10, 0), 0);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, 0, MAX), 0);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, MAX, -MAX), 0);
-        EXPECT(lkw(fd, cmd, F_WRLCK, SEEK_SET, 1LL << 62, 1LL << 62), 0,
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, MAX, 1), 0, EOVERFLOW);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, MAX - 10, 0), 0);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, 0, MAX), 0);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, MAX, -MAX), 0);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, SEEK_SET, 1LL << 62, 1LL << 62), 0,
                EOVERFLOW);
         /* bad l_whence and l_type */
-        EXPECT(lkw(fd, cmd, F_WRLCK, 3, 0, 10), EINVAL);
-        EXPECT(lkw(fd, cmd, F_WRLCK, -1, 0, 10), EINVAL);
-        EXPECT(lkw(fd, cmd, F_WRLCK, 0x7fff, 0, 10), EINVAL);
-        EXPECT(lkw(fd, cmd, 3, SEEK_SET, 0, 10), EINVAL);
-        EXPECT(lkw(fd, cmd, -1, SEEK_SET, 0, 10), EINVAL);
-        EXPECT(lkw(fd, cmd, 0x7fff, SEEK_SET, 0, 10), EINVAL);
-        EXPECT(lkw(fd, cmd, 4 /* F_EXLCK */, SEEK_SET, 0, 10), EINVAL);
-        EXPECT(lkw(fd, cmd, 8 /* F_SHLCK */, SEEK_SET, 0, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, 3, 0, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, -1, 0, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, F_WRLCK, 0x7fff, 0, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, 3, SEEK_SET, 0, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, -1, SEEK_SET, 0, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, 0x7fff, SEEK_SET, 0, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, 4 /* F_EXLCK */, SEEK_SET, 0, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, 8 /* F_SHLCK */, SEEK_SET, 0, 10), EINVAL);
         /* F_UNLCK is no question for F_GETLK; Linux 6.7 made it one for
          * F_OFD_GETLK ("do I hold a lock here"), the shim did not */
         if (cmd == F_GETLK)
-            EXPECT(lkw(fd, cmd, F_UNLCK, SEEK_SET, 0, 10), EINVAL);
+            EXPECT(qtest_lk_whence(fd, cmd, F_UNLCK, SEEK_SET, 0, 10), EINVAL);
         if (cmd == F_OFD_GETLK)
-            EXPECT(lkw(fd, cmd, F_UNLCK, SEEK_SET, 0, 10), EINVAL, 0);
+            EXPECT(qtest_lk_whence(fd, cmd, F_UNLCK, SEEK_SET, 0, 10), EINVAL, 0);
         /* release whatever the fine ones took (a blocking request of
          * another owner kind must not wait for them) */
-        EXPECT(lk(fd, F_SETLK, F_UNLCK, SEEK_SET, 0, 0), 0);
-        EXPECT(lkw(fd, F_OFD_SETLK, F_UNLCK, SEEK_SET, 0, 0), 0);
+        EXPECT(qtest_lk_whence(fd, F_SETLK, F_UNLCK, SEEK_SET, 0, 0), 0);
+        EXPECT(qtest_lk_whence(fd, F_OFD_SETLK, F_UNLCK, SEEK_SET, 0, 0), 0);
         /* F_FLOCK | type: QNX's open-file locks under the shim, natively
          * an unknown type */
-        EXPECT(lkw(fd, cmd, 0x1000 | F_WRLCK, SEEK_SET, 0, 10), 0, EINVAL);
-        EXPECT(lkw(fd, cmd, 0x1000 | F_UNLCK, SEEK_SET, 0, 0), 0, EINVAL);
-        EXPECT(lkw(fd, cmd, 0x1000 | 7, SEEK_SET, 0, 10), EINVAL);
-        EXPECT(lkw(fd, F_SETLK, 0x1000 | F_UNLCK, SEEK_SET, 0, 0), 0, EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, 0x1000 | F_WRLCK, SEEK_SET, 0, 10), 0, EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, 0x1000 | F_UNLCK, SEEK_SET, 0, 0), 0, EINVAL);
+        EXPECT(qtest_lk_whence(fd, cmd, 0x1000 | 7, SEEK_SET, 0, 10), EINVAL);
+        EXPECT(qtest_lk_whence(fd, F_SETLK, 0x1000 | F_UNLCK, SEEK_SET, 0, 0), 0, EINVAL);
         release_fd(fd);
     }
     ctx = "";
@@ -652,7 +636,7 @@ static void fuzzer(void *arg)
     sa.sa_handler = on_tick; /* no SA_RESTART */
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
-    verify_fn vf = (verify_fn)dlsym(RTLD_DEFAULT, "qnxcompat_verify");
+    qtest_verify_fn vf = qtest_get_verify();
 
     /* the pool */
     int pipefd[2], sv[2];
@@ -860,7 +844,7 @@ int main(void)
         CHECK(verifies >= calls / VERIFY_EVERY - NFUZZ,
               "only %ld registry checks", verifies);
         CHECK(vbad == 0, "%ld of %ld registry checks failed", vbad, verifies);
-        verify_fn vf = (verify_fn)dlsym(RTLD_DEFAULT, "qnxcompat_verify");
+        qtest_verify_fn vf = qtest_get_verify();
         char msg[256] = "";
         int vr = vf ? vf(NULL, msg, sizeof msg) : -1;
         CHECK(vr == 0, "final qnxcompat_verify = %d: %s", vr, msg);

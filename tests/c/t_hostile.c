@@ -41,7 +41,6 @@
  *                                               read lock (run as nobody)
  *     t_hostile --flock-holder FILE             flock, report the token
  */
-#include <dlfcn.h>
 #include <grp.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
@@ -51,13 +50,6 @@
 
 #define NOBODY 65534
 #define HDR_PAGE 4096
-
-typedef int (*verify_fn)(const char *, char *, size_t);
-
-static verify_fn get_verify(void)
-{
-    return (verify_fn)dlsym(RTLD_DEFAULT, "qnxcompat_verify");
-}
 
 /* ------------------------------------------------------------------------ */
 /* Helpers: this binary re-executed, with pipes on 0, 1 and 2 (qtest_spawn)  */
@@ -123,7 +115,7 @@ static long res(int r, int e) { return r == 0 ? 0 : r == -1 ? -e : -9999; }
 static int nobody_main(const char *file, const char *flfile, const char *reg)
 {
     say("UID", (long)getuid());
-    say("SHIM", get_verify() != NULL);
+    say("SHIM", qtest_get_verify() != NULL);
     int fd = open(file, O_RDWR);
     int fg = open(flfile, O_RDWR);
     if (fd < 0 || fg < 0) {
@@ -191,7 +183,7 @@ static int nobody_main(const char *file, const char *flfile, const char *reg)
     say("RENAME", res(r, errno));
     r = truncate(path, 0);
     say("TRUNCATE", res(r, errno));
-    verify_fn vf = get_verify();
+    qtest_verify_fn vf = qtest_get_verify();
     char msg[200] = "";
     say("VERIFY", vf ? vf(reg, msg, sizeof msg) : -1);
     say("VERIFYNULL", vf ? vf(NULL, msg, sizeof msg) : -1);
@@ -626,7 +618,7 @@ static void other_user(void)
           (long long)before.st_size, (long long)after.st_size);
     /* root's locks are all still there */
     check_root_locks("after nobody");
-    verify_fn vf = get_verify();
+    qtest_verify_fn vf = qtest_get_verify();
     char msg[256] = "";
     int vr = vf ? vf(NULL, msg, sizeof msg) : -1;
     CHECK(vr == 0, "qnxcompat_verify after nobody: %d %s", vr, msg);
@@ -885,7 +877,7 @@ static void scribble_round(int round, int count, int big)
     const char *path;
     int hf = qtest_tmpfile(8000, &path);
     close(hf);
-    verify_fn vf = get_verify();
+    qtest_verify_fn vf = qtest_get_verify();
 
     qtest_helper w[NWORK];
     int ready = 0;

@@ -104,8 +104,6 @@ static char *fresh(size_t npages)
     return p;
 }
 
-static const char *rname(int r) { return r == 0 ? "0" : qtest_errname(r); }
-
 /* ------------------------------------------------------------------------ */
 /* Rule sets, callers and the expected results                               */
 /* ------------------------------------------------------------------------ */
@@ -243,8 +241,8 @@ static int result_of(int rc, int e) { return rc == 0 ? 0 : rc == -1 ? e : -1; }
         snprintf(qt_m_, sizeof qt_m_, __VA_ARGS__);                           \
         CHECK((got) == (want), "%s, %s: %s: expected %s%s, got %s%s",         \
               (s)->r->name, (s)->who, qt_m_, (want) ? "-1 " : "",             \
-              rname(want), (got) > 0 ? "-1 " : "",                            \
-              (got) < 0 ? "a bad return value" : rname(got));                 \
+              qtest_errname(want), (got) > 0 ? "-1 " : "",                            \
+              (got) < 0 ? "a bad return value" : qtest_errname(got));                 \
     } while (0)
 
 /* mlock(addr, len) where [addr, addr+len) covers npages pages starting at

@@ -44,11 +44,6 @@ static void new_file(void)
 /* Expectations                                                              */
 /* ------------------------------------------------------------------------ */
 
-static const char *rname(int r)
-{
-    return r == 0 ? "0" : r < 0 ? "probe died" : qtest_errname(r);
-}
-
 /* This process's lockf(func, size) at offset off must give `want` (0 or an
  * errno); a lock it obtains is released again. */
 static void own_lockf(const char *state, int f, int func, off_t off,
@@ -61,8 +56,8 @@ static void own_lockf(const char *state, int f, int func, off_t off,
                  "%s: lockf(%s, size=%lld) at %lld by this process: expected "
                  "%s%s, got %s%s", state, qtest_lockfname(func),
                  (long long)size, (long long)off, want ? "-1 " : "",
-                 rname(want), rc == -1 ? "-1 " : "",
-                 got < 0 ? "a bad return value" : rname(got));
+                 qtest_probe_name(want), rc == -1 ? "-1 " : "",
+                 got < 0 ? "a bad return value" : qtest_probe_name(got));
     if (rc == 0 && (func == F_LOCK || func == F_TLOCK)) {
         /* granted means held: another process cannot lock its first byte */
         if (size > 0) {
@@ -72,7 +67,7 @@ static void own_lockf(const char *state, int f, int func, off_t off,
                          "returned 0, but another process's F_SETLK of byte "
                          "%lld then gave %s, not -1 EAGAIN (lock not held)",
                          state, qtest_lockfname(func), (long long)size,
-                         (long long)off, (long long)off, rname(o));
+                         (long long)off, (long long)off, qtest_probe_name(o));
         }
         int u = qtest_lockf_at(f, off, F_ULOCK, size);
         qtest_record(u == 0, file, line, "%s: F_ULOCK after a granted %s: %d %s",
@@ -90,7 +85,7 @@ static void other_lockf(const char *state, int f, int func, off_t off,
                  "%s: lockf(%s, size=%lld) at %lld by another process: "
                  "expected %s%s, got %s%s", state, qtest_lockfname(func),
                  (long long)size, (long long)off, want ? "-1 " : "",
-                 rname(want), got > 0 ? "-1 " : "", rname(got));
+                 qtest_probe_name(want), got > 0 ? "-1 " : "", qtest_probe_name(got));
 }
 
 /* The file `f` refers to is (mapped = 1) or is not mapped by some process:
@@ -133,7 +128,7 @@ static void expect_unmapped_soon(int f, const char *state, const char *file,
         qtest_record(o == EAGAIN, file, line,
                      "%s: lockf(F_TLOCK) returned 0, but another process's "
                      "F_SETLK of byte 0 then gave %s, not -1 EAGAIN (lock not "
-                     "held)", state, rname(o));
+                     "held)", state, qtest_probe_name(o));
         qtest_lockf_at(f, 0, F_ULOCK, 10);
     }
     expect_mapped(f, 0, state, file, line);

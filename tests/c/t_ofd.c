@@ -34,15 +34,7 @@ static int fd;           /* the parent's O_RDWR open of it */
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-/* fcntl(f, cmd, {type, SEEK_SET, start, len, l_pid 0}) */
-static int lk(int f, int cmd, short type, off_t start, off_t len)
-{
-    struct flock fl = qtest_fl(type, SEEK_SET, start, len);
-    fl.l_pid = 0;
-    return fcntl(f, cmd, &fl);
-}
-
-#define ofd_setlk(f, type, start, len) lk((f), F_OFD_SETLK, (type), (start), (len))
+#define ofd_setlk(f, type, start, len) qtest_lk((f), F_OFD_SETLK, (type), (start), (len))
 
 /* Another process, through its own open of the file, gets `want` from
  * fcntl(cmd, {type, SEEK_SET, start, len}). */
@@ -175,16 +167,16 @@ static void open_file_wait(int ofd)
     short un = ofd ? F_UNLCK : FU;
     const char *what = ofd ? "F_OFD_SETLKW" : "F_SETLKW F_WRLCK|F_FLOCK";
     struct qtest_actor w = ACTOR(0, ofd ? F_OFD_SETLKW : F_SETLKW, wr, 0, 10);
-    CHECK_OK(lk(fd, cmd, wr, 5, 10));
+    CHECK_OK(qtest_lk(fd, cmd, wr, 5, 10));
     qtest_child c = CHECK_START_WAITER(w);
     CHECK(qtest_wait_blocked(&c), "%s granted while another open file holds "
           "[5,15)", what);
     double t0 = qtest_now_ms();
-    CHECK_OK(lk(fd, cmd, un, 5, 10));
+    CHECK_OK(qtest_lk(fd, cmd, un, 5, 10));
     CHECK_GRANTED(&c, t0, what);
     CHECK_OTHER_GETLK(ofd ? F_OFD_GETLK : F_GETLK, 0, 0, wr, 0, 10,
                       ofd ? -1 : c.pid);
-    CHECK_ERR(lk(fd, cmd, rd, 9, 1), EAGAIN);
+    CHECK_ERR(qtest_lk(fd, cmd, rd, 9, 1), EAGAIN);
     CHECK_CHILD_FINISH(&c);
     CHECK_OTHER(cmd, F_WRLCK, 0, 0, 0);
 }

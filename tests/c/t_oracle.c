@@ -50,7 +50,6 @@
  * request non-blocking whenever the worker holds the other lock kind on the
  * file (so that a process never has to detect a deadlock with itself).
  */
-#include <dlfcn.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
@@ -708,8 +707,6 @@ static long check_episodes(long *n_out)
 
 /* ------------------------------------------------------------------------ */
 
-typedef int (*verify_fn)(const char *, char *, size_t);
-
 int main(void)
 {
     qtest_init();
@@ -849,7 +846,7 @@ int main(void)
         CHECK_OK(flock(mfd[f], LOCK_UN));
     }
     if (shim) {
-        verify_fn vf = (verify_fn)dlsym(RTLD_DEFAULT, "qnxcompat_verify");
+        qtest_verify_fn vf = qtest_get_verify();
         char msg[256] = "";
         int vr = vf ? vf(NULL, msg, sizeof msg) : -1;
         CHECK(vr == 0, "qnxcompat_verify = %d: %s", vr,

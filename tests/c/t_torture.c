@@ -41,7 +41,6 @@
  * Helper mode (this binary re-executed):
  *     t_torture --victim PATH1 PATH2 READYFD
  */
-#include <dlfcn.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -139,13 +138,6 @@ static void on_timeout(int sig)
         (void)w;
     }
     qtest_on_timeout(sig); /* kills the tracked processes */
-}
-
-typedef int (*verify_fn)(const char *, char *, size_t);
-
-static verify_fn get_verify(void)
-{
-    return (verify_fn)dlsym(RTLD_DEFAULT, "qnxcompat_verify");
 }
 
 /* Diagnostics only, read from the segment file (see
@@ -736,7 +728,7 @@ static void one_round(int round, enum kind k)
     check_witnesses(round);
 
     phase = "verifying the registry";
-    verify_fn vf = get_verify();
+    qtest_verify_fn vf = qtest_get_verify();
     if (qtest_mode_shim()) {
         char msg[256] = "";
         int vr = vf ? vf(NULL, msg, sizeof msg) : -1;
@@ -788,7 +780,7 @@ int main(int argc, char **argv)
     if (fd2 < 0 || fd3 < 0)
         qtest_fatal("open");
     if (shim)
-        CHECK(get_verify() != NULL, "qnxcompat_verify not found by dlsym");
+        CHECK(qtest_get_verify() != NULL, "qnxcompat_verify not found by dlsym");
 
     pid_t dog = start_watchdog(long_mode ? 2990 : 82);
     qtest_track(dog);
@@ -829,7 +821,7 @@ int main(int argc, char **argv)
           "len=%lld, pid=%d}", qtest_typename(fl.l_type), (long long)fl.l_start,
           (long long)fl.l_len, (int)fl.l_pid);
     if (shim) {
-        verify_fn vf = get_verify();
+        qtest_verify_fn vf = qtest_get_verify();
         char msg[256] = "";
         int vr = vf ? vf(NULL, msg, sizeof msg) : -1;
         CHECK(vr == 0, "final qnxcompat_verify = %d: %s", vr, msg);
