@@ -1,0 +1,625 @@
+//! QNX lock semantics for descriptors: what `fcntl`, `lockf` and the close
+//! paths mean, on top of the registry.
+//!
+//! The hooks decode C arguments and call in here; this module resolves the
+//! descriptor to a file `(st_dev, st_ino)`, applies QNX's access and range
+//! rules, and runs the request against the registry, waiting when asked.
+//!
+//! Waiting: a blocked request records nothing but its interest in the file's
+//! futex word. It sleeps in slices of at most `SLICE_NS`; between slices it
+//! returns `Outcome::Again` so that the C entry point can act on a pending
+//! `pthread_cancel()`, then is called again. Each retry re-checks whether the
+//! blocker is still alive, so a SIGKILLed holder's waiters are granted within
+//! one slice.
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | a set request's life (`set`), F_GETLK (`test`), the mapped-file rule |
+//! | `calls.rs` | the call shapes: lockf's mapping, fcntl's lock commands, flock |
+//! | `resolve.rs` | who a request is for: process or open-file owner |
+//! | `probe.rs` | liveness verdicts: decided under the mutex, probed outside it |
+//! | `deadlock.rs` | the cycle check and its verification |
+//! | `release.rs` | close, close_range/closefrom/fcloseall, exec, exit |
+
+use crate::engine::lockset::SetError;
+use crate::engine::range::{EOF, LockType, Range, Request};
+use crate::engine::tree::{NIL, RECORD_EXEC_RELEASE};
+use crate::identity::{self, FileRef};
+use crate::liveness::{self, Me, Verdict};
+use crate::local;
+use crate::owner;
+use crate::registry::layout::{FLAVOR_LINUX_OFD, FLAVOR_QNX_FLOCK, OWNER_OPENFILE, OWNER_PROCESS};
+use crate::registry::{self, Reach, Registry, Tables, Ticket, Vouch, WakeSet};
+use crate::sys::{self, Errno};
+
+mod calls;
+mod deadlock;
+mod probe;
+mod release;
+mod resolve;
+
+pub use calls::{LockCmd, fcntl_lock, flock, lockf};
+use deadlock::{Check, deadlock_check};
+use probe::{Judged, Verdicts, judge, run_probe};
+use release::find_owner;
+pub use release::{
+    FdSnapshot, adopt_after_exec, clear_exec_marks, locked_file_of, mark_for_exec, release_all, release_file,
+    release_files_without_descriptors, settle_deferred,
+};
+use resolve::{resolve_owner, retire_if_idle};
+
+/// The longest a blocked request sleeps before it offers cancellation and
+/// re-checks its blockers' liveness.
+pub const SLICE_NS: u64 = 50_000_000;
+
+/// What a wait for a lock held outside the library sleeps on between polls
+/// (only signals wake it early).
+static POLL_WORD: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Passes of one call through the registry without a sleep (see `set`).
+const MAX_PASSES: u32 = 4096;
+
+/// How a lock call ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// Success, with this return value.
+    Done(i64),
+    Failed(Errno),
+    /// A wait slice ended: offer cancellation and call again.
+    Again,
+    /// A signal interrupted the wait: offer cancellation, then EINTR.
+    Interrupted,
+    /// The registry is refused: let the kernel do it.
+    Native,
+}
+
+impl From<Errno> for Outcome {
+    fn from(e: Errno) -> Outcome {
+        Outcome::Failed(e)
+    }
+}
+
+/// A conflicting lock, as F_GETLK reports it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Conflict {
+    pub ltype: LockType,
+    pub range: Range,
+    /// The owning process, or for an open file the process that first
+    /// locked through it.
+    pub pid: i32,
+    /// How the holder reports: a process, a QNX flock-kind open file, or a
+    /// Linux OFD open file.
+    pub holder: Holder,
+}
+
+/// The kind of a conflicting lock's owner, as F_GETLK shows it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Holder {
+    Process,
+    QnxFlock,
+    LinuxOfd,
+}
+
+/// State kept across the slices of one blocking call (the C entry point's
+/// `struct qnxcompat_call`).
+#[repr(C)]
+pub struct CallState {
+    pub start_ns: u64,
+    pub slices: u32,
+    /// 1 + the registry waiter slot registered for this call, or 0.
+    pub waiter: u32,
+    /// That slot's generation: the registration is ours only while the
+    /// slot still has it.
+    pub waiter_gen: u32,
+    /// The thread's caught-signal count when the call began, with
+    /// `SIG_ARMED` set once taken (see `crate::signals`).
+    pub sig_base: u32,
+    /// The registry's graph epoch at this call's last cycle check.
+    pub check_epoch: u32,
+    pub _pad: u32,
+}
+
+const SIG_ARMED: u32 = 1 << 31;
+
+impl CallState {
+    /// Takes the thread's signal count at the call's first pass; then
+    /// whether a caught signal arrived since.
+    fn signalled(&mut self) -> bool {
+        let now = crate::signals::seen() & !SIG_ARMED;
+        if self.sig_base & SIG_ARMED == 0 {
+            self.sig_base = now | SIG_ARMED;
+            return false;
+        }
+        self.sig_base & !SIG_ARMED != now
+    }
+
+    fn waiter(&self) -> Option<u32> {
+        self.waiter.checked_sub(1)
+    }
+}
+
+/// The registry is refused: fail closed with `nomem`, or, with
+/// `QNXCOMPAT_FALLBACK=kernel`, let the kernel do it.
+fn refused(nomem: Errno) -> Outcome {
+    if crate::config::kernel_fallback() { Outcome::Native } else { Outcome::Failed(nomem) }
+}
+
+/// Who a request is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OwnerSpec {
+    /// The calling process: fcntl and lockf locks.
+    Process,
+    /// The open file description behind this descriptor: flock() and
+    /// `F_FLOCK` (QNX), or Linux OFD locks; the flavor decides how F_GETLK
+    /// reports its locks.
+    OpenFile(i32, u8),
+}
+
+/// A set request, with how to carry it out.
+#[derive(Clone, Copy, Debug)]
+pub struct SetRequest {
+    pub owner: OwnerSpec,
+    pub req: Request,
+    pub range: Range,
+    /// Block on a conflict instead of failing with EAGAIN.
+    pub wait: bool,
+    /// The errno for a full registry (ENOLCK for fcntl, ENOMEM for lockf).
+    pub nomem: Errno,
+    /// Release the owner's lock of the other type first (flock conversion,
+    /// which QNX and Linux both do non-atomically).
+    pub convert: bool,
+    /// Fail with EAGAIN if any process maps the file (QNX lockf F_LOCK and
+    /// F_TLOCK).
+    pub refuse_mapped: bool,
+}
+
+/// Applies a set request (lock or unlock) on `file`, reached through `fd`.
+///
+/// A blocking request that meets a conflict first asks whether waiting
+/// would close a cycle in the wait-for graph (EDEADLK if so), then registers
+/// itself as a waiter, so that later requests see its edges, and sleeps. The
+/// registration lasts across wait slices and goes when the call ends.
+///
+/// Liveness: a blocker the registry cannot vouch for is probed with the
+/// mutex dropped, and the verdict applies on the next pass only if the
+/// blocker's slot still has the generation it was probed at.
+pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outcome {
+    crate::fault::point(crate::fault::Point::Entry);
+    let deadline = sys::monotonic_ns() + SLICE_NS;
+    let mut repaired = false;
+    let mut reaped_full = false;
+    let mut converted = !r.convert;
+    let mut interrupted = false;
+    let mut slept_on = None;
+    let mut verdicts = Verdicts::default();
+    let is_lock = matches!(r.req, Request::Lock(_));
+    if r.wait {
+        // Arms the signal count (first pass) or sees a signal that came
+        // between two wait slices.
+        interrupted = call.signalled();
+    }
+    let reg = match registry::reach(is_lock) {
+        Reach::Ready(reg) => reg,
+        Reach::Absent => return Outcome::Done(0), // nothing is locked anywhere
+        Reach::Fallback => return refused(r.nomem),
+    };
+    // Passes that neither sleep nor finish (a reap, a probe, a repair) are
+    // bounded: each removes something or records a verdict, so a registry
+    // that keeps producing them is broken, and the call fails rather than
+    // spin.
+    let mut passes = 0u32;
+    // Claim the caller's anchor before the mutex: it is I/O.
+    let me = if is_lock {
+        match liveness::ensure(&reg) {
+            Ok(me) => Some(me),
+            Err(_) => return Outcome::Failed(r.nomem),
+        }
+    } else {
+        liveness::current()
+    };
+    loop {
+        passes += 1;
+        let mut g = match reg.lock() {
+            Ok(g) => g,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let (mut t, wake) = g.split();
+        if passes == MAX_PASSES / 2 {
+            let mut touched = WakeSet::default();
+            t.repair(&mut |f| touched.add(f));
+            wake.absorb(t.files, &touched);
+        }
+        if passes > MAX_PASSES {
+            if let Some(w) = call.waiter() {
+                t.remove_waiter_if(w, call.waiter_gen);
+                call.waiter = 0;
+            }
+            return Outcome::Failed(r.nomem);
+        }
+        // Every exit taken with the mutex held ends the call's registration.
+        let finish = |t: &mut Tables, call: &mut CallState, out: Outcome| {
+            if let Some(w) = call.waiter() {
+                t.remove_waiter_if(w, call.waiter_gen);
+                call.waiter = 0;
+            }
+            out
+        };
+        if let Some(s) = slept_on.take()
+            && let Some(f) = t.files.get_mut(s as usize)
+        {
+            f.sleepers = f.sleepers.saturating_sub(1);
+        }
+        if interrupted {
+            return finish(&mut t, call, Outcome::Interrupted);
+        }
+        let slot = match r.req {
+            Request::Unlock => match t.find_file(file.dev, file.ino) {
+                Some(s) => s,
+                None => return finish(&mut t, call, Outcome::Done(0)),
+            },
+            Request::Lock(_) => match t.file_slot(file.dev, file.ino) {
+                Ok(s) => s,
+                Err(_) => return finish(&mut t, call, Outcome::Failed(r.nomem)),
+            },
+        };
+        let owner = match resolve_owner(&mut t, r.owner, file, is_lock, me) {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                t.release_file_if_empty(slot);
+                return finish(&mut t, call, Outcome::Done(0)); // an owner with nothing unlocks
+            }
+            Err(Errno::NOLCK) if !reaped_full => {
+                // The owner table is full: reap the dead, then retry once.
+                t.release_file_if_empty(slot);
+                drop(g);
+                reap_unvouched(&reg);
+                reaped_full = true;
+                continue;
+            }
+            Err(Errno::AGAIN) if r.wait => {
+                // A lock held outside the library over the open file's
+                // token: poll until it goes, every 10 ms, interruptible by
+                // any caught signal, then try again.
+                t.release_file_if_empty(slot);
+                drop(g);
+                while identity::outside_free(fd, file.readable) == Ok(false) {
+                    if call.signalled() {
+                        interrupted = true;
+                        break;
+                    }
+                    if sys::monotonic_ns() >= deadline {
+                        call.slices += 1;
+                        return Outcome::Again;
+                    }
+                    let seen = POLL_WORD.load(core::sync::atomic::Ordering::Acquire);
+                    crate::signals::sleeping_on(Some(&POLL_WORD));
+                    if !call.signalled() {
+                        let _ = sys::futex_wait_shared(&POLL_WORD, seen, 10_000_000);
+                    }
+                    crate::signals::sleeping_on(None);
+                }
+                continue;
+            }
+            Err(e) => {
+                t.release_file_if_empty(slot);
+                return finish(&mut t, call, Outcome::Failed(if e == Errno::NOLCK { r.nomem } else { e }));
+            }
+        };
+        if r.refuse_mapped {
+            match mapped_check(&mut t, wake, owner, slot, &verdicts) {
+                MapCheck::Mapped => {
+                    t.release_file_if_empty(slot);
+                    return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+                }
+                // The file slot may have gone with what was reaped.
+                MapCheck::Reaped => continue,
+                MapCheck::Probe(v) => {
+                    t.release_file_if_empty(slot);
+                    drop(g);
+                    run_probe(&reg, v, fd, &mut verdicts);
+                    continue;
+                }
+                MapCheck::Unmapped => {}
+            }
+        }
+        if let Some(w) = call.waiter()
+            && !t.refresh_waiter(w, call.waiter_gen, owner)
+        {
+            call.waiter = 0; // dropped by a repair: registers again below
+        }
+        if !converted {
+            converted = true;
+            if let Request::Lock(want) = r.req
+                && let Ok(out) = t.release_other_type(slot, owner, want)
+            {
+                account(r.owner, slot, file, out.delta);
+                if out.released {
+                    wake.notify(t.files, slot);
+                }
+            }
+        }
+        let blocker = match t.set(slot, owner, r.req, r.range) {
+            Ok(out) => {
+                account(r.owner, slot, file, out.delta);
+                if out.released {
+                    wake.notify(t.files, slot);
+                }
+                let out = finish(&mut t, call, Outcome::Done(0));
+                retire_if_idle(&mut t, r.owner, owner);
+                t.release_file_if_empty(slot);
+                return out;
+            }
+            Err(SetError::Conflict(rec)) => t.records[rec as usize].owner,
+            Err(SetError::NoSpace) => {
+                let out = finish(&mut t, call, Outcome::Failed(r.nomem));
+                retire_if_idle(&mut t, r.owner, owner);
+                t.release_file_if_empty(slot);
+                return out;
+            }
+            Err(SetError::Corrupt) => {
+                if repaired {
+                    return finish(&mut t, call, Outcome::Failed(r.nomem));
+                }
+                let mut touched = WakeSet::default();
+                t.repair(&mut |f| touched.add(f));
+                wake.absorb(t.files, &touched);
+                repaired = true;
+                continue;
+            }
+        };
+        match judge(&mut t, wake, blocker, &verdicts) {
+            Judged::Alive => {}
+            Judged::Reaped => continue,
+            Judged::Probe(v) => {
+                retire_if_idle(&mut t, r.owner, owner);
+                t.release_file_if_empty(slot);
+                drop(g);
+                run_probe(&reg, v, fd, &mut verdicts);
+                continue;
+            }
+        }
+        if !r.wait {
+            let out = finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+            retire_if_idle(&mut t, r.owner, owner);
+            t.release_file_if_empty(slot);
+            return out;
+        }
+        // The cycle check runs before every sleep, not only the first: the
+        // graph around a waiter changes while it sleeps (another waiter is
+        // granted, a holder starts waiting), and a cycle that closes later
+        // is found at the next wake or slice.
+        let epoch = t.free.graph_epoch;
+        if let (Request::Lock(want), Some(me), true) = (r.req, me, call.waiter().is_none() || call.check_epoch != epoch)
+        {
+            call.check_epoch = epoch;
+            match deadlock_check(&mut t, wake, owner, slot, want, r.range, fd, &mut verdicts, call.waiter().is_some()) {
+                Check::Retry => continue,
+                Check::Probe(v) => {
+                    drop(g);
+                    run_probe(&reg, v, fd, &mut verdicts);
+                    continue;
+                }
+                Check::Holders(tk, dev, ino, token) => {
+                    drop(g);
+                    verdicts.find_holders(tk, dev, ino, token);
+                    continue;
+                }
+                Check::OwnThreads => {
+                    drop(g);
+                    // Unreadable: count the process as single-threaded.
+                    verdicts.own_threads = Some(identity::threads_of(sys::getpid()).unwrap_or(1));
+                    continue;
+                }
+                Check::Deadlock => {
+                    let out = finish(&mut t, call, Outcome::Failed(Errno::DEADLK));
+                    retire_if_idle(&mut t, r.owner, owner);
+                    t.release_file_if_empty(slot);
+                    return out;
+                }
+                Check::Clear if call.waiter().is_some() => {}
+                Check::Clear => {
+                    let proc_ = t.find_process(me.nonce, local::owner_hint()).unwrap_or(owner);
+                    let Some((w, generation)) = t.add_waiter(owner, slot, want, r.range, proc_, me.nonce) else {
+                        // Nothing left to record the wait in: waiting unseen
+                        // would hide a deadlock, so the request fails.
+                        let out = finish(&mut t, call, Outcome::Failed(r.nomem));
+                        retire_if_idle(&mut t, r.owner, owner);
+                        t.release_file_if_empty(slot);
+                        return out;
+                    };
+                    call.waiter = w + 1;
+                    call.waiter_gen = generation;
+                }
+            }
+        }
+        let now = sys::monotonic_ns();
+        if now >= deadline {
+            call.slices += 1;
+            return Outcome::Again;
+        }
+        // Read the futex word and count ourselves a sleeper under the mutex:
+        // a release after this point changes the word and wakes us, so the
+        // sleep below cannot miss it. The slot is not freed while we sleep.
+        let word = reg.wake_word(slot);
+        let seen = word.load(core::sync::atomic::Ordering::Acquire);
+        t.files[slot as usize].sleepers += 1;
+        slept_on = Some(slot);
+        drop(g);
+        verdicts.age(now);
+        passes = 0;
+        // A caught signal at any step so far (the trampoline counted it),
+        // or from here until the futex sleeps (the trampoline bumps the
+        // word, so the sleep returns at once), gives EINTR.
+        crate::signals::sleeping_on(Some(word));
+        if call.signalled() || sys::futex_wait_shared(word, seen, deadline - now) == Err(Errno::INTR) {
+            interrupted = true;
+        }
+        crate::signals::sleeping_on(None);
+        interrupted |= call.signalled();
+    }
+}
+
+/// What the mapped-file check found.
+enum MapCheck {
+    Mapped,
+    Unmapped,
+    /// A mapper was dead and is gone: look again.
+    Reaped,
+    Probe(Vouch),
+}
+
+/// Whether a live process maps `file` (QNX lockf's mapped-file rule). The
+/// caller's own mappings count.
+fn mapped_check(t: &mut Tables, wake: &mut WakeSet, me: u32, file: u32, v: &Verdicts) -> MapCheck {
+    let mut mappers = [NIL; 16];
+    let mut n = 0;
+    let mut more = false;
+    t.for_each_mapper(file, &mut |o| {
+        if !mappers[..n].contains(&o) {
+            if n == mappers.len() {
+                more = true;
+                return false;
+            }
+            mappers[n] = o;
+            n += 1;
+        }
+        true
+    });
+    if mappers[..n].contains(&me) {
+        return MapCheck::Mapped;
+    }
+    if t.files.get(file as usize).is_some_and(|f| f.unrecorded != 0) {
+        // Mapped by some owner that the mapping table had no room for:
+        // mapped while any such owner lives.
+        // The first such owner decides: alive, the file counts as mapped;
+        // dead, it is reaped and the check runs again.
+        let mut first = None;
+        t.for_each_unrecorded(&mut |o| {
+            first = Some(o);
+            false
+        });
+        if let Some(o) = first {
+            if o == me {
+                return MapCheck::Mapped;
+            }
+            return match judge(t, wake, o, v) {
+                Judged::Alive => MapCheck::Mapped,
+                Judged::Reaped => MapCheck::Reaped,
+                Judged::Probe(p) => MapCheck::Probe(p),
+            };
+        }
+    }
+    let mut reaped = false;
+    for &o in &mappers[..n] {
+        match judge(t, wake, o, v) {
+            Judged::Alive => return MapCheck::Mapped,
+            Judged::Reaped => reaped = true,
+            Judged::Probe(p) => return MapCheck::Probe(p),
+        }
+    }
+    if reaped || more { MapCheck::Reaped } else { MapCheck::Unmapped }
+}
+
+/// With the owner table full: probes the process owners the registry cannot
+/// vouch for (outside the mutex) and reaps those found dead.
+fn reap_unvouched(reg: &Registry) {
+    let mut tickets = [Ticket::default(); 64];
+    let n = match reg.lock() {
+        Ok(mut g) => g.tables().unvouched(&mut tickets),
+        Err(_) => return,
+    };
+    let mut dead = [false; 64];
+    for (i, tk) in tickets[..n].iter().enumerate() {
+        dead[i] = liveness::probe(reg, tk.anchor, tk.nonce) == Verdict::Dead;
+    }
+    let Ok(mut g) = reg.lock() else { return };
+    let (mut t, wake) = g.split();
+    let mut touched = WakeSet::default();
+    for (i, tk) in tickets[..n].iter().enumerate() {
+        if dead[i] && t.ticket_current(tk) && t.reap_owner(tk.owner, &mut |f| touched.add(f)).is_err() {
+            t.repair(&mut |f| touched.add(f));
+        }
+    }
+    wake.absorb(t.files, &touched);
+}
+
+/// Ends the waiter registration of a call that will not come back (its
+/// thread is being cancelled between wait slices).
+pub fn abandon(call: &mut CallState) {
+    let Some(w) = call.waiter() else { return };
+    call.waiter = 0;
+    let Some(reg) = registry::attached() else { return };
+    let Ok(mut g) = reg.lock() else { return };
+    g.tables().remove_waiter_if(w, call.waiter_gen);
+}
+
+/// Keeps the process-local summary in step with the process's own records.
+fn account(spec: OwnerSpec, slot: u32, file: &FileRef, delta: i32) {
+    if spec == OwnerSpec::Process {
+        local::account(slot, file.dev, file.ino, delta);
+    }
+}
+
+/// The first lock of another owner that conflicts with `t` on `q`
+/// (F_GETLK, lockf F_TEST); dead owners' locks are reaped, not reported.
+/// `nomem` is the call's errno for an unusable registry.
+pub fn test(
+    fd: i32,
+    file: &FileRef,
+    spec: OwnerSpec,
+    t: LockType,
+    q: Range,
+    nomem: Errno,
+) -> Result<Option<Conflict>, Outcome> {
+    crate::fault::point(crate::fault::Point::Entry);
+    let reg = match registry::reach(false) {
+        Reach::Ready(r) => r,
+        Reach::Absent => return Ok(None),
+        Reach::Fallback => return Err(refused(nomem)),
+    };
+    let me_id = liveness::current();
+    let mut verdicts = Verdicts::default();
+    for _ in 0..registry::layout::OWNERS {
+        let mut g = reg.lock().map_err(Outcome::Failed)?;
+        let (mut tb, wake) = g.split();
+        let Some(slot) = tb.find_file(file.dev, file.ino) else { return Ok(None) };
+        let me = resolve_owner(&mut tb, spec, file, false, me_id).ok().flatten().unwrap_or(NIL);
+        let Some(rec) = tb.first_conflict(slot, me, t, q).map_err(|_| Outcome::Failed(Errno::NOLCK))? else {
+            return Ok(None);
+        };
+        let owner = tb.records[rec as usize].owner;
+        match judge(&mut tb, wake, owner, &verdicts) {
+            Judged::Alive => {}
+            Judged::Reaped => continue,
+            Judged::Probe(v) => {
+                drop(g);
+                run_probe(&reg, v, fd, &mut verdicts);
+                continue;
+            }
+        }
+        let r = &tb.records[rec as usize];
+        let o = tb.owners.get(owner as usize);
+        return Ok(Some(Conflict {
+            ltype: LockType::from_raw(r.ltype).unwrap_or(LockType::Write),
+            range: r.range(),
+            pid: o.map_or(0, |o| o.pid),
+            holder: match o {
+                Some(o) if o.kind == OWNER_OPENFILE && o.flavor == FLAVOR_LINUX_OFD => Holder::LinuxOfd,
+                Some(o) if o.kind == OWNER_OPENFILE => Holder::QnxFlock,
+                _ => Holder::Process,
+            },
+        }));
+    }
+    Err(Outcome::Failed(Errno::NOLCK))
+}
+
+/// Whether this process holds a lock on `q` of `file` running to EOF.
+pub fn holds_lock_to_eof(file: &FileRef, q: Range) -> bool {
+    let Some(reg) = registry::attached() else { return false };
+    let Ok(mut g) = reg.lock() else { return false };
+    let t = g.tables();
+    let (Some(slot), Some(me)) = (t.find_file(file.dev, file.ino), find_owner(&t)) else {
+        return false;
+    };
+    t.holds_lock_to_eof(slot, me, q).unwrap_or(false)
+}

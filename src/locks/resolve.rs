@@ -1,0 +1,123 @@
+//! Who a request is for: the caller's process owner, or the owner of the
+//! open file description behind its descriptor.
+
+use super::*;
+
+/// The registry owner for `spec` on `file`, created when `create`; `None`
+/// when it does not exist and `create` is false. `me` is the caller's image
+/// (None: it has claimed no anchor, so it owns nothing).
+pub(super) fn resolve_owner(
+    t: &mut Tables,
+    spec: OwnerSpec,
+    file: &FileRef,
+    create: bool,
+    me: Option<Me>,
+) -> Result<Option<u32>, Errno> {
+    let hint = local::owner_hint();
+    let process = |t: &mut Tables| -> Result<Option<u32>, Errno> {
+        let Some(me) = me else { return Ok(None) };
+        if !create {
+            return Ok(t.find_process(me.nonce, hint));
+        }
+        let o = t.process_owner(me.nonce, me.anchor, me.pid, hint)?;
+        local::set_owner_hint(o);
+        t.hold_life(o);
+        Ok(Some(o))
+    };
+    match spec {
+        OwnerSpec::Process => process(t),
+        OwnerSpec::OpenFile(fd, flavor) => {
+            // The process that locks through the open file releases it: the
+            // deadlock graph follows it.
+            let locker = if create { process(t)? } else { me.and_then(|m| t.find_process(m.nonce, hint)) };
+            // The descriptor cache remembers the owner; the registry says
+            // whether that slot still is it.
+            if let Some((slot, generation)) = local::fd_owner(fd) {
+                let token = identity::Token { slot, generation };
+                if let Some(o) =
+                    t.openfile_owner(token.slot, token.generation, identity::TOKEN_GENS, file.dev, file.ino)
+                {
+                    relabel_if_idle(t, o, flavor, create, locker, me);
+                    return Ok(Some(o));
+                }
+            }
+            let mut found = None;
+            let mut stale = [None; 4];
+            let mut nstale = 0;
+            identity::tokens_of(fd, &mut |tok| match t.openfile_owner(
+                tok.slot,
+                tok.generation,
+                identity::TOKEN_GENS,
+                file.dev,
+                file.ino,
+            ) {
+                Some(o) => found = Some(o),
+                None if nstale < stale.len() => {
+                    stale[nstale] = Some(tok);
+                    nstale += 1;
+                }
+                None => {}
+            })?;
+            // A token whose slot was reaped and reused names nobody now.
+            for tok in stale.iter().flatten() {
+                identity::drop_token(fd, *tok);
+            }
+            if let Some(o) = found {
+                local::fd_set_owner(fd, o, t.owners[o as usize].generation % identity::TOKEN_GENS);
+                relabel_if_idle(t, o, flavor, create, locker, me);
+            }
+            if found.is_some() || !create {
+                return Ok(found);
+            }
+            let (Some(locker), Some(me)) = (locker, me) else { return Ok(None) };
+            let o = t.new_owner(OWNER_OPENFILE, flavor, me.pid, me.nonce, file.dev, file.ino)?;
+            t.owners[o as usize].locker = locker;
+            let token = identity::Token { slot: o, generation: t.owners[o as usize].generation % identity::TOKEN_GENS };
+            if let Err(e) = identity::take(fd, token, file.readable) {
+                t.release_owner_if_idle(o);
+                // A kernel lock over the token is a lock held outside the
+                // library over the whole file: a real conflict. Anything
+                // else is a kernel-side failure, never reported as one.
+                return Err(if e == Errno::AGAIN || e == Errno::ACCES { Errno::AGAIN } else { Errno::NOLCK });
+            }
+            local::fd_set_owner(fd, o, token.generation);
+            Ok(Some(o))
+        }
+    }
+}
+
+/// An open-file owner that locks again after going idle: F_GETLK must name
+/// the process that now took the lock, and report it in the flavor of the
+/// call that took it; the deadlock graph must follow that process.
+pub(super) fn relabel_if_idle(t: &mut Tables, o: u32, flavor: u8, locking: bool, locker: Option<u32>, me: Option<Me>) {
+    if let Some(slot) = t.owners.get_mut(o as usize)
+        && locking
+        && slot.nlocks == 0
+    {
+        if let Some(me) = me {
+            slot.pid = me.pid;
+            slot.nonce = me.nonce;
+        }
+        if let Some(l) = locker {
+            slot.locker = l;
+        }
+        slot.flavor = flavor;
+    }
+}
+
+/// After a call on an open-file owner: one that holds nothing and waits for
+/// nothing gives back its slot and its kernel token, so no kernel lock of
+/// the library's is left for a program outside it to trip on.
+pub(super) fn retire_if_idle(t: &mut Tables, spec: OwnerSpec, o: u32) {
+    let OwnerSpec::OpenFile(fd, _) = spec else { return };
+    let Some(s) = t.owners.get(o as usize) else { return };
+    if s.kind != OWNER_OPENFILE || s.nlocks != 0 || s.nwaiters != 0 {
+        return;
+    }
+    let token = identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS };
+    // Under the mutex: the slot may be reused the moment it is free, by a
+    // token whose range overlaps this one's.
+    identity::drop_token(fd, token);
+    local::fd_forget_owner(fd);
+    t.release_owner_if_idle(o);
+}
