@@ -5,11 +5,13 @@
 //! | `QNXCOMPAT=off` | every hook is a pure pass-through (A/B runs) |
 //! | `QNXCOMPAT_TRACE` | `1`/`all`, or a comma list of functions (`lockf,flock`) |
 //! | `QNXCOMPAT_TRACE_FILE` | append trace lines to this file instead of stderr |
-//! | `QNXCOMPAT_REGISTRY` | the registry segment's name (default `qnxcompat-v1-<uid>`) |
+//! | `QNXCOMPAT_REGISTRY` | the registry segment's name (default `qnxcompat-<uid>`) |
 //! | `QNXCOMPAT_REGISTRY_GROUP` | share the registry with the members of this group (mode 0660) |
 //! | `QNXCOMPAT_QNX_VERSION` | `7` (default) or `8`: which release's mlock rules apply |
 //! | `QNXCOMPAT_ABILITIES` | comma list of QNX abilities granted to a non-root process: `mem_lock` (`PROCMGR_AID_MEM_LOCK`) |
 //! | `QNXCOMPAT_FDCACHE=0` | no descriptor cache, for programs that close descriptors with raw syscalls |
+//! | `QNXCOMPAT_FALLBACK` | `kernel`: a refused registry gives kernel locks instead of ENOLCK |
+//! | `QNXCOMPAT_VERIFY` | `1`: check the registry's invariants after every operation |
 //! | `QNXCOMPAT_FAULT` | test-only fault injection, see [`crate::fault`] |
 //!
 //! # Safety
