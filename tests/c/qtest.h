@@ -411,6 +411,34 @@ static inline int qtest_lock_errno_ok(int e)
     }
 }
 
+/* Handle sig with fn (sa_flags flags, e.g. 0 so that it interrupts a
+ * blocking call with EINTR, or SA_RESTART). */
+static inline void qtest_on_signal(int sig, void (*fn)(int), int flags)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = fn;
+    sa.sa_flags = flags;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+}
+
+/* Read a small file (a /proc entry) with one read(2) into buf,
+ * NUL-terminated: the length, or -1 if it cannot be read.  Safe in a
+ * signal handler. */
+static inline ssize_t qtest_read_file(const char *path, char *buf, size_t n)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t got = read(fd, buf, n - 1);
+    close(fd);
+    if (got < 0)
+        return -1;
+    buf[got] = 0;
+    return got;
+}
+
 /* Create a unique file /tmp/qtest-PID-XXXXXX of `size` bytes, open O_RDWR.
  * It is unlinked by QTEST_DONE().  *path (if not NULL) receives its name. */
 static inline int qtest_tmpfile(off_t size, const char **path)
@@ -683,12 +711,8 @@ static inline int qtest_silent(qtest_child *c, int ms)
 static inline char qtest_stat_state(const char *path)
 {
     char buf[512];
-    FILE *f = fopen(path, "r");
-    if (!f)
+    if (qtest_read_file(path, buf, sizeof buf) < 0)
         return '?';
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
     char *p = strrchr(buf, ')');
     return p && p[1] == ' ' ? p[2] : '?';
 }
@@ -1281,14 +1305,8 @@ static inline void qtest_waiter(void *arg)
 {
     const struct qtest_actor *a = arg;
     int fd = qtest_actor_fd(a);
-    if (a->sa_flags >= 0) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = qtest_waiter_on_alarm;
-        sa.sa_flags = a->sa_flags;
-        sigemptyset(&sa.sa_mask);
-        sigaction(SIGALRM, &sa, NULL);
-    }
+    if (a->sa_flags >= 0)
+        qtest_on_signal(SIGALRM, qtest_waiter_on_alarm, a->sa_flags);
     child_say('R');
     errno = 0;
     int r = qtest_call_run(fd, &a->call, 0);

@@ -272,12 +272,7 @@ static void signal_close_child(void *arg)
     struct looper l = {*(int *)arg, 0, 0, -1, 0};
     const char *where = l.handler_here ? "handler in the looping thread"
                                        : "handler in another thread";
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_tick;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
+    qtest_on_signal(SIGALRM, on_tick, SA_RESTART);
 
     sigset_t s;
     sigemptyset(&s);

@@ -162,11 +162,7 @@ static void actor_loop(void)
         if (own[i] < 0)
             _exit(98);
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
+    qtest_on_signal(SIGUSR1, on_usr1, 0);
     for (;;) {
         struct cmd c;
         int r = qtest_read_rec(qtest_down_fd, 55000, &c, sizeof c);

@@ -631,11 +631,7 @@ static void fuzzer(void *arg)
     struct last_call *L = &lc[me];
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     alarm(0); /* the parent bounds us; SIGALRM is the tick now */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_tick; /* no SA_RESTART */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
+    qtest_on_signal(SIGALRM, on_tick, 0); /* no SA_RESTART */
     qtest_verify_fn vf = qtest_get_verify();
 
     /* the pool */

@@ -294,11 +294,7 @@ static void tick(int on)
 static int worker_main(const char *file, unsigned long long seed, int nops)
 {
     qtest_rng = seed ? seed : 1;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_tick;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
+    qtest_on_signal(SIGALRM, on_tick, 0);
     alarm(0);
     int fd = open(file, O_RDWR);
     int fd2 = open(file, O_RDWR);

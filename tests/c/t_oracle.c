@@ -502,11 +502,8 @@ static void worker(void *arg)
 {
     me = (int)(intptr_t)arg;
     my = &sh->st[me];
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_timer; /* no SA_RESTART: a timed-out wait gets EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGALRM, &sa, NULL);
+    /* no SA_RESTART: a timed-out wait gets EINTR */
+    qtest_on_signal(SIGALRM, on_timer, 0);
     alarm(0); /* the parent bounds our lifetime; the timer is per call */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     for (int f = 0; f < NFILES; f++) {

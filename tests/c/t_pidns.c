@@ -172,14 +172,8 @@ static int stat_of(pid_t pid, pid_t *ppid, unsigned long long *start)
 {
     char p[64], buf[1024];
     snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    int fd = open(p, O_RDONLY);
-    if (fd < 0)
+    if (qtest_read_file(p, buf, sizeof buf) <= 0)
         return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
     char *q = strrchr(buf, ')');
     if (!q)
         return -1;

@@ -55,12 +55,7 @@ static void on_usr1(int sig)
 static void waiter(void *arg)
 {
     struct wcfg *w = arg;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;
-    sa.sa_flags = w->sa_flags;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
+    qtest_on_signal(SIGUSR1, on_usr1, w->sa_flags);
     for (;;) {
         struct qtest_msg m;
         if (qtest_get(qtest_down_fd, 30000, &m) != 1 || m.tag != 'G')
@@ -112,14 +107,8 @@ static long syscall_of(pid_t pid)
 {
     char p[64], b[128];
     snprintf(p, sizeof p, "/proc/%d/syscall", (int)pid);
-    int fd = open(p, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (qtest_read_file(p, b, sizeof b) <= 0)
         return -1;
-    ssize_t n = read(fd, b, sizeof b - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    b[n] = 0;
     if (strncmp(b, "running", 7) == 0)
         return -2;
     return strtol(b, NULL, 10);

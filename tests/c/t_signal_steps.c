@@ -67,20 +67,10 @@ static void victim_handler(int sig)
     errno = e;
 }
 
-/* Install fn for SIGUSR1 (no SA_RESTART, nothing masked). */
-static void on_sigusr1(void (*fn)(int))
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = fn;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
-}
-
 static int victim_main(int native_n)
 {
     alarm(20);
-    on_sigusr1(victim_handler);
+    qtest_on_signal(SIGUSR1, victim_handler, 0);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR1);
@@ -217,7 +207,7 @@ static void timer_child(void *arg)
 {
     (void)arg;
     int yfd = qtest_open(ypath, O_RDWR);
-    on_sigusr1(timer_handler);
+    qtest_on_signal(SIGUSR1, timer_handler, 0);
     timer_t tm;
     struct sigevent ev;
     memset(&ev, 0, sizeof ev);

@@ -111,12 +111,8 @@ static void on_timeout(int sig)
                 continue;
             char path[64], wchan[64] = "?";
             snprintf(path, sizeof path, "/proc/%d/wchan", (int)qtest_tracked[i]);
-            int fd = open(path, O_RDONLY);
-            if (fd >= 0) {
-                ssize_t k = read(fd, wchan, sizeof wchan - 1);
-                wchan[k > 0 ? k : 0] = 0;
-                close(fd);
-            }
+            if (qtest_read_file(path, wchan, sizeof wchan) <= 0)
+                snprintf(wchan, sizeof wchan, "?");
             n = snprintf(buf, sizeof buf, " %d(%c,%s)", (int)qtest_tracked[i],
                          qtest_proc_state(qtest_tracked[i]), wchan);
             w = write(STDOUT_FILENO, buf, (size_t)n);
