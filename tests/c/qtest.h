@@ -74,6 +74,20 @@
  * qtest_make_segment / qtest_registry_name / qtest_file_snapshot for
  * planted registry segments, qtest_wait_state, qtest_count_lines.
  *
+ * Many descriptors and files (the "no silent limits" tests):
+ *   qtest_shared(size)                 zeroed MAP_SHARED|MAP_ANONYMOUS memory
+ *   qtest_raise_nofile(n), qtest_need_nofile(want, need)  RLIMIT_NOFILE soft
+ *       (and, as root, hard) limit to at least n; or SKIP the test
+ *   qtest_fileset_create/_path/_remove many small files in a private
+ *       directory, named by index
+ *   qtest_probe_fileset(...)           ONE other process F_SETLKs a range of
+ *       each of a list of those files (a fresh open of each) and reports
+ *       each result: 0 or the errno; qtest_count_eq, qtest_first_ne
+ *   qtest_fork_fn(fn, arg)             fork a child running fn(arg) then
+ *       _exit(0), with its own alarm
+ *   qtest_wait_flag(p, want, ms)       wait until a shared int reaches a
+ *       value (bounded)
+ *
  * Nothing can hang: qtest_init() arms alarm(QTEST_TIMEOUT_S), every child
  * arms its own alarm, and every wait for a child or a message is bounded
  * (a child that does not finish in time is killed and counted as failed).
@@ -95,6 +109,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -1816,6 +1831,198 @@ static inline int qtest_file_same(const struct qtest_file_snap *a,
            a->st.st_size == b->st.st_size && a->st.st_mode == b->st.st_mode &&
            a->st.st_uid == b->st.st_uid &&
            memcmp(a->head, b->head, sizeof a->head) == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Many descriptors and files: the "no silent limits" tests                  */
+/* ------------------------------------------------------------------------ */
+
+/* Zeroed memory shared with forked children. */
+static inline void *qtest_shared(size_t size)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        qtest_fatal("mmap shared");
+    return p;
+}
+
+/* Raise RLIMIT_NOFILE to at least `want` (the hard limit too, which root
+ * may do up to fs.nr_open).  Returns the soft limit now in force. */
+static inline long qtest_raise_nofile(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if ((long)rl.rlim_cur >= want)
+        return (long)rl.rlim_cur;
+    struct rlimit nl = rl;
+    nl.rlim_cur = (rlim_t)want;
+    if ((long)nl.rlim_max < want)
+        nl.rlim_max = (rlim_t)want;
+    if (setrlimit(RLIMIT_NOFILE, &nl) != 0) {
+        nl.rlim_cur = rl.rlim_max; /* best effort: up to the hard limit */
+        nl.rlim_max = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nl);
+    }
+    getrlimit(RLIMIT_NOFILE, &rl);
+    return (long)rl.rlim_cur;
+}
+
+/* Raise RLIMIT_NOFILE (qtest_raise_nofile) for a test that needs `need`
+ * descriptors (asking for `want`).  0 if it cannot have them: it then says
+ * SKIP and the caller ends the test. */
+static inline int qtest_need_nofile(long want, long need)
+{
+    long lim = qtest_raise_nofile(want);
+    if (lim >= need)
+        return 1;
+    qtest_print("SKIP: RLIMIT_NOFILE is %ld, cannot hold %ld descriptors",
+                lim, need);
+    CHECK(lim > 0, "getrlimit");
+    return 0;
+}
+
+/* A directory of n empty files "f<index>". */
+struct qtest_fileset {
+    char dir[96];
+    int n;
+};
+
+static inline void qtest_fileset_path(const struct qtest_fileset *fs, int i,
+                                      char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/f%d", fs->dir, i);
+}
+
+/* Create the directory (/tmp/qtest-PID-tag-XXXXXX, tracked for removal on
+ * timeout only as a directory name: remove it with qtest_fileset_remove)
+ * and n empty files in it. */
+static inline void qtest_fileset_create(struct qtest_fileset *fs, int n,
+                                        const char *tag)
+{
+    snprintf(fs->dir, sizeof fs->dir, "/tmp/qtest-%d-%s-XXXXXX",
+             (int)getpid(), tag);
+    if (!mkdtemp(fs->dir))
+        qtest_fatal("mkdtemp");
+    fs->n = n;
+    char p[160];
+    for (int i = 0; i < n; i++) {
+        qtest_fileset_path(fs, i, p, sizeof p);
+        int fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+            qtest_fatal("create fileset file");
+        close(fd);
+    }
+}
+
+static inline void qtest_fileset_remove(struct qtest_fileset *fs)
+{
+    char p[160];
+    for (int i = 0; i < fs->n; i++) {
+        qtest_fileset_path(fs, i, p, sizeof p);
+        unlink(p);
+    }
+    rmdir(fs->dir);
+}
+
+/* Fork a child that runs fn(arg) and then _exit(0); it arms its own alarm
+ * of QTEST_CHILD_TIMEOUT_S.  Returns its pid. */
+static inline pid_t qtest_fork_fn(void (*fn)(void *), void *arg)
+{
+    pid_t p = qtest_fork();
+    if (p == 0) {
+        signal(SIGALRM, SIG_DFL);
+        fn(arg);
+        _exit(0);
+    }
+    return p;
+}
+
+/* Wait until *p == want (shared memory written by another process), at
+ * most timeout_ms.  Returns 1 if it got there. */
+static inline int qtest_wait_flag(volatile int *p, int want, int timeout_ms)
+{
+    double end = qtest_now_ms() + timeout_ms;
+    while (__atomic_load_n(p, __ATOMIC_SEQ_CST) != want) {
+        if (qtest_now_ms() > end)
+            return 0;
+        qtest_msleep(1);
+    }
+    return 1;
+}
+
+struct qtest_fileset_probe {
+    const struct qtest_fileset *fs;
+    const int *idx;
+    int n;
+    short type;
+    off_t start, len;
+    unsigned char *res; /* shared */
+    volatile int *done; /* shared */
+};
+
+static inline void qtest_fileset_probe_child(void *arg)
+{
+    struct qtest_fileset_probe *pr = arg;
+    char p[160];
+    for (int i = 0; i < pr->n; i++) {
+        qtest_fileset_path(pr->fs, pr->idx ? pr->idx[i] : i, p, sizeof p);
+        int fd = open(p, O_RDWR | O_CLOEXEC);
+        if (fd < 0) {
+            pr->res[i] = 254;
+            continue;
+        }
+        errno = 0;
+        int r = setlk(fd, pr->type, pr->start, pr->len);
+        pr->res[i] = r == 0 ? 0 : (unsigned char)(errno ? errno : 253);
+        if (r == 0)
+            unlock(fd, pr->start, pr->len);
+        close(fd);
+    }
+    __atomic_store_n(pr->done, 1, __ATOMIC_SEQ_CST);
+}
+
+/* ONE other process F_SETLKs `type` on [start, start+len) of each file
+ * idx[i] (i < n; idx NULL: files 0..n-1) through a fresh open, undoing what
+ * it gets; res[i] receives 0 or its errno (254: could not open).  Returns 0,
+ * or -1 if the probe did not finish within timeout_ms (res then holds 255
+ * for the files it did not reach). */
+static inline int qtest_probe_fileset(const struct qtest_fileset *fs,
+                                      const int *idx, int n, short type,
+                                      off_t start, off_t len,
+                                      unsigned char *res, int timeout_ms)
+{
+    size_t sz = (size_t)n + 64;
+    unsigned char *shared = qtest_shared(sz);
+    memset(shared, 255, (size_t)n);
+    volatile int *done = (volatile int *)(shared + ((size_t)n + 7) / 8 * 8);
+    struct qtest_fileset_probe pr = {fs, idx, n, type, start, len, shared,
+                                     done};
+    pid_t pid = qtest_fork_fn(qtest_fileset_probe_child, &pr);
+    int st = qtest_wait(pid, timeout_ms);
+    int ok = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && *done == 1;
+    memcpy(res, shared, (size_t)n);
+    munmap(shared, sz);
+    return ok ? 0 : -1;
+}
+
+/* Count the entries of res[0..n) equal to v. */
+static inline int qtest_count_eq(const unsigned char *res, int n, int v)
+{
+    int c = 0;
+    for (int i = 0; i < n; i++)
+        c += res[i] == v;
+    return c;
+}
+
+/* The first index with res[i] != v, or -1. */
+static inline int qtest_first_ne(const unsigned char *res, int n, int v)
+{
+    for (int i = 0; i < n; i++)
+        if (res[i] != v)
+            return i;
+    return -1;
 }
 
 #endif /* QTEST_H */

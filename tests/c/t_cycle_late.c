@@ -36,7 +36,7 @@
  * Baseline bug: deadlock detection ran only when a request first went to
  * sleep, so a cycle closed later by a grant hung forever.
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #include <pthread.h>
 

@@ -27,7 +27,7 @@
  *
  * Helper mode: t_errno --errno   print "ERRNO <errno at main's entry>".
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #define KEEP_FD 40
 

@@ -22,7 +22,7 @@
  * after the swap had forgotten it; the lock then went to the old file
  * (here: wrong in about 50 of 20,000 rounds).
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #include <pthread.h>
 

@@ -32,7 +32,7 @@
  * Baseline bug: the registry file was sparse and its pages were touched
  * without being allocated: SIGBUS.
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #include <sched.h>
 #include <sys/mount.h>
@@ -100,6 +100,36 @@ static long long fill_shm(const char *path)
     return total;
 }
 
+/* How a run of F_SETLKs went: granted, failed, failed with an errno other
+ * than ENOLCK (and the last such errno, -2 for an odd return). */
+struct tally {
+    int ok, fail, bad, baderr;
+};
+
+/* Count one F_SETLK that returned r with errno e; 1 if it was granted. */
+static int tally_add(struct tally *t, int r, int e)
+{
+    if (r == 0) {
+        t->ok++;
+        return 1;
+    }
+    t->fail++;
+    if (r != -1 || e != ENOLCK) {
+        t->bad++;
+        t->baderr = r == -1 ? e : -2;
+    }
+    return 0;
+}
+
+/* PREFIX_OK, _FAIL, _BAD and _BADERR lines for the parent. */
+static void tally_say(const char *prefix, const struct tally *t)
+{
+    qtest_print("%s_OK %d", prefix, t->ok);
+    qtest_print("%s_FAIL %d", prefix, t->fail);
+    qtest_print("%s_BAD %d", prefix, t->bad);
+    qtest_print("%s_BADERR %d", prefix, t->baderr);
+}
+
 /* --fill DIR ISSHIM: create, fill, then lock until failures. */
 static int helper_fill(const char *dir, int shim)
 {
@@ -117,8 +147,8 @@ static int helper_fill(const char *dir, int shim)
     qtest_print("FILLED %lld", filled);
 
     /* distinct files */
-    int ok = 0, fail = 0, bad = 0, baderr = 0;
-    for (int i = 0; i < nfiles && fail < MAXFAIL; i++) {
+    struct tally files = {0, 0, 0, 0};
+    for (int i = 0; i < nfiles && files.fail < MAXFAIL; i++) {
         snprintf(p, sizeof p, "%s/f%d", dir, i);
         int fd = open(p, O_RDWR | O_CREAT, 0600);
         if (fd < 0) {
@@ -128,45 +158,23 @@ static int helper_fill(const char *dir, int shim)
         unlink(p); /* the lock is on the inode; nothing to clean up later */
         errno = 0;
         r = setlk(fd, F_WRLCK, 0, 1);
-        if (r == 0) {
-            ok++;
-            continue;
-        }
-        fail++;
-        if (r != -1 || errno != ENOLCK) {
-            bad++;
-            baderr = r == -1 ? errno : -2;
-        }
-        close(fd);
+        if (!tally_add(&files, r, errno))
+            close(fd);
     }
-    qtest_print("FILES_OK %d", ok);
-    qtest_print("FILES_FAIL %d", fail);
-    qtest_print("FILES_BAD %d", bad);
-    qtest_print("FILES_BADERR %d", baderr);
+    tally_say("FILES", &files);
 
     /* ranges of one file: 1-byte write locks at stride 2 (never merge) */
     snprintf(p, sizeof p, "%s/ranges", dir);
     int fr = open(p, O_RDWR | O_CREAT, 0600);
     unlink(p);
     int nr = shim ? NRANGES_SHIM : NRANGES_NATIVE;
-    ok = fail = bad = baderr = 0;
-    for (int k = 0; k < nr && fail < MAXFAIL; k++) {
+    struct tally ranges = {0, 0, 0, 0};
+    for (int k = 0; k < nr && ranges.fail < MAXFAIL; k++) {
         errno = 0;
         r = setlk(fr, F_WRLCK, 2 * (off_t)k, 1);
-        if (r == 0) {
-            ok++;
-            continue;
-        }
-        fail++;
-        if (r != -1 || errno != ENOLCK) {
-            bad++;
-            baderr = r == -1 ? errno : -2;
-        }
+        tally_add(&ranges, r, errno);
     }
-    qtest_print("RANGES_OK %d", ok);
-    qtest_print("RANGES_FAIL %d", fail);
-    qtest_print("RANGES_BAD %d", bad);
-    qtest_print("RANGES_BADERR %d", baderr);
+    tally_say("RANGES", &ranges);
 
     /* lockf and flock on yet another file: 0, or ENOMEM / ENOLCK */
     snprintf(p, sizeof p, "%s/last", dir);

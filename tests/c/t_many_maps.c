@@ -24,7 +24,7 @@
  * Baseline bug: once the mapping table was full, new mappings were not
  * recorded at all, so lockf granted locks on mapped files.
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #define NMAPS_WANT 100000
 #define NMAPS_FALLBACK 60000

@@ -32,7 +32,7 @@
  * Baseline bug: the table held 2,048 requests and the rest waited
  * unrecorded, so the deadlock above hung.
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #include <pthread.h>
 

@@ -38,7 +38,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #ifndef MLOCK_ONFAULT
 #define MLOCK_ONFAULT 0x01

@@ -20,7 +20,7 @@
  *     F_SETLK SEEK_CUR [0,10) gets EAGAIN and [10,20) SEEK_SET succeeds;
  *   - F_GETLK with SEEK_CUR from the other process reports our lock.
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #include <sys/socket.h>
 

@@ -29,7 +29,7 @@
  * the futex (woken by the churn, or inside the registry) was lost, and the
  * call went back to sleep.
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #include <sys/syscall.h>
 

@@ -27,7 +27,7 @@
  * process, so a thread waiting behind another thread's flock or OFD lock
  * closed a "cycle" through its own process and got EDEADLK.
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #include <pthread.h>
 

@@ -20,7 +20,7 @@
  * Baseline bug: only 256 records were reserved for unlocks; the 257th
  * splitting unlock of a full registry failed with ENOLCK.
  */
-#include "qtest_limits.h"
+#include "qtest.h"
 
 #define CAP_SHIM 3000000L
 #define N_NATIVE 8000L
