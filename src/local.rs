@@ -381,8 +381,13 @@ pub fn fd_store(fd: i32, info: FdInfo, ticket: u64) {
 }
 
 /// Moves an entry's sequence on and invalidates it.
+///
+/// A plain load and store: a store racing it either lands first (and is
+/// overwritten with an invalid entry) or finds the sequence moved (its
+/// compare-and-swap fails); two forgets racing each other both move it.
 fn forget_entry(e: &FdEntry) {
-    let _ = e.meta.fetch_update(Ordering::AcqRel, Ordering::Relaxed, |m| Some(seq_of(m).wrapping_add(SEQ) & !VALID));
+    let m = e.meta.load(Ordering::Relaxed);
+    e.meta.store(seq_of(m).wrapping_add(SEQ) & !VALID, Ordering::Release);
 }
 
 /// Forgets `fd` (it was closed, replaced or created anew). Async-signal-safe.
@@ -405,7 +410,29 @@ pub fn fd_owner(fd: i32) -> Option<(u32, u32)> {
     let e = fd_entry(fd)?;
     let m1 = e.meta.load(Ordering::Acquire);
     let o = e.owner.load(Ordering::Acquire);
-    (m1 & VALID != 0 && o != NO_OWNER && e.meta.load(Ordering::Acquire) == m1).then_some((o as u32, (o >> 32) as u32))
+    (m1 & VALID != 0 && o & RETIRED == 0 && e.meta.load(Ordering::Acquire) == m1)
+        .then_some((o as u32, (o >> 32) as u32))
+}
+
+/// Marks in `owner`: bit 63 with the registry's open-file owner creation
+/// count in the low bits, "this descriptor's open file had no owner left
+/// when that count was current" (see `locks::resolve`).
+const RETIRED: u64 = 1 << 63;
+
+/// Notes that `fd`'s open-file owner was retired when the registry had
+/// made `created` open-file owners.
+pub fn fd_set_retired(fd: i32, created: u32) {
+    if let Some(e) = fd_entry(fd) {
+        e.owner.store(RETIRED | u64::from(created), Ordering::Release);
+    }
+}
+
+/// The creation count noted when `fd`'s open-file owner was retired.
+pub fn fd_retired(fd: i32) -> Option<u32> {
+    let e = fd_entry(fd)?;
+    let m1 = e.meta.load(Ordering::Acquire);
+    let o = e.owner.load(Ordering::Acquire);
+    (m1 & VALID != 0 && o != NO_OWNER && o & RETIRED != 0 && e.meta.load(Ordering::Acquire) == m1).then_some(o as u32)
 }
 
 /// Forgets the open-file owner cached for `fd` (it was retired).

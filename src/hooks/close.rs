@@ -38,15 +38,15 @@ fn closed(
     args: &dyn Fn(&mut Cursor) -> core::fmt::Result,
 ) -> c_int {
     let e = errno_of(r as i64);
-    let saved = Errno::last();
     if let Some((dev, ino)) = locked {
         // Linux closes the descriptor even when close() reports EINTR.
         if r == 0 || e == Errno::INTR {
+            // errno is the call's own: the release's syscalls leave no trace.
+            let saved = Errno::last();
             locks::release_file(dev, ino);
+            saved.set();
         }
     }
-    // errno is the call's own: the release's syscalls leave no trace.
-    saved.set();
     trace::line(f, start, Ret::Int(r as i64, e), args);
     if r == -1 {
         e.set();

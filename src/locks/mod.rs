@@ -185,7 +185,15 @@ pub struct SetRequest {
 /// blocker's slot still has the generation it was probed at.
 pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outcome {
     crate::fault::point(crate::fault::Point::Entry);
-    let deadline = sys::monotonic_ns() + SLICE_NS;
+    // The slice's end, read from the clock only once the call must wait:
+    // an uncontended lock makes no clock read.
+    let mut deadline = 0u64;
+    let mut slice_end = || {
+        if deadline == 0 {
+            deadline = sys::monotonic_ns() + SLICE_NS;
+        }
+        deadline
+    };
     let mut repaired = false;
     let mut reaped_full = false;
     let mut converted = !r.convert;
@@ -287,7 +295,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                         interrupted = true;
                         break;
                     }
-                    if sys::monotonic_ns() >= deadline {
+                    if sys::monotonic_ns() >= slice_end() {
                         call.slices += 1;
                         return Outcome::Again;
                     }
@@ -433,6 +441,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
             }
         }
         let now = sys::monotonic_ns();
+        let deadline = slice_end();
         if now >= deadline {
             call.slices += 1;
             return Outcome::Again;

@@ -18,7 +18,7 @@ pub(super) struct Holders {
 
 #[derive(Default)]
 pub(super) struct Verdicts {
-    pub(super) seen: [(Ticket, bool); 32],
+    pub(super) seen: [(Ticket, bool); 8],
     pub(super) n: usize,
     /// CLOCK_MONOTONIC of the oldest verdict kept: they last one wait slice
     /// (`SLICE_NS`), so a waiter woken often does not probe at every wake.

@@ -44,20 +44,25 @@ pub(super) fn resolve_owner(
             let mut found = None;
             let mut stale = [None; 4];
             let mut nstale = 0;
-            identity::tokens_of(fd, &mut |tok| match t.openfile_owner(
-                tok.slot,
-                tok.generation,
-                identity::TOKEN_GENS,
-                file.dev,
-                file.ino,
-            ) {
-                Some(o) => found = Some(o),
-                None if nstale < stale.len() => {
-                    stale[nstale] = Some(tok);
-                    nstale += 1;
-                }
-                None => {}
-            })?;
+            // Retired here, and no open-file owner made anywhere since: the
+            // open file still has none (only a creation could give it one).
+            let known_empty = local::fd_retired(fd) == Some(t.free.ofd_created);
+            if !known_empty {
+                identity::tokens_of(fd, &mut |tok| match t.openfile_owner(
+                    tok.slot,
+                    tok.generation,
+                    identity::TOKEN_GENS,
+                    file.dev,
+                    file.ino,
+                ) {
+                    Some(o) => found = Some(o),
+                    None if nstale < stale.len() => {
+                        stale[nstale] = Some(tok);
+                        nstale += 1;
+                    }
+                    None => {}
+                })?;
+            }
             // A token whose slot was reaped and reused names nobody now.
             for tok in stale.iter().flatten() {
                 identity::drop_token(fd, *tok);
@@ -71,6 +76,7 @@ pub(super) fn resolve_owner(
             }
             let (Some(locker), Some(me)) = (locker, me) else { return Ok(None) };
             let o = t.new_owner(OWNER_OPENFILE, flavor, me.pid, me.nonce, file.dev, file.ino)?;
+            t.free.ofd_created = t.free.ofd_created.wrapping_add(1);
             t.owners[o as usize].locker = locker;
             let token = identity::Token { slot: o, generation: t.owners[o as usize].generation % identity::TOKEN_GENS };
             if let Err(e) = identity::take(fd, token, file.readable) {
@@ -118,6 +124,6 @@ pub(super) fn retire_if_idle(t: &mut Tables, spec: OwnerSpec, o: u32) {
     // Under the mutex: the slot may be reused the moment it is free, by a
     // token whose range overlaps this one's.
     identity::drop_token(fd, token);
-    local::fd_forget_owner(fd);
+    local::fd_set_retired(fd, t.free.ofd_created);
     t.release_owner_if_idle(o);
 }

@@ -113,7 +113,11 @@ pub struct FreeLists {
     /// re-runs its cycle check when it changed (a grant that ends one
     /// wait can close a cycle around another).
     pub graph_epoch: u32,
-    pub _pad2: u32,
+    /// (r) Open-file owners made so far (wrapping): a descriptor whose owner
+    /// was retired when this count was current, and finds it unchanged,
+    /// knows its open file has no owner and no token, without reading
+    /// fdinfo.
+    pub ofd_created: u32,
 }
 
 /// The growable tables, as indexes into `FreeLists::backed` and `TABLES`.

@@ -329,7 +329,7 @@ impl Tables<'_> {
             backed: [0; 5],
             unrecorded_owners: 0,
             graph_epoch: 0,
-            _pad2: 0,
+            ofd_created: 0,
         };
         self.buckets.fill(NIL);
     }
