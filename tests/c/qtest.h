@@ -1150,9 +1150,11 @@ static inline int qtest_probe_lockf(int fd, int func, off_t off, off_t size)
     return qtest_probe(qtest_req_lockf, &q);
 }
 
-static inline void qtest_check_lockf(int fd, int func, off_t off, off_t size,
-                                     int ok1, int ok2, const char *file,
-                                     int line)
+/* CHECK another process's lockf (qtest_probe_lockf) gives ok1 or ok2;
+ * `state` (if not NULL) starts the failure message. */
+static inline void qtest_check_lockf(const char *state, int fd, int func,
+                                     off_t off, off_t size, int ok1, int ok2,
+                                     const char *file, int line)
 {
     int r = qtest_probe_lockf(fd, func, off, size);
     char want[64];
@@ -1162,20 +1164,24 @@ static inline void qtest_check_lockf(int fd, int func, off_t off, off_t size,
         snprintf(want, sizeof want, "%s or %s",
                  ok1 ? qtest_errname(ok1) : "0", ok2 ? qtest_errname(ok2) : "0");
     qtest_record(r == ok1 || r == ok2, file, line,
-                 "other process lockf(%s, size=%lld) at offset %lld: expected "
-                 "%s, got %s",
+                 "%s%sother process lockf(%s, size=%lld) at offset %lld: "
+                 "expected %s, got %s", state ? state : "", state ? ": " : "",
                  qtest_lockfname(func), (long long)size, (long long)off, want,
-                 r < 0 ? "probe died" : r == 0 ? "0" : qtest_errname(r));
+                 qtest_probe_name(r));
 }
 
 /* Another process's lockf(func, size) at offset off gives `result` (0 for
  * success, else the errno of a -1 return); CHECK_OTHER_LOCKF2 accepts
  * either of two results. */
 #define CHECK_OTHER_LOCKF2(fd, func, off, size, r1, r2)                       \
-    qtest_check_lockf((fd), (func), (off), (size), (r1), (r2), __FILE__,      \
-                      __LINE__)
+    qtest_check_lockf(NULL, (fd), (func), (off), (size), (r1), (r2),          \
+                      __FILE__, __LINE__)
 #define CHECK_OTHER_LOCKF(fd, func, off, size, r)                             \
     CHECK_OTHER_LOCKF2(fd, func, off, size, r, r)
+/* The same, the failure message starting with `state`. */
+#define CHECK_OTHER_LOCKF_IN(state, fd, func, off, size, r)                   \
+    qtest_check_lockf((state), (fd), (func), (off), (size), (r), (r),         \
+                      __FILE__, __LINE__)
 
 /* Run fn(arg) in a forked child (its checks are counted) and CHECK that it
  * exits with status 0. */

@@ -76,18 +76,6 @@ static void own_lockf(const char *state, int f, int func, off_t off,
     }
 }
 
-/* Another process's lockf(func, size) at offset off must give `want`. */
-static void other_lockf(const char *state, int f, int func, off_t off,
-                        off_t size, int want, const char *file, int line)
-{
-    int got = qtest_probe_lockf(f, func, off, size);
-    qtest_record(got == want, file, line,
-                 "%s: lockf(%s, size=%lld) at %lld by another process: "
-                 "expected %s%s, got %s%s", state, qtest_lockfname(func),
-                 (long long)size, (long long)off, want ? "-1 " : "",
-                 qtest_probe_name(want), got > 0 ? "-1 " : "", qtest_probe_name(got));
-}
-
 /* The file `f` refers to is (mapped = 1) or is not mapped by some process:
  * under the shim F_TLOCK and F_LOCK fail with EAGAIN for this process and
  * for another one exactly while it is mapped; natively they succeed. */
@@ -97,7 +85,7 @@ static void expect_mapped(int f, int mapped, const char *state,
     int want = qtest_mode_shim() && mapped ? EAGAIN : 0;
     own_lockf(state, f, F_TLOCK, 0, 10, want, file, line);
     own_lockf(state, f, F_LOCK, 0, 10, want, file, line);
-    other_lockf(state, f, F_TLOCK, 0, 10, want, file, line);
+    qtest_check_lockf(state, f, F_TLOCK, 0, 10, want, want, file, line);
 }
 
 #define CHECK_MAPPED(f, state) expect_mapped((f), 1, (state), __FILE__, __LINE__)
@@ -170,14 +158,13 @@ static void same_process(int flags, const char *kind)
     own_lockf(st, fd, F_TLOCK, 0, 0, shim ? EAGAIN : 0, __FILE__, __LINE__);
     own_lockf(st, fd, F_LOCK, 2 * pg, -10, shim ? EAGAIN : 0, __FILE__,
               __LINE__);
-    other_lockf(st, fd, F_LOCK, 5 * pg, 100, shim ? EAGAIN : 0, __FILE__,
-                __LINE__);
+    CHECK_OTHER_LOCKF_IN(st, fd, F_LOCK, 5 * pg, 100, shim ? EAGAIN : 0);
     /* F_TEST and F_ULOCK are unaffected */
     own_lockf(st, fd, F_TEST, 0, 10, 0, __FILE__, __LINE__);
     own_lockf(st, fd, F_ULOCK, 0, 10, 0, __FILE__, __LINE__);
     own_lockf(st, fd, F_ULOCK, 0, 0, 0, __FILE__, __LINE__);
-    other_lockf(st, fd, F_TEST, 0, 10, 0, __FILE__, __LINE__);
-    other_lockf(st, fd, F_ULOCK, 0, 10, 0, __FILE__, __LINE__);
+    CHECK_OTHER_LOCKF_IN(st, fd, F_TEST, 0, 10, 0);
+    CHECK_OTHER_LOCKF_IN(st, fd, F_ULOCK, 0, 10, 0);
     /* another descriptor of the same file */
     int fd2 = qtest_open(path, O_RDWR);
     CHECK_MAPPED(fd2, st);
@@ -265,8 +252,8 @@ static void fcntl_and_test(void)
     CHECK_CANNOT_LOCK(fd, F_WRLCK, 25, 1);
     /* F_TEST by another process finds our lock */
     if (shim)
-        other_lockf("mapped, fcntl lock held", fd, F_TEST, 0, 10, EACCES,
-                    __FILE__, __LINE__);
+        CHECK_OTHER_LOCKF_IN("mapped, fcntl lock held", fd, F_TEST, 0, 10,
+                             EACCES);
     else
         CHECK_OTHER_LOCKF2(fd, F_TEST, 0, 10, EACCES, EAGAIN);
     CHECK_OK(unlock(fd, 0, 0));
