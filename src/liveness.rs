@@ -131,6 +131,17 @@ fn claim(reg: &Registry) -> Result<Me, Errno> {
 
 fn claim_through(reg: &Registry, fd: i32) -> Result<Me, Errno> {
     let pid = sys::getpid();
+    let (k, nonce) = claim_anchor(reg, fd, pid)?;
+    adopt_mapping(fd)?;
+    publish(k, nonce, 0, pid);
+    Ok(Me { anchor: k, nonce, pid })
+}
+
+/// Claims a free anchor through the open file behind `fd`: a write lock on
+/// both its bytes, which the kernel grants only when no image holds either,
+/// then a fresh nonce published for it; byte 0 is kept, byte 1 left for an
+/// exec bridge. ENOLCK when every anchor is held.
+fn claim_anchor(reg: &Registry, fd: i32, pid: i32) -> Result<(u32, u64), Errno> {
     let start = reg.header_nonce().load(Ordering::Relaxed) as u32;
     for i in 0..LIVES {
         let k = (start.wrapping_add(i)) % LIVES;
@@ -143,11 +154,8 @@ fn claim_through(reg: &Registry, fd: i32) -> Result<Me, Errno> {
         let life = reg.life(k);
         life.nonce.store(nonce, Ordering::Release);
         life.pid.store(pid as u32, Ordering::Relaxed);
-        // Keep byte 0; byte 1 is for a bridge at exec.
         let _ = ofd(fd, libc::F_OFD_SETLK, libc::F_UNLCK, byte_of(k, 1), 1);
-        adopt_mapping(fd)?;
-        publish(k, nonce, 0, pid);
-        return Ok(Me { anchor: k, nonce, pid });
+        return Ok((k, nonce));
     }
     Err(Errno::NOLCK)
 }
@@ -191,21 +199,13 @@ pub fn prepare_child(reg: &Registry) -> Result<ChildAnchor, Errno> {
     let mut buf = [0u8; 256];
     let path = segment_path(&mut buf)?;
     let fd = sys::open(path, libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0).map_err(|_| Errno::NOLCK)?;
-    let start = reg.header_nonce().load(Ordering::Relaxed) as u32;
-    for i in 0..LIVES {
-        let k = (start.wrapping_add(i)) % LIVES;
-        match ofd(fd, libc::F_OFD_SETLK, libc::F_WRLCK, byte_of(k, 0), 2) {
-            Ok(_) => {}
-            Err(e) if e == Errno::AGAIN || e == Errno::ACCES => continue,
-            Err(_) => break,
+    match claim_anchor(reg, fd, 0) {
+        Ok((anchor, nonce)) => Ok(ChildAnchor { fd, anchor, nonce }),
+        Err(e) => {
+            let _ = sys::close(fd);
+            Err(e)
         }
-        let nonce = reg.header_nonce().fetch_add(1, Ordering::AcqRel) + 1;
-        reg.life(k).nonce.store(nonce, Ordering::Release);
-        let _ = ofd(fd, libc::F_OFD_SETLK, libc::F_UNLCK, byte_of(k, 1), 1);
-        return Ok(ChildAnchor { fd, anchor: k, nonce });
     }
-    let _ = sys::close(fd);
-    Err(Errno::NOLCK)
 }
 
 /// In the fork child: the anchor its parent claimed becomes its own.
