@@ -100,6 +100,10 @@ pub fn current() -> Option<Me> {
 /// when no anchor can be had (every one is held, or the segment file cannot
 /// be opened). Call without the registry mutex.
 pub fn ensure(reg: &Registry) -> Result<Me, Errno> {
+    // Another thread's claim takes a few syscalls; a claim that does not end
+    // is this very thread's, interrupted by a signal handler that locks:
+    // that call fails rather than wait for itself.
+    let mut spins = 0u32;
     loop {
         if let Some(me) = current() {
             return Ok(me);
@@ -115,7 +119,13 @@ pub fn ensure(reg: &Registry) -> Result<Me, Errno> {
                 return r;
             }
             Err(2) => continue, // claimed by another thread, or stale after fork (handled in current())
-            Err(_) => core::hint::spin_loop(),
+            Err(_) => {
+                spins += 1;
+                if spins > 100_000 {
+                    return Err(Errno::NOLCK);
+                }
+                sys::sched_yield();
+            }
         }
     }
 }
