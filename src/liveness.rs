@@ -61,6 +61,20 @@ static STATE: AtomicU8 = AtomicU8::new(0);
 /// The pid this identity was made for (reported as l_pid).
 static PID: AtomicU32 = AtomicU32::new(0);
 
+/// A bridge descriptor taken for an exec that has not happened yet, and a
+/// child anchor's descriptor taken for a fork that has not happened yet
+/// (-1: none). Descriptors survive fork as well as exec: a fork by another
+/// thread meanwhile would hand them to a child that keeps the anchor alive
+/// after its owner is gone, so every fork child closes them, unless it is
+/// the child the anchor was claimed for (`FOR_MY_CHILD`, a thread-local the
+/// child inherits from the thread that forked it).
+static BRIDGE_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(-1);
+static CHILD_FD: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(-1);
+
+thread_local! {
+    static FOR_MY_CHILD: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
 /// A process image's identity in the registry.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Me {
@@ -112,12 +126,18 @@ pub fn ensure(reg: &Registry) -> Result<Me, Errno> {
             // A vfork child: POSIX allows it only _exit and exec.
             return Err(Errno::NOLCK);
         }
-        match STATE.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire) {
+        // The claim, from taking the state on, is not to be abandoned
+        // half-way by a handler's longjmp: a registry section.
+        let claimed = registry::section(|| match STATE.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
                 let r = claim(reg);
                 STATE.store(if r.is_ok() { 2 } else { 0 }, Ordering::Release);
-                return r;
+                Ok(r)
             }
+            Err(s) => Err(s),
+        });
+        match claimed {
+            Ok(r) => return r,
             Err(2) => continue, // claimed by another thread, or stale after fork (handled in current())
             Err(_) => {
                 spins += 1;
@@ -209,17 +229,37 @@ pub fn prepare_child(reg: &Registry) -> Result<ChildAnchor, Errno> {
     let mut buf = [0u8; 256];
     let path = segment_path(&mut buf)?;
     let fd = sys::open(path, libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0).map_err(|_| Errno::NOLCK)?;
+    CHILD_FD.store(fd, Ordering::Release);
     match claim_anchor(reg, fd, 0) {
         Ok((anchor, nonce)) => Ok(ChildAnchor { fd, anchor, nonce }),
         Err(e) => {
+            CHILD_FD.store(-1, Ordering::Release);
             let _ = sys::close(fd);
             Err(e)
         }
     }
 }
 
+/// Around the fork a child anchor was claimed for: marks the forking thread
+/// (see `CHILD_FD`), then, in the parent, gives the descriptor up.
+pub fn fork_for_child<R>(c: &ChildAnchor, fork: impl FnOnce() -> R) -> R {
+    FOR_MY_CHILD.with(|f| f.set(true));
+    let r = fork();
+    FOR_MY_CHILD.with(|f| f.set(false));
+    let _ = c;
+    r
+}
+
+/// In the parent after the fork (or a failed one): the child anchor's
+/// descriptor is the child's now.
+pub fn parent_after_fork(c: &ChildAnchor) {
+    CHILD_FD.store(-1, Ordering::Release);
+    let _ = sys::close(c.fd);
+}
+
 /// In the fork child: the anchor its parent claimed becomes its own.
 pub fn become_child(reg: &Registry, c: &ChildAnchor) {
+    CHILD_FD.store(-1, Ordering::Release);
     let pid = sys::getpid();
     if adopt_mapping(c.fd).is_ok() {
         reg.life(c.anchor).pid.store(pid as u32, Ordering::Relaxed);
@@ -267,6 +307,16 @@ pub fn probe(reg: &Registry, k: u32, nonce: u64) -> Verdict {
 /// inherited anyway (a fork that raced the `madvise`) is dropped, so it
 /// never keeps the parent's anchor alive.
 pub fn forget_after_fork() {
+    let bridge = BRIDGE_FD.swap(-1, Ordering::AcqRel);
+    if bridge >= 0 {
+        let _ = sys::close(bridge);
+    }
+    if !FOR_MY_CHILD.with(|c| c.get()) {
+        let child = CHILD_FD.swap(-1, Ordering::AcqRel);
+        if child >= 0 {
+            let _ = sys::close(child);
+        }
+    }
     let addr = MAPPING.swap(0, Ordering::AcqRel);
     if addr != 0 {
         // SAFETY: with MADV_DONTFORK the range is not mapped in the child
@@ -289,6 +339,7 @@ pub fn open_bridge(out: &mut [u8]) -> Option<i32> {
     let path = segment_path(&mut buf).ok()?;
     // No O_CLOEXEC: the descriptor must survive the exec.
     let fd = sys::open_inheritable(path, libc::O_RDWR | libc::O_NOFOLLOW, 0).ok()?;
+    BRIDGE_FD.store(fd, Ordering::Release);
     let other = 1 - BYTE.load(Ordering::Relaxed);
     if ofd(fd, libc::F_OFD_SETLK, libc::F_WRLCK, byte_of(me.anchor, other), 1).is_err() {
         let _ = sys::close(fd);
@@ -307,6 +358,7 @@ pub fn open_bridge(out: &mut [u8]) -> Option<i32> {
 
 /// After a failed exec: the image goes on, so the bridge goes.
 pub fn close_bridge(fd: i32) {
+    BRIDGE_FD.store(-1, Ordering::Release);
     let _ = sys::close(fd);
 }
 
@@ -468,7 +520,12 @@ fn dynamic_image(path: &CStr, depth: u32) -> bool {
     if st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0 || st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return false;
     }
-    let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else { return false };
+    let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC, 0) else {
+        // Executable but not readable by us: most programs are dynamically
+        // linked, and a wrong "yes" only keeps the locks until the program
+        // exits (a wrong "no" would release them at once).
+        return true;
+    };
     let mut head = [0u8; 4096];
     let n = sys::pread(fd, &mut head, 0).unwrap_or(0);
     let head = &head[..n];

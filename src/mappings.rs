@@ -118,7 +118,7 @@ pub fn fork_mapped(real_fork: &dyn Fn() -> libc::pid_t) -> libc::pid_t {
             child_slot = Some(c);
         }
     }
-    let pid = real_fork();
+    let pid = crate::liveness::fork_for_child(&child, real_fork);
     if pid == 0 {
         crate::liveness::become_child(&reg, &child);
         if let Some(c) = child_slot {
@@ -126,7 +126,7 @@ pub fn fork_mapped(real_fork: &dyn Fn() -> libc::pid_t) -> libc::pid_t {
         }
         return pid;
     }
-    let _ = crate::sys::close(child.fd);
+    crate::liveness::parent_after_fork(&child);
     pid
 }
 

@@ -30,12 +30,20 @@ use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
 const NSIG: usize = 65;
 
+/// An empty siginfo per signal, for the held-back slots.
+// SAFETY: an all-zero siginfo_t is a valid (empty) value.
+const EMPTY_INFO: [libc::siginfo_t; NSIG] = unsafe { core::mem::zeroed() };
+
 /// The program's handler per signal (0: none of ours is installed).
 static USER: [AtomicUsize; NSIG] = [const { AtomicUsize::new(0) }; NSIG];
 /// Whether it takes three arguments (SA_SIGINFO).
 static USER_SIGINFO: [AtomicU32; NSIG] = [const { AtomicU32::new(0) }; NSIG];
 
 thread_local! {
+    /// Signals held back while this thread was inside the registry (bit per
+    /// signal), with the siginfo of each, re-sent when it leaves.
+    static HELD: Cell<u64> = const { Cell::new(0) };
+    static HELD_INFO: core::cell::UnsafeCell<[libc::siginfo_t; NSIG]> = const { core::cell::UnsafeCell::new(EMPTY_INFO) };
     /// Caught signals delivered to this thread through the trampoline.
     static SEEN: Cell<u32> = const { Cell::new(0) };
     /// The futex word this thread is about to sleep on, or null.
@@ -48,6 +56,19 @@ thread_local! {
 /// Called by the kernel with a signal number and, since SA_SIGINFO is set,
 /// valid `info` and `ctx` pointers.
 pub unsafe extern "C" fn trampoline(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // Inside the registry (its mutex may be held) the program's handler
+    // must not run: it could longjmp out and leave the mutex held forever,
+    // or lock again. An asynchronous signal is held back and re-sent, with
+    // its siginfo, as soon as the thread leaves (`leave_registry`); a fault
+    // is the instruction's own and is delivered now.
+    let synchronous =
+        matches!(sig, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE | libc::SIGTRAP | libc::SIGSYS);
+    if !synchronous && crate::registry::in_registry() && (sig as usize) < 64 && !info.is_null() {
+        HELD.with(|h| h.set(h.get() | 1 << sig));
+        // SAFETY: our thread's own slot; `info` is the kernel's.
+        HELD_INFO.with(|a| unsafe { (*a.get())[sig as usize] = *info });
+        return;
+    }
     SEEN.with(|c| c.set(c.get().wrapping_add(1)));
     let word = SLEEP_WORD.with(|w| w.get());
     if !word.is_null() {
@@ -75,6 +96,22 @@ pub unsafe extern "C" fn trampoline(sig: c_int, info: *mut libc::siginfo_t, ctx:
 
 fn trampoline_addr() -> usize {
     trampoline as *const () as usize
+}
+
+/// Re-sends the signals held back while this thread was inside the registry
+/// (see `trampoline`); the registry calls it when the thread leaves.
+pub fn leave_registry() {
+    let held = HELD.with(|h| h.replace(0));
+    if held == 0 {
+        return;
+    }
+    for sig in 1..64 {
+        if held & 1 << sig != 0 {
+            // SAFETY: our thread's own slot, written by the trampoline.
+            let mut info = HELD_INFO.with(|a| unsafe { (*a.get())[sig] });
+            crate::sys::resend_to_self(sig as c_int, &mut info);
+        }
+    }
 }
 
 /// Caught signals this thread has seen so far.
@@ -108,11 +145,16 @@ pub fn wrap(sig: c_int, act: &mut libc::sigaction) {
 
 /// Turns an action the kernel reports back into the program's own.
 pub fn unwrap(sig: c_int, old: &mut libc::sigaction, user_before: (usize, u32)) {
+    let (h, siginfo) = user_before;
     if old.sa_sigaction != trampoline_addr() {
+        // SA_RESETHAND put SIG_DFL back, keeping the flags we installed:
+        // report the program's own.
+        if h != 0 && siginfo == 0 && old.sa_sigaction == libc::SIG_DFL {
+            old.sa_flags &= !libc::SA_SIGINFO;
+        }
         return;
     }
     let _ = sig;
-    let (h, siginfo) = user_before;
     old.sa_sigaction = h;
     if siginfo == 0 {
         old.sa_flags &= !libc::SA_SIGINFO;

@@ -205,6 +205,19 @@ pub fn fallocate(fd: c_int, off: u64, len: u64) -> Result<()> {
     }
 }
 
+/// Sends `sig` with `info` to the calling thread (`rt_tgsigqueueinfo`, which
+/// keeps the siginfo when a process signals itself); `tgkill` if refused.
+pub fn resend_to_self(sig: c_int, info: &mut libc::siginfo_t) {
+    let saved = Errno::last();
+    // SAFETY: `info` is a valid siginfo_t; ids are our own.
+    let r =
+        unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, getpid(), gettid(), sig, info as *mut libc::siginfo_t) };
+    if r != 0 {
+        raise_in_thread(sig);
+    }
+    saved.set();
+}
+
 /// `pread(fd, buf, off)`.
 pub fn pread(fd: c_int, buf: &mut [u8], off: i64) -> Result<usize> {
     // SAFETY: `buf` is valid for writes of its length.

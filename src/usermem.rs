@@ -22,17 +22,32 @@ use crate::sys::{self, Errno};
 const SIZE: usize = size_of::<libc::flock>();
 
 thread_local! {
-    /// The top of this thread's stack: 0 not known yet, 1 unknown for good.
+    /// The top of this thread's stack: 0 not known yet, 1 unknown for good,
+    /// 2 being asked of glibc right now.
     static STACK_TOP: Cell<usize> = const { Cell::new(0) };
 }
 
+/// Asks for the calling thread's stack top now. The constructor calls it
+/// for the main thread, so that no lock call ever runs `pthread_getattr_np`
+/// there: for the main thread glibc reads `/proc/self/maps` and allocates
+/// to answer, which a call from a signal handler must not do.
+pub fn prime() {
+    let _ = stack_top();
+}
+
 /// The top (highest address) of the calling thread's stack, asked of glibc
-/// once per thread.
+/// once per thread. `pthread_getattr_np` is not async-signal-safe: a lock
+/// call from a signal handler that interrupted the question gets "unknown"
+/// (its `struct flock` goes through the kernel copy) instead of asking again.
 fn stack_top() -> usize {
     let known = STACK_TOP.with(|t| t.get());
+    if known == 2 {
+        return 1;
+    }
     if known != 0 {
         return known;
     }
+    STACK_TOP.with(|t| t.set(2));
     // SAFETY: an all-zero attr is storage that pthread_getattr_np fills; the
     // out-pointers are valid; the attr is destroyed after use.
     let top = unsafe {

@@ -31,10 +31,14 @@ extern "C" fn init() {
     // The program's main() starts with the errno it would have without us.
     let saved = Errno::last();
     config::load();
+    crate::registry::set_on_leave(crate::signals::leave_registry);
     if !config::fd_cache() {
         local::disable_fd_cache();
     }
     table::resolve_all();
+    // The main thread's stack bounds, asked now rather than in a lock call
+    // (see `usermem::prime`).
+    crate::usermem::prime();
     // SAFETY: registering a plain function as the fork-child handler.
     unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
     if config::active() {

@@ -87,6 +87,13 @@ pub extern "C" fn bsd_signal(sig: c_int, handler: libc::sighandler_t) -> libc::s
     signal(sig, handler)
 }
 
+/// `__sysv_signal`: what `signal` is under `-std=c99` and other strict
+/// modes (glibc redirects it there).
+#[unsafe(no_mangle)]
+pub extern "C" fn __sysv_signal(sig: c_int, handler: libc::sighandler_t) -> libc::sighandler_t {
+    sysv_signal(sig, handler)
+}
+
 /// `sysv_signal(sig, handler)`: System V semantics (reset to SIG_DFL on
 /// delivery, not blocked in its handler).
 #[unsafe(no_mangle)]

@@ -210,6 +210,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         Reach::Ready(reg) => reg,
         Reach::Absent => return Outcome::Done(0), // nothing is locked anywhere
         Reach::Fallback => return refused(r.nomem),
+        Reach::Busy => return Outcome::Failed(r.nomem),
     };
     // Passes that neither sleep nor finish (a reap, a probe, a repair) are
     // bounded: each removes something or records a verdict, so a registry
@@ -585,6 +586,7 @@ pub fn test(
         Reach::Ready(r) => r,
         Reach::Absent => return Ok(None),
         Reach::Fallback => return Err(refused(nomem)),
+        Reach::Busy => return Err(Outcome::Failed(nomem)),
     };
     let me_id = liveness::current();
     let mut verdicts = Verdicts::default();

@@ -42,6 +42,40 @@ fn set_in_registry(v: bool) {
     IN_REGISTRY.with(|c| c.set(v));
 }
 
+/// Runs `f` as a registry section: the thread counts as inside the registry
+/// (signals the library's trampoline catches are held back until it
+/// leaves), for steps that must not be abandoned half-way by a handler's
+/// longjmp, such as attaching the segment or claiming an anchor. Nested
+/// sections run `f` plainly.
+pub fn section<R>(f: impl FnOnce() -> R) -> R {
+    if in_registry() {
+        return f();
+    }
+    set_in_registry(true);
+    let r = f();
+    left_registry();
+    r
+}
+
+/// What runs when a thread leaves the registry (set once by the policy
+/// layer: storage calls no module above it).
+static ON_LEAVE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the function run each time a thread leaves the registry.
+pub fn set_on_leave(f: fn()) {
+    ON_LEAVE.store(f as usize, Ordering::Release);
+}
+
+fn left_registry() {
+    set_in_registry(false);
+    let f = ON_LEAVE.load(Ordering::Acquire);
+    if f != 0 {
+        // SAFETY: only `set_on_leave` stores here, always a `fn()`.
+        let f: fn() = unsafe { core::mem::transmute(f) };
+        f();
+    }
+}
+
 /// In a fork child: the thread that forked is not inside the registry.
 pub fn forget_after_fork() {
     set_in_registry(false);
@@ -78,7 +112,13 @@ pub enum Reach {
     Absent,
     /// The registry is refused; use kernel locks.
     Fallback,
+    /// This very thread is attaching it (a signal handler interrupted the
+    /// attach): the nested call cannot wait for itself.
+    Busy,
 }
+
+/// The thread attaching the registry right now (0: none).
+static ATTACHER: AtomicU32 = AtomicU32::new(0);
 
 /// Reaches the registry, attaching (and with `create`, creating) it first.
 pub fn reach(create: bool) -> Reach {
@@ -86,30 +126,46 @@ pub fn reach(create: bool) -> Reach {
         match STATE.load(Ordering::Acquire) {
             s if s == Attach::Attached as u8 => return Reach::Ready(Registry { base: BASE.load(Ordering::Acquire) }),
             s if s == Attach::Fallback as u8 => return Reach::Fallback,
-            s if s == Attach::Busy as u8 => core::hint::spin_loop(),
-            _ => {
-                if STATE
-                    .compare_exchange(Attach::None as u8, Attach::Busy as u8, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                {
-                    continue;
+            s if s == Attach::Busy as u8 => {
+                if ATTACHER.load(Ordering::Acquire) == sys::gettid() as u32 {
+                    return Reach::Busy;
                 }
-                let mut buf = [0u8; 256];
-                let verdict =
-                    shm::path_for(crate::config::registry_name(), &mut buf).and_then(|p| shm::attach(p, create));
-                match verdict {
-                    Ok(seg) => {
-                        BASE.store(seg.base, Ordering::Release);
-                        STATE.store(Attach::Attached as u8, Ordering::Release);
+                sys::sched_yield();
+            }
+            _ => {
+                // From taking the state on, a registry section: a handler's
+                // longjmp must not leave it "attaching" forever.
+                let absent = section(|| {
+                    if STATE
+                        .compare_exchange(Attach::None as u8, Attach::Busy as u8, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err()
+                    {
+                        return false;
                     }
-                    Err(shm::Refusal::Io(e)) if e == Errno::NOENT && !create => {
-                        STATE.store(Attach::None as u8, Ordering::Release);
-                        return Reach::Absent;
+                    ATTACHER.store(sys::gettid() as u32, Ordering::Release);
+                    let mut buf = [0u8; 256];
+                    let verdict =
+                        shm::path_for(crate::config::registry_name(), &mut buf).and_then(|p| shm::attach(p, create));
+                    ATTACHER.store(0, Ordering::Release);
+                    match verdict {
+                        Ok(seg) => {
+                            BASE.store(seg.base, Ordering::Release);
+                            STATE.store(Attach::Attached as u8, Ordering::Release);
+                            false
+                        }
+                        Err(shm::Refusal::Io(e)) if e == Errno::NOENT && !create => {
+                            STATE.store(Attach::None as u8, Ordering::Release);
+                            true
+                        }
+                        Err(refusal) => {
+                            shm::refusal_message(&buf, refusal);
+                            STATE.store(Attach::Fallback as u8, Ordering::Release);
+                            false
+                        }
                     }
-                    Err(refusal) => {
-                        shm::refusal_message(&buf, refusal);
-                        STATE.store(Attach::Fallback as u8, Ordering::Release);
-                    }
+                });
+                if absent {
+                    return Reach::Absent;
                 }
             }
         }
@@ -162,7 +218,7 @@ impl Registry {
         let mut guard = match r {
             0 | libc::EOWNERDEAD => Guard { base: self.base, mutex: self.mutex(), wake: WakeSet::default() },
             _ => {
-                set_in_registry(false);
+                left_registry();
                 return Err(Errno::NOLCK);
             }
         };
@@ -339,7 +395,7 @@ impl Drop for Guard {
         // SAFETY: this guard holds the mutex.
         unsafe { libc::pthread_mutex_unlock(self.mutex) };
         crate::fault::point(crate::fault::Point::AfterUnlock);
-        set_in_registry(false);
+        left_registry();
         let reg = Registry { base: self.base };
         if self.wake.all {
             for i in 0..high {

@@ -80,7 +80,8 @@ mod verify;
 mod waiters;
 
 pub use guard::{
-    Attach, Guard, Reach, Registry, WakeSet, attach_named, attached, forget_after_fork, in_registry, reach,
+    Attach, Guard, Reach, Registry, WakeSet, attach_named, attached, forget_after_fork, in_registry, reach, section,
+    set_on_leave,
 };
 pub use owners::{Ticket, Vouch};
 pub use verify::Census;
