@@ -435,13 +435,6 @@ pub fn fd_retired(fd: i32) -> Option<u32> {
     (m1 & VALID != 0 && o != NO_OWNER && o & RETIRED != 0 && e.meta.load(Ordering::Acquire) == m1).then_some(o as u32)
 }
 
-/// Forgets the open-file owner cached for `fd` (it was retired).
-pub fn fd_forget_owner(fd: i32) {
-    if let Some(e) = fd_entry(fd) {
-        e.owner.store(NO_OWNER, Ordering::Release);
-    }
-}
-
 /// Caches the open-file owner of `fd`'s open file description.
 pub fn fd_set_owner(fd: i32, slot: u32, generation: u32) {
     if let Some(e) = fd_entry(fd) {

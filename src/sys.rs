@@ -418,14 +418,6 @@ pub fn pause() {
     unsafe { libc::syscall(libc::SYS_pause) };
 }
 
-/// Whether a process with this pid exists (`kill(pid, 0)`); a pid owned by
-/// another user exists too (EPERM).
-pub fn pid_exists(pid: i32) -> bool {
-    // SAFETY: integer-only syscall; signal 0 sends nothing.
-    let r = unsafe { libc::syscall(libc::SYS_kill, pid, 0) };
-    r == 0 || Errno::last() != Errno::SRCH
-}
-
 /// `fcntl(fd, cmd, fl)` for the lock commands (F_GETLK, F_OFD_SETLK, ...),
 /// straight to the kernel.
 pub fn fcntl_lock(fd: c_int, cmd: c_int, fl: &mut libc::flock) -> Result<()> {

@@ -143,13 +143,6 @@ impl Tables<'_> {
         )
     }
 
-    /// Whether a process with pid `pid` has a fresh blocked request
-    /// registered (the deadlock check's "is every holder of this open file
-    /// blocked?").
-    pub fn process_is_waiting(&self, pid: i32) -> bool {
-        self.waiting_threads(pid) > 0
-    }
-
     /// How many blocked requests (each one a blocked thread) a process with
     /// pid `pid` has registered.
     pub fn waiting_threads(&self, pid: i32) -> u32 {
