@@ -27,12 +27,25 @@ thread_local! {
     static STACK_TOP: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Asks for the calling thread's stack top now. The constructor calls it
+/// Notes the main thread's stack top now. The constructor calls it
 /// for the main thread, so that no lock call ever runs `pthread_getattr_np`
 /// there: for the main thread glibc reads `/proc/self/maps` and allocates
 /// to answer, which a call from a signal handler must not do.
 pub fn prime() {
-    let _ = stack_top();
+    // The main thread's frames all lie below where its stack began, which
+    // glibc records in `__libc_stack_end`: a bound with no syscall (what is
+    // above it, argv and the environment, just goes through the kernel copy).
+    unsafe extern "C" {
+        static __libc_stack_end: *const libc::c_void;
+    }
+    // SAFETY: glibc defines the symbol for every dynamically linked program
+    // and sets it before any constructor runs; we only read its value.
+    let end = unsafe { __libc_stack_end } as usize;
+    if end > 1 {
+        STACK_TOP.with(|t| t.set(end));
+    } else {
+        let _ = stack_top();
+    }
 }
 
 /// The top (highest address) of the calling thread's stack, asked of glibc
