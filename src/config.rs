@@ -225,6 +225,8 @@ pub fn load() {
     let no_cache = sys::getenv(c"QNXCOMPAT_FDCACHE").is_some_and(|v| matches!(v.to_bytes(), b"0" | b"off" | b"no"));
     FD_CACHE.store(!no_cache, Ordering::Relaxed);
     VERIFY_EACH.store(sys::getenv(c"QNXCOMPAT_VERIFY").is_some_and(|v| v.to_bytes() == b"1"), Ordering::Relaxed);
+    let mirror_off = sys::getenv(c"QNXCOMPAT_MIRROR").is_some_and(|v| matches!(v.to_bytes(), b"off" | b"0" | b"no"));
+    MIRROR.store(!mirror_off, Ordering::Relaxed);
     let fallback = sys::getenv(c"QNXCOMPAT_FALLBACK").is_some_and(|v| v.to_bytes() == b"kernel");
     KERNEL_FALLBACK.store(fallback, Ordering::Relaxed);
     if let Some(f) = sys::getenv(c"QNXCOMPAT_FAULT") {
@@ -232,6 +234,14 @@ pub fn load() {
         unsafe { FAULT.set(f.to_bytes()) };
     }
     MODE.store(if off { MODE_OFF } else { MODE_ON }, Ordering::Release);
+}
+
+static MIRROR: AtomicBool = AtomicBool::new(true);
+
+/// Whether every registry grant is also taken as a kernel lock
+/// (`QNXCOMPAT_MIRROR`, on unless `off`; see `crate::mirror`).
+pub fn mirror() -> bool {
+    MIRROR.load(Ordering::Relaxed)
 }
 
 static KERNEL_FALLBACK: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);

@@ -29,9 +29,18 @@
 //! (raw syscalls, never our own hooks), as a write lock on a writable
 //! descriptor and a read lock otherwise, so any descriptor that can lock at
 //! all can carry one.
+//!
+//! **With the kernel mirror on** (`crate::mirror`, the default) there is no
+//! token: an open-file owner's registry locks are exactly the OFD locks of
+//! its open file description, so the description is recognised by them (a
+//! [`Mark::Lock`]: one of its locks, exact type and range), and it is alive
+//! while the kernel holds them. Two descriptions that hold exactly the same
+//! read locks cannot be told apart; since they hold the same locks, taking
+//! one for the other changes no answer of the registry.
 
 use core::fmt::Write;
 
+use crate::engine::range::{EOF, LockType, Range};
 use crate::local;
 use crate::registry::layout::OWNERS;
 use crate::sys::{self, Errno};
@@ -45,6 +54,47 @@ pub const TOKEN_GENS: u32 = 1 << 30;
 const LEN_GENS: u32 = 1 << 15;
 
 const _: () = assert!(TOKEN_BASE + OWNERS as i64 * TOKEN_STRIDE < i64::MAX - (1 << 31));
+
+/// What recognises an open file description in `/proc/<pid>/fdinfo`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mark {
+    /// The owner's token (mirror off).
+    Token(Token),
+    /// One of the owner's mirror locks (mirror on), and a descriptor known
+    /// to have held the description: `(pid, fd)` of the process that last
+    /// started locking through it. While that descriptor still carries the
+    /// lock, a descriptor is the owner's only if the kernel says it is the
+    /// same open file description (`kcmp`); otherwise the lock alone
+    /// decides.
+    Lock(LockType, Range, i32, i32),
+}
+
+/// Whether descriptor `fa` of process `a` and `fb` of `b` are one open file
+/// description (`kcmp(KCMP_FILE)`); None when the kernel cannot say (a
+/// process or descriptor gone, no permission, no kcmp).
+pub fn same_description(a: i32, fa: i32, b: i32, fb: i32) -> Option<bool> {
+    match sys::kcmp_file(a, fa, b, fb) {
+        Ok(r) => Some(r == 0),
+        Err(_) => None,
+    }
+}
+
+/// Whether descriptor `fd` of process `pid` (0: ourselves) holds exactly
+/// the OFD lock `t` on `r`.
+pub fn carries(pid: i32, fd: i32, t: LockType, r: Range) -> bool {
+    let mut yes = false;
+    let _ = ofd_locks_in(pid, fd, &mut |lt, lr| yes |= lt == t && lr == r);
+    yes
+}
+
+/// For a holder scan: `mark` with its reference dropped when the reference
+/// descriptor no longer carries the lock (the lock alone decides then).
+fn checked(mark: Mark) -> Mark {
+    match mark {
+        Mark::Lock(t, r, pid, fd) if pid > 0 && fd >= 0 && !carries(pid, fd, t, r) => Mark::Lock(t, r, 0, -1),
+        m => m,
+    }
+}
 
 /// A token: the owner slot and generation it names.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -207,7 +257,7 @@ pub fn alive(fd: i32, token: Token, verify: bool) -> bool {
             }
             let Ok(st) = sys::fstat(fd) else { return true };
             let mut held = false;
-            holders(st.st_dev, st.st_ino, token, Some(sys::geteuid()), &mut |_| held = true);
+            holders(st.st_dev, st.st_ino, Mark::Token(token), Some(sys::geteuid()), &mut |_| held = true);
             held
         }
         Err(_) => true,
@@ -222,6 +272,21 @@ pub fn tokens_of(fd: i32, f: &mut dyn FnMut(Token)) -> Result<(), Errno> {
 
 /// The tokens held through descriptor `fd` of process `pid` (0: ourselves).
 fn tokens_in(pid: i32, fd: i32, f: &mut dyn FnMut(Token)) -> Result<(), Errno> {
+    ofd_locks_in(pid, fd, &mut |_, r| {
+        if let Some(t) = Token::from_range(r.start, r.end) {
+            f(t)
+        }
+    })
+}
+
+/// The OFD locks held through `fd`'s open file description (its mirror
+/// locks, or its token), from `/proc/self/fdinfo/<fd>`.
+pub fn ofd_locks_of(fd: i32, f: &mut dyn FnMut(LockType, Range)) -> Result<(), Errno> {
+    ofd_locks_in(0, fd, f)
+}
+
+/// The OFD locks held through descriptor `fd` of process `pid` (0: ourselves).
+fn ofd_locks_in(pid: i32, fd: i32, f: &mut dyn FnMut(LockType, Range)) -> Result<(), Errno> {
     let mut path = [0u8; 48];
     let mut c = crate::fmt::Cursor::new(&mut path);
     let _ = if pid == 0 { write!(c, "/proc/self/fdinfo/{fd}\0") } else { write!(c, "/proc/{pid}/fdinfo/{fd}\0") };
@@ -240,7 +305,8 @@ fn tokens_in(pid: i32, fd: i32, f: &mut dyn FnMut(Token)) -> Result<(), Errno> {
 /// `(dev, ino)`): a scan of every visible process's descriptors, for the
 /// rare questions of whether an open file's lock can still be released by
 /// someone, and whether a token is ours or forged.
-pub fn holders(dev: u64, ino: u64, token: Token, uid: Option<u32>, f: &mut dyn FnMut(i32)) {
+pub fn holders(dev: u64, ino: u64, mark: Mark, uid: Option<u32>, f: &mut dyn FnMut(i32)) {
+    let mark = checked(mark);
     let _ = sys::for_each_entry(c"/proc", &mut |name, _| {
         let Some(pid) = sys::entry_number(name) else { return };
         if let Some(uid) = uid {
@@ -253,7 +319,7 @@ pub fn holders(dev: u64, ino: u64, token: Token, uid: Option<u32>, f: &mut dyn F
                 return;
             }
         }
-        if holds_token(pid, dev, ino, token) {
+        if holds_mark(pid, dev, ino, mark) {
             f(pid);
         }
     });
@@ -262,17 +328,18 @@ pub fn holders(dev: u64, ino: u64, token: Token, uid: Option<u32>, f: &mut dyn F
 /// Like `holders`, over the processes `pids` only (the registry's own
 /// process owners: the only processes that can release a lock through the
 /// library).
-pub fn holders_among(pids: &[i32], dev: u64, ino: u64, token: Token, f: &mut dyn FnMut(i32)) {
+pub fn holders_among(pids: &[i32], dev: u64, ino: u64, mark: Mark, f: &mut dyn FnMut(i32)) {
+    let mark = checked(mark);
     for &pid in pids {
-        if holds_token(pid, dev, ino, token) {
+        if holds_mark(pid, dev, ino, mark) {
             f(pid);
         }
     }
 }
 
 /// Whether process `pid` holds a descriptor of `(dev, ino)` whose open file
-/// description carries `token`.
-fn holds_token(pid: i32, dev: u64, ino: u64, token: Token) -> bool {
+/// description carries `mark`.
+fn holds_mark(pid: i32, dev: u64, ino: u64, mark: Mark) -> bool {
     let mut dir = [0u8; 40];
     let mut c = crate::fmt::Cursor::new(&mut dir);
     let _ = write!(c, "/proc/{pid}/fd\0");
@@ -287,7 +354,17 @@ fn holds_token(pid: i32, dev: u64, ino: u64, token: Token) -> bool {
         let n = c.len();
         let Ok(link) = core::ffi::CStr::from_bytes_with_nul(&link[..n]) else { return };
         if sys::stat(link).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino) {
-            let _ = tokens_in(pid, fd, &mut |t| holds |= t == token);
+            holds = match mark {
+                Mark::Token(token) => {
+                    let mut h = false;
+                    let _ = ofd_locks_in(pid, fd, &mut |_, r| h |= Token::from_range(r.start, r.end) == Some(token));
+                    h
+                }
+                Mark::Lock(t, r, rp, rfd) if rp > 0 => {
+                    carries(pid, fd, t, r) && same_description(pid, fd, rp, rfd) == Some(true)
+                }
+                Mark::Lock(t, r, _, _) => carries(pid, fd, t, r),
+            };
         }
     });
     holds
@@ -310,24 +387,33 @@ pub fn threads_of(pid: i32) -> Option<u32> {
     core::str::from_utf8(w).ok()?.parse().ok()
 }
 
-/// Finds the OFD lock lines of an fdinfo text and reports the tokens.
-pub fn parse_fdinfo(text: &[u8], f: &mut dyn FnMut(Token)) {
+/// Finds the OFD lock lines of an fdinfo text and reports each lock.
+pub fn parse_fdinfo(text: &[u8], f: &mut dyn FnMut(LockType, Range)) {
     for line in text.split(|&c| c == b'\n') {
         parse_fdinfo_line(line, f);
     }
 }
 
-/// One fdinfo line: reports the token if it is an OFD lock line naming one.
-fn parse_fdinfo_line(line: &[u8], f: &mut dyn FnMut(Token)) {
+/// One fdinfo line: reports the lock if it is an OFD lock line (not a
+/// blocked request's `->` line).
+fn parse_fdinfo_line(line: &[u8], f: &mut dyn FnMut(LockType, Range)) {
     if !line.starts_with(b"lock:") || !contains(line, b"OFDLCK") || contains(line, b"->") {
         return;
     }
+    let t = if contains(line, b" WRITE ") {
+        LockType::Write
+    } else if contains(line, b" READ ") {
+        LockType::Read
+    } else {
+        return;
+    };
     let mut fields = line.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty()).rev();
     let (Some(end), Some(start)) = (fields.next(), fields.next()) else { return };
-    if let (Some(start), Some(end)) = (number(start), number(end))
-        && let Some(t) = Token::from_range(start, end)
+    let end = if end == b"EOF" { Some(EOF) } else { number(end) };
+    if let (Some(start), Some(end)) = (number(start), end)
+        && start <= end
     {
-        f(t);
+        f(t, Range::new(start, end));
     }
 }
 
@@ -375,8 +461,12 @@ mod tests {
             t.start() + t.len() - 1
         );
         let mut seen = vec![];
-        parse_fdinfo(text.as_bytes(), &mut |t| seen.push(t));
-        assert_eq!(seen, vec![t]);
+        parse_fdinfo(text.as_bytes(), &mut |lt, r| seen.push((lt, Token::from_range(r.start, r.end))));
+        assert_eq!(seen, vec![(LockType::Write, Some(t))]);
+        let text = "lock:\t1: OFDLCK ADVISORY  READ -1 fe:00:1234 0 EOF\nlock:\t2: OFDLCK ADVISORY  WRITE -1 fe:00:1234 5 9\nlock:\t3: -> OFDLCK ADVISORY  WRITE -1 fe:00:1234 0 9\n";
+        let mut seen = vec![];
+        parse_fdinfo(text.as_bytes(), &mut |lt, r| seen.push((lt, r)));
+        assert_eq!(seen, vec![(LockType::Read, Range::WHOLE), (LockType::Write, Range::new(5, 9))]);
     }
 
     #[test]

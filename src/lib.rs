@@ -33,6 +33,7 @@ pub mod liveness;
 pub mod local;
 pub mod locks;
 pub mod mappings;
+pub mod mirror;
 pub mod mlock;
 pub mod owner;
 pub mod registry;

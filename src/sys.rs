@@ -425,6 +425,19 @@ pub fn fcntl_lock(fd: c_int, cmd: c_int, fl: &mut libc::flock) -> Result<()> {
     check(unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, fl as *mut libc::flock) }).map(drop)
 }
 
+/// `flock(fd, op)` straight to the kernel, once (EINTR is the caller's).
+pub fn flock_raw(fd: c_int, op: c_int) -> Result<()> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_flock, fd, op) }).map(drop)
+}
+
+/// `kcmp(a, b, KCMP_FILE, fa, fb)`: 0 when the two descriptors are one open
+/// file description.
+pub fn kcmp_file(a: c_int, fa: c_int, b: c_int, fb: c_int) -> Result<c_long> {
+    // SAFETY: integer-only syscall.
+    check(unsafe { libc::syscall(libc::SYS_kcmp, a, b, 0, fa, fb) })
+}
+
 /// The page size.
 pub fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.

@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     // storage: the shared registry and the per-process summary
     &["registry", "local"],
     // policy: identity, liveness, tracing
-    &["owner", "liveness", "identity", "trace", "signals"],
+    &["owner", "liveness", "identity", "trace", "signals", "mirror"],
     &["mappings"],
     // the QNX rules per call
     &["locks"],

@@ -200,7 +200,11 @@ pub unsafe extern "C" fn qnxcompat_verify(
                     let _ = write!(c, "cannot lock: {}", e.name());
                     2
                 }
-                Ok(mut g) => match g.tables().verify() {
+                Ok(mut g) => match g.tables().verify().and_then(|k| {
+                    // The caller's own registry: its locks and the kernel's
+                    // must agree too.
+                    if registry.is_null() { locks::verify_mirror(&g.tables()).map(|_| k) } else { Ok(k) }
+                }) {
                     Ok(k) => {
                         let _ = write!(
                             c,

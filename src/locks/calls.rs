@@ -154,7 +154,9 @@ pub fn fcntl_lock(fd: i32, cmd: LockCmd, fl: &mut libc::flock, call: &mut CallSt
     let waited = call.slices > 0;
     let r = SetRequest { owner: spec, req, range: q, wait, nomem: Errno::NOLCK, convert: false, refuse_mapped: false };
     let out = set(fd, &file, r, call);
-    if out == Outcome::Done(0) && (waited || call.slices > 0) && !same_file(fd, &file) {
+    // (With the kernel mirror, `set` checks this before it takes the kernel
+    // lock; a descriptor closed after that drops both locks on its own.)
+    if out == Outcome::Done(0) && !crate::mirror::on() && (waited || call.slices > 0) && !same_file(fd, &file) {
         // The descriptor was closed or replaced while we waited (Linux's
         // fcntl_setlk re-check): undo the grant and report EBADF.
         let undo = SetRequest { req: Request::Unlock, wait: false, ..r };

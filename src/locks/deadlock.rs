@@ -14,7 +14,7 @@ pub(super) enum Check {
     Probe(Vouch),
     /// The processes holding an open file on the cycle must be found
     /// (outside the mutex) first.
-    Holders(Ticket, u64, u64, identity::Token),
+    Holders(Ticket, u64, u64, identity::Mark),
     /// This process's thread count must be read (outside the mutex) first.
     OwnThreads,
 }
@@ -98,10 +98,10 @@ pub(super) fn deadlock_check(
                 // cycles that close through process-owned locks.
                 return Check::Clear;
             }
-            let token = identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS };
             let (dev_, ino_) = (s.dev, s.ino);
+            let Some(mark) = mark_of(t, o) else { return Check::Clear };
             v.candidates = process_pids(t);
-            return Check::Holders(ticket, dev_, ino_, token);
+            return Check::Holders(ticket, dev_, ino_, mark);
         };
         let me_pid = sys::getpid();
         // The requesting process is about to block: it counts as blocked.
@@ -127,12 +127,25 @@ pub(super) fn deadlock_check(
             v.holders = None;
             v.candidates = None;
             v.restricted = false;
-            let token = identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS };
-            return Check::Holders(ticket, s.dev, s.ino, token);
+            let Some(mark) = mark_of(t, o) else { return Check::Clear };
+            return Check::Holders(ticket, s.dev, s.ino, mark);
         }
     }
     note_cycle(t, &cycle, slot, want, q);
     Check::Deadlock
+}
+
+/// What recognises open-file owner `o`'s description in fdinfo: its token,
+/// or with the kernel mirror one of its locks (None: it holds none, so it
+/// keeps no cycle closed).
+fn mark_of(t: &Tables, o: u32) -> Option<identity::Mark> {
+    if crate::mirror::on() {
+        let (lt, r) = t.sample_lock(o)?;
+        let s = t.owners.get(o as usize)?;
+        return Some(identity::Mark::Lock(lt, r, s.pid, s.fd));
+    }
+    let s = t.owners.get(o as usize)?;
+    Some(identity::Mark::Token(identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS }))
 }
 
 /// The pids of the registry's process owners (for a holder scan), or None

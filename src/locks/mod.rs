@@ -217,6 +217,9 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
     // that keeps producing them is broken, and the call fails rather than
     // spin.
     let mut passes = 0u32;
+    let mirrored = crate::mirror::on();
+    let mut polls = 0u32;
+    let mut slept = call.slices > 0;
     // Claim the caller's anchor before the mutex: it is I/O.
     let me = if is_lock {
         match liveness::ensure(&reg) {
@@ -264,7 +267,12 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         let slot = match r.req {
             Request::Unlock => match t.find_file(file.dev, file.ino) {
                 Some(s) => s,
-                None => return finish(&mut t, call, Outcome::Done(0)),
+                None => {
+                    // The kernel may hold what the registry does not (the
+                    // kernel's answer wins): the unlock reaches it anyway.
+                    kernel_unlock(mirrored, fd, &r, true);
+                    return finish(&mut t, call, Outcome::Done(0));
+                }
             },
             Request::Lock(_) => match t.file_slot(file.dev, file.ino) {
                 Ok(s) => s,
@@ -275,6 +283,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
             Ok(Some(o)) => o,
             Ok(None) => {
                 t.release_file_if_empty(slot);
+                kernel_unlock(mirrored, fd, &r, true);
                 return finish(&mut t, call, Outcome::Done(0)); // an owner with nothing unlocks
             }
             Err(Errno::NOLCK) if !reaped_full => {
@@ -344,14 +353,81 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                 account(r.owner, slot, file, out.delta);
                 if out.released {
                     wake.notify(t.files, slot);
+                    // QNX converts by releasing first: so does the kernel.
+                    kernel_unlock(mirrored, fd, &SetRequest { req: Request::Unlock, range: Range::WHOLE, ..r }, true);
                 }
             }
         }
-        let blocker = match t.set(slot, owner, r.req, r.range) {
+        // The kernel mirror: the registry decides, the kernel lock is
+        // taken, then the registry's, all under this hold of the mutex.
+        let decided = match r.req {
+            Request::Lock(want) if mirrored => {
+                if slept && !calls::same_file(fd, file) {
+                    // The descriptor was closed or replaced while we waited
+                    // (Linux's fcntl_setlk re-check).
+                    let out = finish(&mut t, call, Outcome::Failed(Errno::BADF));
+                    retire_if_idle(&mut t, r.owner, owner);
+                    t.release_file_if_empty(slot);
+                    return out;
+                }
+                match t.lock_check(slot, owner, want, r.range) {
+                    Ok(()) => {
+                        let had_none = t.owners.get(owner as usize).is_none_or(|o| o.nlocks == 0);
+                        match kernel_lock(fd, &r, file, want, had_none) {
+                            Ok(()) => {
+                                let res = t.set(slot, owner, r.req, r.range);
+                                if res.is_err() {
+                                    kernel_restore(&t, fd, &r, slot, owner, had_none);
+                                }
+                                res
+                            }
+                            Err(crate::mirror::Refused::Conflict) => {
+                                // A lock held outside the library.
+                                retire_if_idle(&mut t, r.owner, owner);
+                                t.release_file_if_empty(slot);
+                                if !r.wait {
+                                    return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+                                }
+                                drop(g);
+                                slept = true;
+                                match outside_pause(call, &mut polls, slice_end()) {
+                                    Some(Outcome::Interrupted) => interrupted = true,
+                                    Some(out) => return out,
+                                    None => {}
+                                }
+                                passes = 0;
+                                continue;
+                            }
+                            Err(crate::mirror::Refused::Failed(_)) => {
+                                let out = finish(&mut t, call, Outcome::Failed(Errno::NOLCK));
+                                retire_if_idle(&mut t, r.owner, owner);
+                                t.release_file_if_empty(slot);
+                                return out;
+                            }
+                        }
+                    }
+                    Err(SetError::Conflict(rec)) if stale_in_kernel(&t, fd, rec, r.range) => {
+                        // The kernel does not hold it: its holder's
+                        // descriptor was closed behind the registry's back
+                        // (a process sharing the descriptor table), or the
+                        // holder is gone. The kernel's answer wins.
+                        drop_stale(&mut t, wake, slot, rec, r.range, me);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => t.set(slot, owner, r.req, r.range),
+        };
+        let blocker = match decided {
             Ok(out) => {
                 account(r.owner, slot, file, out.delta);
                 if out.released {
                     wake.notify(t.files, slot);
+                }
+                if r.req == Request::Unlock {
+                    let empty = t.owners.get(owner as usize).is_none_or(|o| o.nlocks == 0);
+                    kernel_unlock(mirrored, fd, &r, empty);
                 }
                 let out = finish(&mut t, call, Outcome::Done(0));
                 retire_if_idle(&mut t, r.owner, owner);
@@ -454,6 +530,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         let seen = word.load(core::sync::atomic::Ordering::Acquire);
         t.files[slot as usize].sleepers += 1;
         slept_on = Some(slot);
+        slept = true;
         drop(g);
         verdicts.age(now);
         passes = 0;
@@ -467,6 +544,132 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         crate::signals::sleeping_on(None);
         interrupted |= call.signalled();
     }
+}
+
+/// The kernel lock kind that mirrors `spec`'s locks.
+fn kind_of(spec: OwnerSpec) -> crate::mirror::Kind {
+    match spec {
+        OwnerSpec::Process => crate::mirror::Kind::Posix,
+        OwnerSpec::OpenFile(..) => crate::mirror::Kind::Ofd,
+    }
+}
+
+/// Takes the kernel mirror of a lock the registry is about to grant: a
+/// POSIX or OFD lock on the range, and for a flock() call (the requests
+/// that convert) a kernel flock() first and a whole-file OFD lock.
+/// `had_none`: the owner held nothing before, so a flock() taken here is
+/// undone when the OFD lock is refused.
+fn kernel_lock(
+    fd: i32,
+    r: &SetRequest,
+    file: &FileRef,
+    want: LockType,
+    had_none: bool,
+) -> Result<(), crate::mirror::Refused> {
+    use crate::mirror;
+    if r.convert {
+        mirror::flock(fd, if want == LockType::Write { libc::LOCK_EX } else { libc::LOCK_SH })?;
+        let res = mirror::lock(fd, mirror::Kind::Ofd, want, Range::WHOLE, file.writable);
+        if res.is_err() && had_none {
+            let _ = mirror::flock(fd, libc::LOCK_UN);
+        }
+        return res;
+    }
+    mirror::lock(fd, kind_of(r.owner), want, r.range, file.writable)
+}
+
+/// Removes the kernel mirror of an unlock: the range, and for an open-file
+/// owner left with nothing (or a flock() unlock) its kernel flock() too.
+fn kernel_unlock(mirrored: bool, fd: i32, r: &SetRequest, owner_empty: bool) {
+    if !mirrored {
+        return;
+    }
+    crate::mirror::unlock(fd, kind_of(r.owner), r.range);
+    if matches!(r.owner, OwnerSpec::OpenFile(..)) && (owner_empty || r.convert) {
+        let _ = crate::mirror::flock(fd, libc::LOCK_UN);
+    }
+}
+
+/// After the kernel granted a lock that the registry then could not record
+/// (a corrupt treap): puts the kernel back to the owner's registry state on
+/// the range, which the failed `set` left as it was.
+fn kernel_restore(t: &Tables, fd: i32, r: &SetRequest, slot: u32, owner: u32, had_none: bool) {
+    use crate::mirror;
+    let kind = kind_of(r.owner);
+    let q = if r.convert { Range::WHOLE } else { r.range };
+    mirror::unlock(fd, kind, q);
+    let _ = t.for_each_own_in(slot, owner, q, &mut |lt, piece| {
+        let _ = mirror::lock(fd, kind, lt, piece, true);
+    });
+    if r.convert && had_none {
+        let _ = mirror::flock(fd, libc::LOCK_UN);
+    }
+}
+
+/// Whether record `rec` (another owner's, in the way of a request on `q`)
+/// is one the kernel no longer holds: no kernel lock of anyone overlaps it
+/// on `q`. Asked through `fd` as the opposite kind of the record's owner,
+/// so that the caller's own locks of that kind never hide it.
+fn stale_in_kernel(t: &Tables, fd: i32, rec: u32, q: Range) -> bool {
+    let Some(n) = t.records.get(rec as usize) else { return false };
+    let r = n.range();
+    let (Some(start), Some(end)) = (Some(r.start.max(q.start)), Some(r.end.min(q.end))) else { return false };
+    if start > end {
+        return false;
+    }
+    let process = t.owners.get(n.owner as usize).is_some_and(|o| o.kind == OWNER_PROCESS);
+    let ask = if process { crate::mirror::Kind::Ofd } else { crate::mirror::Kind::Posix };
+    !crate::mirror::shows_lock(fd, ask, Range::new(start, end))
+}
+
+/// Drops the part on `q` of record `rec`'s owner's locks that the kernel
+/// showed nobody holds, waking the file's sleepers.
+fn drop_stale(t: &mut Tables, wake: &mut WakeSet, slot: u32, rec: u32, q: Range, me: Option<Me>) {
+    let Some(n) = t.records.get(rec as usize) else { return };
+    let (o, r) = (n.owner, n.range());
+    let part = Range::new(r.start.max(q.start), r.end.min(q.end));
+    let ours = me.and_then(|m| t.find_process(m.nonce, local::owner_hint())) == Some(o);
+    let (dev, ino) = (t.files[slot as usize].dev, t.files[slot as usize].ino);
+    match t.set(slot, o, Request::Unlock, part) {
+        Ok(out) => {
+            if ours {
+                local::account(slot, dev, ino, out.delta);
+            }
+            if out.released {
+                wake.notify(t.files, slot);
+            }
+        }
+        Err(_) => {
+            let mut touched = WakeSet::default();
+            t.repair(&mut |f| touched.add(f));
+            wake.absorb(t.files, &touched);
+        }
+    }
+    t.release_owner_if_idle(o);
+}
+
+/// Between two tries of a request blocked by a lock held outside the
+/// library: an interruptible sleep of 1 ms, doubling to 16 ms (the kernel
+/// tells nobody when such a lock goes). `Some` ends the pass: the slice is
+/// over (`Again`) or a caught signal came (`Interrupted`).
+fn outside_pause(call: &mut CallState, polls: &mut u32, slice_end: u64) -> Option<Outcome> {
+    if call.signalled() {
+        return Some(Outcome::Interrupted);
+    }
+    let now = sys::monotonic_ns();
+    if now >= slice_end {
+        call.slices += 1;
+        return Some(Outcome::Again);
+    }
+    let nap = (1_000_000u64 << (*polls).min(4)).min(slice_end - now);
+    *polls += 1;
+    let seen = POLL_WORD.load(core::sync::atomic::Ordering::Acquire);
+    crate::signals::sleeping_on(Some(&POLL_WORD));
+    if !call.signalled() {
+        let _ = sys::futex_wait_shared(&POLL_WORD, seen, nap);
+    }
+    crate::signals::sleeping_on(None);
+    call.signalled().then_some(Outcome::Interrupted)
 }
 
 /// What the mapped-file check found.
@@ -584,7 +787,7 @@ pub fn test(
     crate::fault::point(crate::fault::Point::Entry);
     let reg = match registry::reach(false) {
         Reach::Ready(r) => r,
-        Reach::Absent => return Ok(None),
+        Reach::Absent => return kernel_test(fd, spec, t, q),
         Reach::Fallback => return Err(refused(nomem)),
         Reach::Busy => return Err(Outcome::Failed(nomem)),
     };
@@ -593,11 +796,19 @@ pub fn test(
     for _ in 0..registry::layout::OWNERS {
         let mut g = reg.lock().map_err(Outcome::Failed)?;
         let (mut tb, wake) = g.split();
-        let Some(slot) = tb.find_file(file.dev, file.ino) else { return Ok(None) };
+        let Some(slot) = tb.find_file(file.dev, file.ino) else {
+            drop(g);
+            return kernel_test(fd, spec, t, q);
+        };
         let me = resolve_owner(&mut tb, spec, file, false, me_id).ok().flatten().unwrap_or(NIL);
         let Some(rec) = tb.first_conflict(slot, me, t, q).map_err(|_| Outcome::Failed(Errno::NOLCK))? else {
-            return Ok(None);
+            drop(g);
+            return kernel_test(fd, spec, t, q);
         };
+        if crate::mirror::on() && stale_in_kernel(&tb, fd, rec, q) {
+            drop_stale(&mut tb, wake, slot, rec, q, me_id);
+            continue;
+        }
         let owner = tb.records[rec as usize].owner;
         match judge(&mut tb, wake, owner, &verdicts) {
             Judged::Alive => {}
@@ -624,6 +835,90 @@ pub fn test(
     Err(Outcome::Failed(Errno::NOLCK))
 }
 
+/// With the kernel mirror, after the registry found no conflict: a lock
+/// held outside the library, as the kernel reports it (`l_pid` as the
+/// kernel gives it: the holder's pid, or -1 for an OFD lock).
+fn kernel_test(fd: i32, spec: OwnerSpec, t: LockType, q: Range) -> Result<Option<Conflict>, Outcome> {
+    if !crate::mirror::on() {
+        return Ok(None);
+    }
+    match crate::mirror::holder(fd, kind_of(spec), t, q) {
+        Ok(None) => Ok(None),
+        Ok(Some(h)) => Ok(Some(Conflict {
+            ltype: h.ltype,
+            range: h.range,
+            pid: h.pid,
+            holder: if h.pid == -1 { Holder::LinuxOfd } else { Holder::Process },
+        })),
+        Err(e) => Err(Outcome::Failed(e)),
+    }
+}
+
+/// With the kernel mirror: compares this process's fcntl and lockf locks in
+/// the registry with its POSIX locks in `/proc/locks`, both ways (the
+/// kernel merges and splits as the registry does, so they match record for
+/// record). Ok with the number compared, or what disagrees. Called with the
+/// registry locked, so that no call of this process changes either side
+/// meanwhile: a diagnostic (`qnxcompat_verify()`), never on a lock path.
+pub fn verify_mirror(t: &Tables) -> Result<u32, &'static str> {
+    if !crate::mirror::on() {
+        return Ok(0);
+    }
+    let owner = liveness::current().and_then(|me| t.find_process(me.nonce, local::owner_hint()));
+    let pid = sys::getpid();
+    let mut matched = 0u32;
+    let mut bad = None;
+    let _ = sys::for_each_line(c"/proc/locks", &mut |line| {
+        let Some((lt, lpid, dev, ino, range)) = parse_proc_locks_line(line) else { return true };
+        if lpid != pid {
+            return true;
+        }
+        let mut found = false;
+        if let (Some(o), Some(slot)) = (owner, t.find_file(dev, ino)) {
+            let _ = t.for_each_exact(slot, lt, range, &mut |r| found |= r == o);
+        }
+        if !found {
+            bad = Some("the kernel holds a POSIX lock of this process that its registry owner does not");
+            return false;
+        }
+        matched += 1;
+        true
+    });
+    if let Some(why) = bad {
+        return Err(why);
+    }
+    let held = owner.and_then(|o| t.owners.get(o as usize)).map_or(0, |o| o.nlocks);
+    if held != matched {
+        return Err("a lock of this process in the registry is missing from the kernel");
+    }
+    Ok(matched)
+}
+
+/// One `/proc/locks` line of a POSIX lock (not a blocked request's `->`
+/// line): type, pid, `st_dev`, inode and range.
+fn parse_proc_locks_line(line: &[u8]) -> Option<(LockType, i32, u64, u64, Range)> {
+    let mut w = line.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty());
+    w.next()?; // "N:"
+    if w.next()? != b"POSIX" {
+        return None;
+    }
+    w.next()?; // ADVISORY / MANDATORY
+    let lt = match w.next()? {
+        b"WRITE" => LockType::Write,
+        b"READ" => LockType::Read,
+        _ => return None,
+    };
+    let pid: i32 = core::str::from_utf8(w.next()?).ok()?.parse().ok()?;
+    let mut id = w.next()?.split(|&c| c == b':');
+    let hex = |b: &[u8]| u32::from_str_radix(core::str::from_utf8(b).ok()?, 16).ok();
+    let (maj, min) = (hex(id.next()?)?, hex(id.next()?)?);
+    let ino: u64 = core::str::from_utf8(id.next()?).ok()?.parse().ok()?;
+    let start: i64 = core::str::from_utf8(w.next()?).ok()?.parse().ok()?;
+    let end = w.next()?;
+    let end = if end == b"EOF" { EOF } else { core::str::from_utf8(end).ok()?.parse().ok()? };
+    (start <= end).then(|| (lt, pid, libc::makedev(maj, min), ino, Range::new(start, end)))
+}
+
 /// Whether this process holds a lock on `q` of `file` running to EOF.
 pub fn holds_lock_to_eof(file: &FileRef, q: Range) -> bool {
     let Some(reg) = registry::attached() else { return false };
@@ -633,4 +928,23 @@ pub fn holds_lock_to_eof(file: &FileRef, q: Range) -> bool {
         return false;
     };
     t.holds_lock_to_eof(slot, me, q).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_locks_lines() {
+        let l = b"1: POSIX  ADVISORY  WRITE 25725 fe:01:10010646 20 21";
+        assert_eq!(
+            parse_proc_locks_line(l),
+            Some((LockType::Write, 25725, libc::makedev(0xfe, 1), 10010646, Range::new(20, 21)))
+        );
+        let l = b"7: POSIX  ADVISORY  READ 9 08:10:5 100 EOF";
+        assert_eq!(parse_proc_locks_line(l), Some((LockType::Read, 9, libc::makedev(8, 16), 5, Range::new(100, EOF))));
+        assert_eq!(parse_proc_locks_line(b"2: OFDLCK ADVISORY  WRITE -1 fe:00:1 5 9"), None);
+        assert_eq!(parse_proc_locks_line(b"3: -> POSIX  ADVISORY  WRITE 9 fe:00:1 5 9"), None);
+        assert_eq!(parse_proc_locks_line(b"4: FLOCK  ADVISORY  WRITE 9 fe:00:1 0 EOF"), None);
+    }
 }

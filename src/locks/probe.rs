@@ -74,7 +74,7 @@ impl Verdicts {
 
     /// Scans for the processes holding the open file behind `token` (run
     /// without the mutex).
-    pub(super) fn find_holders(&mut self, t: Ticket, dev: u64, ino: u64, token: identity::Token) {
+    pub(super) fn find_holders(&mut self, t: Ticket, dev: u64, ino: u64, mark: identity::Mark) {
         let mut pids = [(0i32, 0u32); 32];
         let (mut n, mut more) = (0, false);
         let mut found = |pid: i32| {
@@ -89,8 +89,8 @@ impl Verdicts {
         };
         self.restricted = self.candidates.is_some();
         match self.candidates.take() {
-            Some((list, k)) => identity::holders_among(&list[..k], dev, ino, token, &mut found),
-            None => identity::holders(dev, ino, token, None, &mut found),
+            Some((list, k)) => identity::holders_among(&list[..k], dev, ino, mark, &mut found),
+            None => identity::holders(dev, ino, mark, None, &mut found),
         }
         self.holders = Some(Holders { ticket: t, pids, n, more });
     }
@@ -118,7 +118,7 @@ pub(super) fn judge(t: &mut Tables, wake: &mut WakeSet, o: u32, v: &Verdicts) ->
             wake.absorb(t.files, &touched);
             return Judged::Reaped;
         }
-        probe @ (Vouch::ProbeProcess(tk) | Vouch::ProbeOpenFile(tk, _)) => match v.get(&tk) {
+        probe @ (Vouch::ProbeProcess(tk) | Vouch::ProbeOpenFile(tk, _, _)) => match v.get(&tk) {
             Some(alive) => !alive,
             None => return Judged::Probe(probe),
         },
@@ -143,7 +143,16 @@ pub(super) fn run_probe(reg: &Registry, v: Vouch, fd: i32, verdicts: &mut Verdic
             let alive = liveness::probe(reg, tk.anchor, tk.nonce) == Verdict::Alive;
             verdicts.record(tk, alive);
         }
-        Vouch::ProbeOpenFile(tk, verify) => {
+        Vouch::ProbeOpenFile(tk, _, sample) if crate::mirror::on() => {
+            // Its open file lives while the kernel holds its locks: F_GETLK
+            // (POSIX) through `fd` shows every OFD lock, even one of `fd`'s
+            // own open file. Something else over the sample also counts as
+            // alive: the lock is in the way either way, and the question is
+            // asked again once it goes.
+            let alive = sample.is_none_or(|(_, r)| crate::mirror::shows_lock(fd, crate::mirror::Kind::Posix, r));
+            verdicts.record(tk, alive);
+        }
+        Vouch::ProbeOpenFile(tk, verify, _) => {
             let token = identity::Token { slot: tk.owner, generation: tk.generation % identity::TOKEN_GENS };
             verdicts.record(tk, identity::alive(fd, token, verify));
         }

@@ -37,9 +37,12 @@ pub(super) fn resolve_owner(
                 if let Some(o) =
                     t.openfile_owner(token.slot, token.generation, identity::TOKEN_GENS, file.dev, file.ino)
                 {
-                    relabel_if_idle(t, o, flavor, create, locker, me);
+                    relabel_if_idle(t, o, flavor, create, locker, me, fd);
                     return Ok(Some(o));
                 }
+            }
+            if crate::mirror::on() {
+                return mirrored_owner(t, fd, file, flavor, create, locker, me);
             }
             let mut found = None;
             let mut stale = [None; 4];
@@ -69,7 +72,7 @@ pub(super) fn resolve_owner(
             }
             if let Some(o) = found {
                 local::fd_set_owner(fd, o, t.owners[o as usize].generation % identity::TOKEN_GENS);
-                relabel_if_idle(t, o, flavor, create, locker, me);
+                relabel_if_idle(t, o, flavor, create, locker, me, fd);
             }
             if found.is_some() || !create {
                 return Ok(found);
@@ -92,10 +95,90 @@ pub(super) fn resolve_owner(
     }
 }
 
+/// With the kernel mirror: the open-file owner of `fd`'s description is
+/// the one whose registry locks are the description's kernel OFD locks
+/// (`/proc/self/fdinfo/<fd>`); a description that holds none has no owner
+/// yet, and one is made when `create`. No token is taken.
+fn mirrored_owner(
+    t: &mut Tables,
+    fd: i32,
+    file: &FileRef,
+    flavor: u8,
+    create: bool,
+    locker: Option<u32>,
+    me: Option<Me>,
+) -> Result<Option<u32>, Errno> {
+    // Retired here, and no open-file owner made anywhere since: the open
+    // file still has none (only a creation could give it one).
+    let known_empty = local::fd_retired(fd) == Some(t.free.ofd_created);
+    let mut found = None;
+    if !known_empty && let Some(slot) = t.find_file(file.dev, file.ino) {
+        let (mut first, mut n) = (None, 0u32);
+        identity::ofd_locks_of(fd, &mut |lt, r| {
+            if first.is_none() {
+                first = Some((lt, r));
+            }
+            n += 1;
+        })?;
+        if let Some((lt, r)) = first {
+            // Among the owners holding exactly that lock, the best match:
+            // one holding as many locks as the description does, last
+            // locked by this process through this very descriptor number
+            // (then it is this description, or a closed one that held the
+            // same locks here), or at least by this process.
+            let mine = me.map(|m| m.nonce);
+            let mut best = (0u32, None);
+            let _ = t.for_each_exact(slot, lt, r, &mut |o| {
+                if let Some(s) = t.owners.get(o as usize)
+                    && s.kind == OWNER_OPENFILE
+                {
+                    let ours = Some(s.nonce) == mine;
+                    // The kernel's word, where the owner's last locking
+                    // descriptor still exists: the same description.
+                    let same = s.pid > 0
+                        && s.fd >= 0
+                        && identity::same_description(sys::getpid(), fd, s.pid, s.fd) == Some(true);
+                    let score = 1
+                        + 16 * u32::from(same)
+                        + 8 * u32::from(s.nlocks == n)
+                        + 4 * u32::from(ours && s.fd == fd)
+                        + 2 * u32::from(ours);
+                    if score > best.0 {
+                        best = (score, Some(o));
+                    }
+                }
+            });
+            found = best.1;
+        }
+    }
+    if let Some(o) = found {
+        local::fd_set_owner(fd, o, t.owners[o as usize].generation % identity::TOKEN_GENS);
+        relabel_if_idle(t, o, flavor, create, locker, me, fd);
+    }
+    if found.is_some() || !create {
+        return Ok(found);
+    }
+    let (Some(locker), Some(me)) = (locker, me) else { return Ok(None) };
+    let o = t.new_owner(OWNER_OPENFILE, flavor, me.pid, me.nonce, file.dev, file.ino)?;
+    t.free.ofd_created = t.free.ofd_created.wrapping_add(1);
+    t.owners[o as usize].locker = locker;
+    t.owners[o as usize].fd = fd;
+    local::fd_set_owner(fd, o, t.owners[o as usize].generation % identity::TOKEN_GENS);
+    Ok(Some(o))
+}
+
 /// An open-file owner that locks again after going idle: F_GETLK must name
 /// the process that now took the lock, and report it in the flavor of the
 /// call that took it; the deadlock graph must follow that process.
-pub(super) fn relabel_if_idle(t: &mut Tables, o: u32, flavor: u8, locking: bool, locker: Option<u32>, me: Option<Me>) {
+pub(super) fn relabel_if_idle(
+    t: &mut Tables,
+    o: u32,
+    flavor: u8,
+    locking: bool,
+    locker: Option<u32>,
+    me: Option<Me>,
+    fd: i32,
+) {
     if let Some(slot) = t.owners.get_mut(o as usize)
         && locking
         && slot.nlocks == 0
@@ -108,6 +191,7 @@ pub(super) fn relabel_if_idle(t: &mut Tables, o: u32, flavor: u8, locking: bool,
             slot.locker = l;
         }
         slot.flavor = flavor;
+        slot.fd = fd;
     }
 }
 
@@ -120,10 +204,12 @@ pub(super) fn retire_if_idle(t: &mut Tables, spec: OwnerSpec, o: u32) {
     if s.kind != OWNER_OPENFILE || s.nlocks != 0 || s.nwaiters != 0 {
         return;
     }
-    let token = identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS };
-    // Under the mutex: the slot may be reused the moment it is free, by a
-    // token whose range overlaps this one's.
-    identity::drop_token(fd, token);
+    if !crate::mirror::on() {
+        let token = identity::Token { slot: o, generation: s.generation % identity::TOKEN_GENS };
+        // Under the mutex: the slot may be reused the moment it is free, by
+        // a token whose range overlaps this one's.
+        identity::drop_token(fd, token);
+    }
     local::fd_set_retired(fd, t.free.ofd_created);
     t.release_owner_if_idle(o);
 }

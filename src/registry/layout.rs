@@ -27,7 +27,12 @@ pub use crate::engine::tree::LockRecord;
 /// "QNXCREG1" once the creator has finished initialising.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"QNXCREG1");
 /// Bumped whenever any struct below changes meaning.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
+
+/// `Header::mode`: grants are mirrored into the kernel (`crate::mirror`).
+pub const MODE_MIRROR: u32 = 1;
+/// `Header::mode`: the registry alone decides (`QNXCOMPAT_MIRROR=off`).
+pub const MODE_PURE: u32 = 2;
 
 pub const OWNERS: u32 = 16_384;
 pub const FILES: u32 = 65_536;
@@ -59,7 +64,9 @@ pub struct Header {
     pub files: u32,
     pub buckets: u32,
     pub records: u32,
-    pub _pad0: u32,
+    /// (c) `MODE_MIRROR` or `MODE_PURE`: whether grants are mirrored into
+    /// the kernel (every process on one segment must agree).
+    pub mode: u32,
     /// (c) Total segment size in bytes.
     pub size: u64,
     /// (a) Number of repairs after a mutex holder died (diagnostics).
@@ -214,7 +221,10 @@ pub struct OwnerSlot {
     /// which stays until every owner with such mappings has exited or
     /// exec'd, so lockf never locks a file that may still be mapped.
     pub unrecorded: u32,
-    pub _pad4: u32,
+    /// (r) For an open file, with the kernel mirror: the descriptor through
+    /// which the process in `nonce` last started locking (it tells apart
+    /// two open files holding the same locks; see `locks::resolve`).
+    pub fd: i32,
     /// (r) A process's anchor (`LifeSlot` index); NIL for an open file.
     pub anchor: u32,
     /// (r) For an open file: the process owner slot that last started

@@ -175,10 +175,17 @@ impl Tables<'_> {
                 // needed only once the process that locked is not proven
                 // alive: while it lives, the token is its own.
                 let verify = self.owners.get(o.locker as usize).is_none_or(|l| !life_says_alive(l));
-                Vouch::ProbeOpenFile(ticket, verify)
+                Vouch::ProbeOpenFile(ticket, verify, self.sample_lock(i))
             }
             _ => Vouch::Dead,
         }
+    }
+
+    /// One of owner `i`'s locks (the head of its list): its type and range.
+    pub fn sample_lock(&self, i: u32) -> Option<(LockType, Range)> {
+        let o = self.owners.get(i as usize)?;
+        let r = self.records.get(o.lock_head as usize)?;
+        Some((LockType::from_raw(r.ltype)?, r.range()))
     }
 
     /// Whether `t` still names the owner it was issued for.
@@ -223,10 +230,10 @@ pub enum Vouch {
     Dead,
     /// A process whose anchor must be probed (see `crate::liveness`).
     ProbeProcess(Ticket),
-    /// An open file whose token must be probed through a descriptor of its
-    /// file; with the flag, a found token must also be confirmed as held by
-    /// one of our processes.
-    ProbeOpenFile(Ticket, bool),
+    /// An open file whose token (or, with the kernel mirror, whose sample
+    /// lock) must be probed through a descriptor of its file; with the flag,
+    /// a found token must also be confirmed as held by one of our processes.
+    ProbeOpenFile(Ticket, bool, Option<(LockType, Range)>),
 }
 
 /// An owner as it was when a probe was decided: the probe's verdict applies

@@ -36,6 +36,53 @@ impl Tables<'_> {
         lockset::first_conflict(self, root, owner, t, q)
     }
 
+    /// Whether `owner` could take `t` on `q` in `file` now, without taking
+    /// it: `Conflict` with the first conflicting record, `NoSpace` when
+    /// `set` would refuse for room. (The kernel mirror takes the kernel
+    /// lock between this check and the `set`, under one hold of the mutex.)
+    pub fn lock_check(&mut self, file: u32, owner: u32, t: LockType, q: Range) -> Result<(), SetError> {
+        let root = self.files.get(file as usize).ok_or(SetError::Corrupt)?.root;
+        if let Some(c) = lockset::first_conflict(self, root, owner, t, q)? {
+            return Err(SetError::Conflict(c));
+        }
+        if !self.can_alloc(2, false) {
+            return Err(SetError::NoSpace);
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with the owner of every record in `file` of exactly type
+    /// `t` and range `q`.
+    pub fn for_each_exact(&self, file: u32, t: LockType, q: Range, f: &mut dyn FnMut(u32)) -> Result<(), Corrupt> {
+        let root = self.files.get(file as usize).ok_or(Corrupt)?.root;
+        tree::for_each_overlap(self, root, q, &mut |_, n| {
+            if n.start == q.start && n.end == q.end && n.ltype == t as u8 {
+                f(n.owner);
+            }
+            true
+        })
+    }
+
+    /// Calls `f` with each of `owner`'s locks in `file` overlapping `q`,
+    /// clipped to `q`, in order.
+    pub fn for_each_own_in(
+        &self,
+        file: u32,
+        owner: u32,
+        q: Range,
+        f: &mut dyn FnMut(LockType, Range),
+    ) -> Result<(), Corrupt> {
+        let root = self.files.get(file as usize).ok_or(Corrupt)?.root;
+        tree::for_each_overlap(self, root, q, &mut |_, n| {
+            if n.owner == owner
+                && let Some(t) = LockType::from_raw(n.ltype)
+            {
+                f(t, Range::new(n.start.max(q.start), n.end.min(q.end)));
+            }
+            true
+        })
+    }
+
     /// Removes `owner`'s locks in `file` whose type is not `want` (a flock
     /// conversion releases the old lock before asking for the new one).
     pub fn release_other_type(&mut self, file: u32, owner: u32, want: LockType) -> Result<SetOutcome, SetError> {

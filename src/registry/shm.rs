@@ -40,6 +40,9 @@ pub enum Refusal {
     WrongSize { size: u64 },
     /// The header names another layout or table sizes.
     WrongVersion { version: u32 },
+    /// The registry's processes mirror their locks into the kernel and we
+    /// do not, or the reverse (`QNXCOMPAT_MIRROR`).
+    WrongMode { mirrored: bool },
     /// The header's magic is neither ours nor the "initialising" zero.
     Scribbled,
     /// The robust process-shared mutex could not be set up.
@@ -67,6 +70,12 @@ impl Refusal {
                     w,
                     "it has layout version {version} (or another ABI), we use {LAYOUT_VERSION} (ABI {ABI_HASH:#x})"
                 )
+            }
+            Refusal::WrongMode { mirrored: true } => {
+                write!(w, "its processes mirror their locks into the kernel, and QNXCOMPAT_MIRROR=off here says not to")
+            }
+            Refusal::WrongMode { mirrored: false } => {
+                write!(w, "its processes run with QNXCOMPAT_MIRROR=off, and here the kernel mirror is on")
             }
             Refusal::Scribbled => write!(w, "its header is corrupt"),
             Refusal::NoRobustMutex(e) => write!(w, "robust process-shared mutexes are unavailable ({e})"),
@@ -195,6 +204,8 @@ fn map_checked(fd: i32) -> Result<Segment, Refusal> {
         || header.size != OFFSETS.size as u64
     {
         Err(Refusal::WrongVersion { version: header.version })
+    } else if header.mode != our_mode() {
+        Err(Refusal::WrongMode { mirrored: header.mode == MODE_MIRROR })
     } else {
         Ok(())
     };
@@ -206,6 +217,11 @@ fn map_checked(fd: i32) -> Result<Segment, Refusal> {
             Err(r)
         }
     }
+}
+
+/// This process's `Header::mode`.
+fn our_mode() -> u32 {
+    if crate::config::mirror() { MODE_MIRROR } else { MODE_PURE }
 }
 
 /// Allocates bytes `[from, to)` (rounded out to pages) of the calling
@@ -264,6 +280,7 @@ unsafe fn initialise(base: *mut u8) -> Result<(), Refusal> {
     let h = unsafe { &mut *(base as *mut Header) };
     h.version = LAYOUT_VERSION;
     h.abi = ABI_HASH;
+    h.mode = our_mode();
     h.owners = OWNERS;
     h.files = FILES;
     h.buckets = BUCKETS;
