@@ -60,7 +60,7 @@ REG=qnxcompat-bench-$$
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/qnxcompat-bench.XXXXXX") || exit 2
 cleanup() {
     rm -rf "$TMP"
-    rm -f "/dev/shm/$REG"
+    rm -f "/dev/shm/$REG" "/dev/shm/$REG-off"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -85,12 +85,20 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 START=$(date +%s)
 : >"$TMP/all.txt"
 : >"$TMP/problems.txt"
+# Scenarios also run with the kernel mirror off (QNXCOMPAT_MIRROR=off, on a
+# registry of their own: one registry has one mode).
+MIRROR_OFF=" s1 s2_10000 s3 s4 s8 "
 for s in "${SCEN[@]}"; do
-    for mode in native shim; do
+    modes="native shim"
+    case "$MIRROR_OFF" in *" $s "*) modes="native shim shimoff" ;; esac
+    for mode in $modes; do
         out=$TMP/out/$mode.$s
         t0=$(date +%s.%N)
         if [ "$mode" = native ]; then
             timeout -k 10 "$TIMEOUT" "$TMP/bench" --native "$TMP/files" "$s" >"$out" 2>&1
+        elif [ "$mode" = shimoff ]; then
+            timeout -k 10 "$TIMEOUT" env LD_PRELOAD="$SHIMLIB" QNXCOMPAT_REGISTRY="$REG-off" QNXCOMPAT_MIRROR=off \
+                "$TMP/bench" --shim "$TMP/files" "$s" >"$out" 2>&1
         else
             timeout -k 10 "$TIMEOUT" env LD_PRELOAD="$SHIMLIB" QNXCOMPAT_REGISTRY="$REG" \
                 "$TMP/bench" --shim "$TMP/files" "$s" >"$out" 2>&1
@@ -159,12 +167,16 @@ $2 == "RESULT" { val[$1, $3] = $4; have[$1, $3] = 1 }
 END {
     # id | label | kind (t: time per op, r: rate) | target kind | target value
     n = 0
-    row[++n] = "s1|1. fcntl F_SETLK write lock + unlock, [0,10)|t|ratio|0.5"
+    row[++n] = "s1|1. fcntl F_SETLK write lock + unlock, [0,10), kernel mirror on|t|ratio|1.3"
+    row[++n] = "s1~off|1. … kernel mirror off (QNXCOMPAT_MIRROR=off)|t|ratio|0.5"
     row[++n] = "s2_1000|2. same pair, owner holds 1,000 other ranges|t|none|"
-    row[++n] = "s2_10000|2. same pair, owner holds 10,000 other ranges|t|ratio|0.01"
+    row[++n] = "s2_10000|2. same pair, owner holds 10,000 other ranges, mirror on|t|ratio|1.2"
+    row[++n] = "s2_10000~off|2. … mirror off|t|ratio|0.01"
     row[++n] = "s2_100000|2. same pair, owner holds 100,000 other ranges|t|none|"
     row[++n] = "s3|3. lockf F_TLOCK + F_ULOCK, size 10|t|ratio|1.0"
+    row[++n] = "s3~off|3. … mirror off|t|none|"
     row[++n] = "s4|4. flock LOCK_EX + LOCK_UN|t|ratio|1.0"
+    row[++n] = "s4~off|4. … mirror off|t|none|"
     row[++n] = "s5|5. contended F_SETLKW hand-off, 2 processes on 2 CPUs (round trips/s)|r|ratio|1.0"
     row[++n] = "s5_1cpu|5. … both processes pinned to one CPU (round trips/s)|r|none|"
     row[++n] = "s6_p1|6. disjoint ranges, one file: 1 process (lock+unlock pairs/s, total)|r|none|"
@@ -176,6 +188,7 @@ END {
     row[++n] = "s7_dup_close|7. dup() + close() pair, absolute|t|none|"
     row[++n] = "s7_open_close|7. open() + close() of a regular file, absolute|t|none|"
     row[++n] = "s8|8. dup; F_SETLK [0,10); close(dup) releases the lock|t|ratio|1.0"
+    row[++n] = "s8~off|8. … mirror off|t|none|"
     row[++n] = "s9|9. deadlock check, 64-process chain: native = F_SETLK→EAGAIN (reference, Linux cannot detect it), shim = F_SETLKW→EDEADLK|t|abs|10000"
     row[++n] = "s9_setlk|9. F_SETLK→EAGAIN against the same chain|t|none|"
     row[++n] = "s10|10. fork + execve /bin/true + waitpid, per process|t|delta|1000000"
@@ -190,8 +203,11 @@ END {
     for (i = 1; i <= n; i++) {
         split(row[i], f, "|")
         id = f[1]; label = f[2]; kind = f[3]; tk = f[4]; tv = f[5] + 0; ts = f[5]
-        hn = have["native", id]; hs = have["shim", id]
-        vn = val["native", id] + 0; vs = val["shim", id] + 0
+        # "id~off": the shim column is the QNXCOMPAT_MIRROR=off run
+        sm = "shim"
+        if (index(id, "~off")) { sm = "shimoff"; id = substr(id, 1, index(id, "~off") - 1) }
+        hn = have["native", id]; hs = have[sm, id]
+        vn = val["native", id] + 0; vs = val[sm, id] + 0
         cn = hn ? (kind == "r" ? fmt_r(vn) : fmt_t(vn)) : "—"
         cs = hs ? (kind == "r" ? fmt_r(vs) : fmt_t(vs)) : "—"
         ratio = "—"; delta = "—"; target = "—"; verdict = ""; r = -1
