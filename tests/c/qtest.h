@@ -74,6 +74,18 @@
  * qtest_make_segment / qtest_registry_name / qtest_file_snapshot for
  * planted registry segments, qtest_wait_state, qtest_count_lines.
  *
+ * The kernel mirror (every lock the library grants is a kernel lock too):
+ *   qtest_mirror_off() (QNXCOMPAT_MIRROR=off under the shim),
+ *   qtest_kernel_sees() (natively, or with the mirror on), qtest_mirror_on()
+ *   CHECK_KERNEL(fd, want, cls, type, pid, start, end, what)  /proc/locks
+ *       shows `want` such locks on fd's file (qtest_kernel_count; the
+ *       library's open-file tokens near 2^63 left out of "any range");
+ *       qtest_lslocks_count does the same through lslocks(8)
+ *   peers outside the library (qtest_peer_main: peer_static.c, or a test
+ *       binary re-executed with "--peer" and without LD_PRELOAD; qtest_peers
+ *       lists both): CHECK_PEER_TRY, CHECK_PEER_GET, CHECK_PEER_HOLD and
+ *       CHECK_PEER_RELEASE; qtest_call_name names a struct qtest_call
+ *
  * Many descriptors and files (the "no silent limits" tests):
  *   qtest_shared(size)                 zeroed MAP_SHARED|MAP_ANONYMOUS memory
  *   qtest_raise_nofile(n), qtest_need_nofile(want, need)  RLIMIT_NOFILE soft
@@ -111,6 +123,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1256,6 +1269,23 @@ static inline int qtest_call_run(int fd, const struct qtest_call *c, int undo)
     return -2;
 }
 
+/* "F_SETLK F_WRLCK start=0 len=10", "lockf(F_TLOCK, 10) at 5",
+ * "flock(LOCK_EX|LOCK_NB)": a call, for messages. */
+static inline const char *qtest_call_name(const struct qtest_call *c,
+                                          char *buf, size_t n)
+{
+    if (c->kind == QTEST_CALL_FCNTL)
+        snprintf(buf, n, "%s %s start=%lld len=%lld", qtest_cmdname(c->cmd),
+                 qtest_typename(c->type), (long long)c->start,
+                 (long long)c->len);
+    else if (c->kind == QTEST_CALL_LOCKF)
+        snprintf(buf, n, "lockf(%s, %lld) at %lld", qtest_lockfname(c->cmd),
+                 (long long)c->len, (long long)c->start);
+    else
+        snprintf(buf, n, "flock(%s)", qtest_flockname(c->cmd));
+    return buf;
+}
+
 /* A child that holds or waits: it makes `call` on the inherited
  * descriptor fd, or (path not NULL) on an O_RDWR open of path of its own
  * (another open file).  A waiter first installs a SIGALRM handler with
@@ -2030,5 +2060,587 @@ static inline int qtest_first_ne(const unsigned char *res, int n, int v)
             return i;
     return -1;
 }
+
+/* ------------------------------------------------------------------------ */
+/* The kernel mirror: locks as the kernel sees them, and peers outside the   */
+/* library                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* 1 under the shim with its kernel mirror turned off (QNXCOMPAT_MIRROR=off,
+ * or 0): every lock then lives in the registry only, and neither do
+ * processes outside the library see the shim's locks nor does the shim see
+ * theirs.  run.sh's "mirror-off" runs set it. */
+static inline int qtest_mirror_off(void)
+{
+    const char *m = getenv("QNXCOMPAT_MIRROR");
+    return qtest_mode_shim() && m &&
+           (strcmp(m, "off") == 0 || strcmp(m, "0") == 0);
+}
+
+/* 1 if the kernel sees this process's locks: natively (they are kernel
+ * locks), or under the shim with the mirror on (the default). */
+static inline int qtest_kernel_sees(void) { return !qtest_mirror_off(); }
+
+/* 1 under the shim with the mirror on: where the mirror's own kernel locks
+ * show (a flock() is also a whole-file OFD lock, so it conflicts with the
+ * POSIX locks of processes outside the library, as QNX's flock conflicts
+ * with fcntl locks). */
+static inline int qtest_mirror_on(void)
+{
+    return qtest_mode_shim() && !qtest_mirror_off();
+}
+
+#define QTEST_KEOF (-1LL)       /* a kernel lock's end: to EOF */
+#define QTEST_KANY (-2LL)       /* a qtest_kernel_count() field: any value */
+#define QTEST_TOKEN_BASE (1LL << 62) /* the library's open-file tokens lie
+                                      * above (docs/design.md) */
+
+/* One lock of /proc/locks (a held one: blocked requests, "->", are left
+ * out). */
+struct qtest_klock {
+    char cls[8];          /* "POSIX", "FLOCK", "OFDLCK" */
+    short type;           /* F_RDLCK, F_WRLCK (-1: another mode) */
+    int pid;              /* -1 for OFD locks */
+    long long start, end; /* end QTEST_KEOF: to the end of the file */
+};
+
+/* Parse one /proc/locks line ("12: POSIX  ADVISORY  WRITE 815 fe:00:1234 0
+ * EOF"); 1 if it is a held lock on the file (dev, ino). */
+static inline int qtest_parse_klock(const char *line, dev_t dev, ino_t ino,
+                                    struct qtest_klock *k)
+{
+    const char *p = strchr(line, ':');
+    if (!p)
+        return 0;
+    for (p++; *p == ' '; p++)
+        ;
+    if (strncmp(p, "->", 2) == 0)
+        return 0;
+    char mode[16], rw[16], end[24];
+    unsigned maj, min;
+    unsigned long lino;
+    if (sscanf(p, "%7s %15s %15s %d %x:%x:%lu %lld %23s", k->cls, mode, rw,
+               &k->pid, &maj, &min, &lino, &k->start, end) != 9)
+        return 0;
+    k->type = strcmp(rw, "WRITE") == 0 ? F_WRLCK
+              : strcmp(rw, "READ") == 0 ? F_RDLCK : -1;
+    k->end = strcmp(end, "EOF") == 0 ? QTEST_KEOF : atoll(end);
+    return maj == major(dev) && min == minor(dev) && lino == ino;
+}
+
+/* One pass over /proc/locks: the held locks on (dev, ino), up to max into
+ * out; returns how many there are (-1: no /proc/locks). */
+static inline int qtest_kernel_pass(dev_t dev, ino_t ino,
+                                    struct qtest_klock *out, int max)
+{
+    FILE *f = fopen("/proc/locks", "re");
+    if (!f)
+        return -1;
+    char line[256];
+    int n = 0;
+    struct qtest_klock k;
+    memset(&k, 0, sizeof k);
+    while (fgets(line, sizeof line, f))
+        if (qtest_parse_klock(line, dev, ino, &k)) {
+            if (n < max)
+                out[n] = k;
+            n++;
+        }
+    fclose(f);
+    return n;
+}
+
+/* The held kernel locks on fd's file, from /proc/locks: up to max (<= 64)
+ * into out; returns how many there are (-1: no /proc/locks or no fstat).
+ * The kernel hands /proc/locks out a page per read(2), by position in its
+ * global list, so while other processes take and drop locks a pass can
+ * show a lock twice or miss it: the answer is that of two passes in a row
+ * that agree (at most 20 tries). */
+static inline int qtest_kernel_locks(int fd, struct qtest_klock *out, int max)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -1;
+    struct qtest_klock prev[64];
+    int np = qtest_kernel_pass(st.st_dev, st.st_ino, prev, 64);
+    for (int tries = 0; np >= 0 && tries < 20; tries++) {
+        struct qtest_klock cur[64];
+        int nc = qtest_kernel_pass(st.st_dev, st.st_ino, cur, 64);
+        int same = nc == np && nc <= 64;
+        for (int i = 0; same && i < nc; i++)
+            same = strcmp(cur[i].cls, prev[i].cls) == 0 &&
+                   cur[i].type == prev[i].type && cur[i].pid == prev[i].pid &&
+                   cur[i].start == prev[i].start && cur[i].end == prev[i].end;
+        memcpy(prev, cur, sizeof prev);
+        np = nc;
+        if (same)
+            break;
+    }
+    if (np > 0)
+        memcpy(out, prev, sizeof *out * (size_t)(np < max ? np : max));
+    return np;
+}
+
+/* 1 if a kernel lock matches: cls (NULL: any), type, pid, start and end
+ * (QTEST_KANY: any; start QTEST_KANY also leaves out the library's
+ * tokens). */
+static inline int qtest_klock_match(const struct qtest_klock *k,
+                                    const char *cls, int type, int pid,
+                                    long long start, long long end)
+{
+    if (start == QTEST_KANY && k->start >= QTEST_TOKEN_BASE)
+        return 0;
+    return (!cls || strcmp(k->cls, cls) == 0) &&
+           (type == QTEST_KANY || k->type == type) &&
+           (pid == QTEST_KANY || k->pid == pid) &&
+           (start == QTEST_KANY || k->start == start) &&
+           (end == QTEST_KANY || k->end == end);
+}
+
+/* How many kernel locks on fd's file match (qtest_klock_match); -1 if
+ * /proc/locks cannot be read. */
+static inline int qtest_kernel_count(int fd, const char *cls, int type,
+                                     int pid, long long start, long long end)
+{
+    struct qtest_klock k[64];
+    int n = qtest_kernel_locks(fd, k, 64);
+    if (n < 0)
+        return -1;
+    int c = 0;
+    for (int i = 0; i < n && i < 64; i++)
+        c += qtest_klock_match(&k[i], cls, type, pid, start, end);
+    return c;
+}
+
+/* The kernel locks on fd's file for a failure message ("POSIX WRITE 815
+ * 0..9; FLOCK READ 815 0..EOF"), the library's tokens left out. */
+static inline const char *qtest_kernel_describe(int fd, char *buf, size_t n)
+{
+    struct qtest_klock k[64];
+    int c = qtest_kernel_locks(fd, k, 64);
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < c && i < 64 && used + 64 < n; i++) {
+        if (k[i].start >= QTEST_TOKEN_BASE)
+            continue;
+        char end[24];
+        if (k[i].end == QTEST_KEOF)
+            snprintf(end, sizeof end, "EOF");
+        else
+            snprintf(end, sizeof end, "%lld", k[i].end);
+        used += (size_t)snprintf(buf + used, n - used, "%s%s %s %d %lld..%s",
+                                 used ? "; " : "", k[i].cls,
+                                 k[i].type == F_WRLCK ? "WRITE" : "READ",
+                                 k[i].pid, k[i].start, end);
+    }
+    if (c < 0)
+        snprintf(buf, n, "(cannot read /proc/locks)");
+    else if (!used)
+        snprintf(buf, n, "(none)");
+    return buf;
+}
+
+static inline void qtest_check_kernel(int fd, int want, const char *cls,
+                                      int type, int pid, long long start,
+                                      long long end, const char *what,
+                                      const char *file, int line)
+{
+    int c = qtest_kernel_count(fd, cls, type, pid, start, end);
+    char have[768];
+    qtest_record(c == want, file, line,
+                 "%s: /proc/locks has %d %s %s lock(s) of pid %d at "
+                 "%lld..%lld (-1: EOF, -2: any), expected %d; it has: %s",
+                 what, c, cls ? cls : "any",
+                 type == F_WRLCK ? "WRITE" : type == F_RDLCK ? "READ" : "any",
+                 pid, start, end, want,
+                 qtest_kernel_describe(fd, have, sizeof have));
+}
+
+/* /proc/locks shows `want` (0 or 1) locks on fd's file of class cls
+ * ("POSIX", "FLOCK", "OFDLCK"; NULL: any) and type (F_RDLCK, F_WRLCK;
+ * QTEST_KANY), held by pid (-1 for OFD locks; QTEST_KANY) on exactly
+ * start..end (end QTEST_KEOF: to EOF; QTEST_KANY: any, and start
+ * QTEST_KANY any range below the library's tokens).  `what` starts the
+ * failure message. */
+#define CHECK_KERNEL(fd, want, cls, type, pid, start, end, what)              \
+    qtest_check_kernel((fd), (want), (cls), (type), (pid), (start), (end),    \
+                       (what), __FILE__, __LINE__)
+
+/* Where a program is, from PATH ("lslocks" -> "/usr/bin/lslocks") into
+ * buf; NULL if it is not there. */
+static inline const char *qtest_which(const char *prog, char *buf, size_t n)
+{
+    const char *path = getenv("PATH");
+    char dirs[1024];
+    snprintf(dirs, sizeof dirs, "%s", path ? path : "/usr/bin:/bin");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d;
+         d = strtok_r(NULL, ":", &save)) {
+        snprintf(buf, n, "%s/%s", d, prog);
+        if (access(buf, X_OK) == 0)
+            return buf;
+    }
+    return NULL;
+}
+
+/* 1 if a line of `lslocks --raw --noheadings --bytes -o
+ * PID,TYPE,MODE,START,END,INODE,MAJ:MIN` is a lock on (dev, ino) that
+ * matches as in qtest_klock_match (lslocks shows an end at EOF as 0). */
+static inline int qtest_lslocks_line(const char *l, dev_t dev, ino_t ino,
+                                     const char *cls, int type, int pid,
+                                     long long start, long long end)
+{
+    struct qtest_klock k;
+    char mode[16];
+    unsigned long lino;
+    unsigned maj, min;
+    memset(&k, 0, sizeof k);
+    if (sscanf(l, "%d %7s %15s %lld %lld %lu %u:%u", &k.pid, k.cls, mode,
+               &k.start, &k.end, &lino, &maj, &min) != 8 || lino != ino ||
+        maj != major(dev) || min != minor(dev))
+        return 0;
+    k.type = strcmp(mode, "WRITE") == 0 ? F_WRLCK
+             : strcmp(mode, "READ") == 0 ? F_RDLCK : -1;
+    return qtest_klock_match(&k, cls, type, pid, start,
+                             end == QTEST_KEOF ? 0 : end);
+}
+
+/* How many locks lslocks(8) (util-linux, run without LD_PRELOAD) lists on
+ * fd's file that match as in qtest_kernel_count; -1 if lslocks is not
+ * installed, fails or takes more than 10 s.  Its output is read as it
+ * comes (it lists every lock of the machine). */
+static inline int qtest_lslocks_count(int fd, const char *cls, int type,
+                                      int pid, long long start, long long end)
+{
+    struct stat st;
+    char exe[256];
+    if (fstat(fd, &st) != 0 || !qtest_which("lslocks", exe, sizeof exe))
+        return -1;
+    char *argv[] = {"lslocks", "--raw", "--noheadings", "--bytes", "-o",
+                    "PID,TYPE,MODE,START,END,INODE,MAJ:MIN", NULL};
+    char *env[] = {"LD_PRELOAD", NULL};
+    qtest_helper h = qtest_spawn(exe, argv, env);
+    char buf[4096];
+    size_t len = 0;
+    int c = 0, eof = 0;
+    double deadline = qtest_now_ms() + 10000;
+    while (!eof && qtest_now_ms() < deadline) {
+        struct pollfd pf = {h.out, POLLIN, 0};
+        if (poll(&pf, 1, 100) <= 0)
+            continue;
+        ssize_t n = read(h.out, buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        eof = n <= 0;
+        len += n > 0 ? (size_t)n : 0;
+        buf[len] = 0;
+        char *l = buf, *nl;
+        while ((nl = strchr(l, '\n')) != NULL) {
+            *nl = 0;
+            c += qtest_lslocks_line(l, st.st_dev, st.st_ino, cls, type, pid,
+                                    start, end);
+            l = nl + 1;
+        }
+        len = strlen(l);
+        memmove(buf, l, len + 1);
+        if (len == sizeof buf - 1)
+            len = 0; /* a line that long is no lock */
+    }
+    int status = qtest_helper_finish(&h, 2000, NULL, 0, NULL, 0);
+    return eof && qtest_exited0(status) ? c : -1;
+}
+
+/* ---- peers outside the library ------------------------------------------ */
+
+/* A peer: a process that does not load the library and makes one lock call
+ * on a file through its own open (O_RDWR) of it, running qtest_peer_main():
+ * peer_static (tests/c/peer_static.c, linked -static, which the dynamic
+ * loader never preloads), or a test binary re-executed with "--peer" first
+ * and LD_PRELOAD removed from its environment.  Arguments:
+ *
+ *     OP KIND TYPE START LEN PATH
+ *
+ *   KIND  fcntl: F_SETLK / F_GETLK on {TYPE, SEEK_SET, START, LEN}
+ *         ofd:   F_OFD_SETLK / F_OFD_GETLK on the same
+ *         lockf: lockf(F_TLOCK, LEN) at offset START (TYPE ignored)
+ *         ftest: lockf(F_TEST, LEN) at offset START (try only)
+ *         flock: flock(LOCK_SH (TYPE r) or LOCK_EX (TYPE w) | LOCK_NB)
+ *   TYPE  r (F_RDLCK) or w (F_WRLCK)
+ *   OP    try:  make the call, print "RESULT <0|errno> <name>", undo what
+ *               it got and exit
+ *         get:  (fcntl, ofd) print "RESULT", then the answer's "TYPE",
+ *               "START", "LEN" and "PID"
+ *         hold: make the call, print "PID <pid>" and "HELD <0|errno>",
+ *               keep it until a line or EOF comes on stdin (or a signal
+ *               kills us), undo it, print "RELEASED <0|errno>" and exit
+ *
+ * It first prints "MAPPED <0|1>": whether libqnxcompat is mapped into it
+ * (it must not be).  Exit status 0 unless the arguments or the open are
+ * bad. */
+static inline int qtest_peer_main(int argc, char **argv)
+{
+    alarm(30);
+    if (argc != 7) {
+        qtest_print("usage: %s try|get|hold fcntl|ofd|lockf|ftest|flock r|w "
+                    "START LEN PATH", argc ? argv[0] : "peer");
+        return 2;
+    }
+    const char *op = argv[1], *kind = argv[2], *path = argv[6];
+    short type = argv[3][0] == 'w' ? F_WRLCK : F_RDLCK;
+    off_t start = (off_t)atoll(argv[4]), len = (off_t)atoll(argv[5]);
+    char *maps = qtest_slurp("/proc/self/maps");
+    qtest_print("MAPPED %d", strstr(maps, "qnxcompat") != NULL);
+    free(maps);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        qtest_print("OPEN %d %s", errno, qtest_errname(errno));
+        return 3;
+    }
+    int ofd = strcmp(kind, "ofd") == 0;
+    struct qtest_call c;
+    if (strcmp(kind, "fcntl") == 0 || ofd)
+        c = qtest_call_fcntl(ofd ? F_OFD_SETLK : F_SETLK, type, start, len);
+    else if (strcmp(kind, "lockf") == 0 || strcmp(kind, "ftest") == 0)
+        c = qtest_call_lockf(kind[0] == 'f' ? F_TEST : F_TLOCK, start, len);
+    else if (strcmp(kind, "flock") == 0)
+        c = qtest_call_flock((type == F_WRLCK ? LOCK_EX : LOCK_SH) | LOCK_NB);
+    else
+        return 2;
+    if (strcmp(op, "get") == 0) {
+        if (c.kind != QTEST_CALL_FCNTL)
+            return 2;
+        struct flock fl = qtest_fl(type, SEEK_SET, start, len);
+        errno = 0;
+        int r = fcntl(fd, ofd ? F_OFD_GETLK : F_GETLK, &fl);
+        int e = r == 0 ? 0 : errno;
+        qtest_print("RESULT %d %s", e, qtest_errname(e));
+        qtest_print("TYPE %d\nSTART %lld\nLEN %lld\nPID %d", fl.l_type,
+                    (long long)fl.l_start, (long long)fl.l_len, (int)fl.l_pid);
+        return 0;
+    }
+    int hold = strcmp(op, "hold") == 0;
+    if (!hold && strcmp(op, "try") != 0)
+        return 2;
+    errno = 0;
+    int r = qtest_call_run(fd, &c, 0);
+    int e = r == 0 ? 0 : errno ? errno : 255;
+    int undo = r == 0 && c.cmd != F_TEST;
+    if (!hold) {
+        qtest_print("RESULT %d %s", e, qtest_errname(e));
+    } else {
+        qtest_print("PID %d\nHELD %d %s", (int)getpid(), e, qtest_errname(e));
+        char b = 0;
+        while (b != '\n' && (read(0, &b, 1) == 1 || errno == EINTR))
+            ;
+    }
+    if (undo) {
+        errno = 0;
+        r = qtest_call_run(fd, &c, 1);
+        if (hold)
+            qtest_print("RELEASED %d", r == 0 ? 0 : errno);
+    }
+    close(fd);
+    return 0;
+}
+
+/* A peer as the test sees it: exe NULL is the test binary itself,
+ * re-executed with "--peer" and without LD_PRELOAD (its main() must hand
+ * "--peer" to qtest_peer_main). */
+struct qtest_peer {
+    const char *exe;
+    const char *name;
+};
+
+/* The static peer: $QTEST_PEER_STATIC, else peer_static next to this
+ * binary (run.sh builds both into target/ctests/); NULL if not built. */
+static inline const char *qtest_static_peer(void)
+{
+    static char p[PATH_MAX];
+    const char *e = getenv("QTEST_PEER_STATIC");
+    if (e && *e) {
+        snprintf(p, sizeof p, "%s", e);
+    } else {
+        ssize_t n = readlink("/proc/self/exe", p, sizeof p - 16);
+        if (n <= 0)
+            return NULL;
+        p[n] = 0;
+        char *slash = strrchr(p, '/');
+        snprintf(slash ? slash + 1 : p, 16, "peer_static");
+    }
+    return access(p, X_OK) == 0 ? p : NULL;
+}
+
+/* The peers to try: the static one (if built; else a SKIP line) and this
+ * binary without LD_PRELOAD.  Returns how many went into p[0..2). */
+static inline int qtest_peers(struct qtest_peer p[2])
+{
+    int n = 0;
+    const char *s = qtest_static_peer();
+    if (s)
+        p[n++] = (struct qtest_peer){s, "static peer"};
+    else
+        qtest_print("SKIP static peer: peer_static is not built next to "
+                    "this binary (tests/c/run.sh builds it)");
+    p[n++] = (struct qtest_peer){NULL, "peer without LD_PRELOAD"};
+    return n;
+}
+
+/* Start a peer with OP KIND TYPE START LEN PATH (see qtest_peer_main). */
+static inline qtest_helper qtest_peer_spawn(const struct qtest_peer *peer,
+                                            const char *op, const char *kind,
+                                            short type, long long start,
+                                            long long len, const char *path)
+{
+    char s[24], l[24];
+    snprintf(s, sizeof s, "%lld", start);
+    snprintf(l, sizeof l, "%lld", len);
+    char *t = type == F_WRLCK ? "w" : "r";
+    char *self[] = {"peer", "--peer", (char *)op, (char *)kind, t, s, l,
+                    (char *)path, NULL};
+    char *env[] = {"LD_PRELOAD", NULL};
+    return peer->exe ? qtest_spawn(peer->exe, self + 1, NULL)
+                     : qtest_spawn(NULL, self, env);
+}
+
+/* CHECK a peer's output: it ran outside the library (MAPPED 0) and said
+ * `key`; returns the value after `key` (-1 if it did not say it). */
+static inline long long qtest_peer_said(const struct qtest_peer *peer,
+                                        const char *out, const char *key,
+                                        const char *what, const char *file,
+                                        int line)
+{
+    char o1[1100];
+    long long v = qtest_out_val(out, key, -1);
+    qtest_record(qtest_out_val(out, "MAPPED", -1) == 0 && v >= -1 &&
+                     strstr(out, key), file, line,
+                 "%s, %s: no \"%s\" line, or the library is mapped into it "
+                 "(MAPPED 1): output \"%s\"", what, peer->name, key,
+                 qtest_oneline(out, o1, sizeof o1));
+    return strstr(out, key) ? v : -1;
+}
+
+/* Run a peer's try/get to its end: its output into out.  CHECKs that it
+ * exits 0. */
+static inline void qtest_peer_run(const struct qtest_peer *peer,
+                                  const char *op, const char *kind,
+                                  short type, long long start, long long len,
+                                  const char *path, char *out, size_t n,
+                                  const char *what, const char *file, int line)
+{
+    qtest_helper h = qtest_peer_spawn(peer, op, kind, type, start, len, path);
+    out[0] = 0;
+    char err[512] = "", e1[600];
+    int st = qtest_helper_finish(&h, QTEST_WAIT_MS, out, n, err, sizeof err);
+    char d[96];
+    qtest_describe_status(st, d, sizeof d);
+    qtest_record(qtest_exited0(st), file, line, "%s, %s: %s; stderr \"%s\"",
+                 what, peer->name, d, qtest_oneline(err, e1, sizeof e1));
+}
+
+static inline void qtest_check_peer_try(const struct qtest_peer *peer,
+                                        const char *kind, short type,
+                                        long long start, long long len,
+                                        const char *path, int want1,
+                                        int want2, const char *what,
+                                        const char *file, int line)
+{
+    char out[1024];
+    qtest_peer_run(peer, "try", kind, type, start, len, path, out, sizeof out,
+                   what, file, line);
+    long long r = qtest_peer_said(peer, out, "RESULT", what, file, line);
+    qtest_record(r == want1 || r == want2, file, line,
+                 "%s, %s: %s %s start=%lld len=%lld gave %s, expected %s%s%s",
+                 what, peer->name, kind, type == F_WRLCK ? "write" : "read",
+                 start, len, r < 0 ? "no answer" : qtest_errname((int)r),
+                 qtest_errname(want1), want1 == want2 ? "" : " or ",
+                 want1 == want2 ? "" : qtest_errname(want2));
+}
+
+/* A peer's `kind` call ("fcntl", "ofd", "lockf", "ftest", "flock") of
+ * `type` on [start, start+len) of path gives want1 or want2 (0, or the
+ * errno of a -1 return).  `what` names the scenario. */
+#define CHECK_PEER_TRY(peer, kind, type, start, len, path, want1, want2, what) \
+    qtest_check_peer_try((peer), (kind), (type), (start), (len), (path),      \
+                         (want1), (want2), (what), __FILE__, __LINE__)
+
+static inline void qtest_check_peer_get(const struct qtest_peer *peer,
+                                        const char *kind, long long start,
+                                        long long len, const char *path,
+                                        int want_type, long long want_start,
+                                        long long want_len, int want_pid,
+                                        const char *what, const char *file,
+                                        int line)
+{
+    char out[1024], o1[1100];
+    qtest_peer_run(peer, "get", kind, F_WRLCK, start, len, path, out,
+                   sizeof out, what, file, line);
+    long long r = qtest_peer_said(peer, out, "RESULT", what, file, line);
+    long long t = qtest_out_val(out, "TYPE", -1);
+    int ok = r == 0 && t == want_type;
+    if (want_type != F_UNLCK)
+        ok = ok && qtest_out_val(out, "START", -1) == want_start &&
+             qtest_out_val(out, "LEN", -1) == want_len &&
+             qtest_out_val(out, "PID", -2) == want_pid;
+    qtest_record(ok, file, line,
+                 "%s, %s: %s get (write) start=%lld len=%lld: expected "
+                 "{%s, start=%lld, len=%lld, pid=%d}, got \"%s\"",
+                 what, peer->name, kind, start, len, qtest_typename(want_type),
+                 want_start, want_len, want_pid,
+                 qtest_oneline(out, o1, sizeof o1));
+}
+
+/* A peer's F_GETLK (kind "fcntl") or F_OFD_GETLK ("ofd") with a write
+ * query on [start, start+len) of path reports {type, lstart, llen, pid}
+ * (type F_UNLCK: no lock; the rest is then not looked at). */
+#define CHECK_PEER_GET(peer, kind, start, len, path, type, lstart, llen, pid,  \
+                       what)                                                   \
+    qtest_check_peer_get((peer), (kind), (start), (len), (path), (type),      \
+                         (lstart), (llen), (pid), (what), __FILE__, __LINE__)
+
+/* Start a peer that holds `kind` of `type` on [start, start+len) of path
+ * and CHECK that it got it; h->pid is the holder's pid. */
+static inline qtest_helper qtest_peer_hold(const struct qtest_peer *peer,
+                                           const char *kind, short type,
+                                           long long start, long long len,
+                                           const char *path, const char *what,
+                                           const char *file, int line)
+{
+    qtest_helper h = qtest_peer_spawn(peer, "hold", kind, type, start, len,
+                                      path);
+    char out[512];
+    qtest_read_until(h.out, out, sizeof out, "HELD", 8000);
+    long long r = qtest_peer_said(peer, out, "HELD", what, file, line);
+    qtest_record(r == 0, file, line, "%s, %s: holding %s %s start=%lld "
+                 "len=%lld gave %s", what, peer->name, kind,
+                 type == F_WRLCK ? "write" : "read", start, len,
+                 r < 0 ? "no answer" : qtest_errname((int)r));
+    qtest_record(qtest_out_val(out, "PID", -1) == h.pid, file, line,
+                 "%s, %s: holder says it is pid %lld, spawned as %d", what,
+                 peer->name, qtest_out_val(out, "PID", -1), (int)h.pid);
+    return h;
+}
+
+#define CHECK_PEER_HOLD(peer, kind, type, start, len, path, what)              \
+    qtest_peer_hold((peer), (kind), (type), (start), (len), (path), (what),   \
+                    __FILE__, __LINE__)
+
+/* Tell a peer holder to let go (a line on its stdin: a forked child may
+ * hold a copy of the pipe, so EOF may never come) and CHECK that it
+ * unlocked and exited 0. */
+static inline void qtest_peer_release(const struct qtest_peer *peer,
+                                      qtest_helper *h, const char *what,
+                                      const char *file, int line)
+{
+    char out[512] = "", o1[600];
+    qtest_helper_say(h, "release\n");
+    qtest_read_until(h->out, out, sizeof out, "RELEASED", QTEST_WAIT_MS);
+    int st = qtest_helper_finish(h, QTEST_WAIT_MS, out, sizeof out, NULL, 0);
+    qtest_record(qtest_exited0(st) && qtest_out_val(out, "RELEASED", -1) == 0,
+                 file, line, "%s, %s: holder's release: status %#x, output "
+                 "\"%s\"", what, peer->name, st,
+                 qtest_oneline(out, o1, sizeof o1));
+}
+
+#define CHECK_PEER_RELEASE(peer, h, what)                                     \
+    qtest_peer_release((peer), (h), (what), __FILE__, __LINE__)
 
 #endif /* QTEST_H */

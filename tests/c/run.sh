@@ -7,18 +7,24 @@
 #   t_name    tests to run (default: every tests/c/t_*.c, plus programs.sh)
 #
 # Each test is compiled into target/ctests/ and run twice, each run under
-# `timeout $QTEST_TIMEOUT` (120 s):
-#   native:  QTEST_MODE=native
-#   shim:    QTEST_MODE=shim LD_PRELOAD=LIB QNXCOMPAT_REGISTRY=qnxcompat-test-$$-NAME
-#            (and QNXCOMPAT_VERIFY=1 for the tests in VERIFY_TESTS below)
+# `timeout $QTEST_TIMEOUT` (120 s), and the tests in MIRROR_OFF_TESTS below
+# a third time:
+#   native:      QTEST_MODE=native
+#   shim:        QTEST_MODE=shim LD_PRELOAD=LIB QNXCOMPAT_REGISTRY=qnxcompat-test-$$-NAME
+#                (and QNXCOMPAT_VERIFY=1 for the tests in VERIFY_TESTS below)
+#   mirror-off:  as shim, with QNXCOMPAT_MIRROR=off (the library's kernel
+#                mirror off: its locks live in the registry only) and the
+#                registry qnxcompat-test-$$-NAME-mo
+# programs.sh runs natively (`programs.sh none`: its kernel mirror checks
+# without a library), under the shim and with the mirror off.
 # A run passes when it exits 0 and its last summary line says "N passed,
 # 0 failed"; its PASS/FAIL line gives the count and the seconds it took.  The
 # last line printed is the total "N passed, N failed" over all checks; the
 # exit status is non-zero if anything failed.
 #
 # Environment:
-#   QTEST_RUNS="native shim" (default) selects the runs, e.g. QTEST_RUNS=native
-#       to check the native expectations without a library
+#   QTEST_RUNS="native shim mirror-off" (default) selects the runs, e.g.
+#       QTEST_RUNS=native to check the native expectations without a library
 #   QTEST_TIMEOUT=<seconds> per run (default 120)
 #   QTEST_SHOW=<regex>: lines of a passing run's output that match it (grep
 #       -E) are shown under its PASS line (scripts/stress.sh: the figures)
@@ -40,9 +46,9 @@ shift
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd) || exit 2
 cd "$ROOT" || exit 2
 
-RUNS=${QTEST_RUNS:-native shim}
+RUNS=${QTEST_RUNS:-native shim mirror-off}
 case " $RUNS " in
-*" shim "*)
+*" shim "* | *" mirror-off "*)
     if [ ! -f "$LIB" ]; then
         echo "run.sh: library $LIB not found (set QTEST_RUNS=native to skip shim runs)" >&2
         exit 2
@@ -93,6 +99,19 @@ run() {
 
 CFLAGS=(-O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -I shim/include)
 
+# The static peer of the t_mirror* tests (a process the dynamic loader never
+# preloads; see qtest_peer_main in qtest.h), next to the tests, which find it
+# there.  A test without it skips its static-peer checks, so a failed build
+# counts as a failure here.
+PEER_STATIC_FAILED=0
+if ! cc -static -O1 -g -Wall -Wextra -Werror -D_GNU_SOURCE -I shim/include \
+    -o "$OUT/peer_static" tests/c/peer_static.c >"$LOGDIR/peer_static.cc.log" 2>&1; then
+    echo "FAIL peer_static (compile -static)"
+    sed 's/^/    /' "$LOGDIR/peer_static.cc.log"
+    rm -f "$OUT/peer_static"
+    PEER_STATIC_FAILED=1
+fi
+
 # Shim runs of the tests in VERIFY_TESTS set QNXCOMPAT_VERIFY=1: the library
 # checks every registry invariant after each operation and aborts
 # ("qnxcompat: registry invariant broken: ...") if one breaks.  Their PASS
@@ -113,14 +132,28 @@ VERIFY_TESTS=(
     t_fork_exec_threads t_errors t_flock t_flock_share t_ofd t_deadlock
     t_mmap_lockf t_pidns t_mainexit t_exec_nolib t_slot_reuse t_idle_token
     t_failclosed t_signal_steps t_repair_shared t_cancel_threads t_intercept
+    t_mirror t_mirror_peer t_mirror_clone
 )
-verified() {
-    local t
-    for t in "${VERIFY_TESTS[@]}"; do
-        [ "$t" = "$1" ] && return 0
+
+# listed NAME WORD...: NAME is one of the WORDs
+listed() {
+    local t name=$1
+    shift
+    for t in "$@"; do
+        [ "$t" = "$name" ] && return 0
     done
     return 1
 }
+
+# The mirror-off runs (QNXCOMPAT_MIRROR=off): the kernel mirror tests, whose
+# mirror checks are inverted or skipped then, and the tests whose
+# expectations depend on whether the kernel sees the library's locks, or
+# that cover the lock calls the mirror changes most.
+MIRROR_OFF_TESTS=(
+    t_mirror t_mirror_peer t_mirror_clone t_registry t_group t_hostile
+    t_setlk_getlk t_lockf t_blocking t_close_release t_flock t_ofd
+    t_exec_nolib t_idle_token programs
+)
 
 if [ $# -gt 0 ]; then
     TESTS=("$@")
@@ -133,8 +166,8 @@ else
 fi
 
 total_pass=0
-total_fail=0
-bad_runs=0
+total_fail=$PEER_STATIC_FAILED
+bad_runs=$PEER_STATIC_FAILED
 
 # record NAME MODE RC LOG: judge one run from its exit status and summary
 # (and $secs, set by run).  MODE is what the PASS/FAIL line shows in
@@ -179,9 +212,16 @@ for name in "${TESTS[@]}"; do
     name=$(basename "$name" .c)
     if [ "$name" = programs ]; then
         for mode in $RUNS; do
-            [ "$mode" = shim ] || continue
             log=$LOGDIR/$name.$mode.log
-            run "$log" bash tests/c/programs.sh "$LIB" "qnxcompat-test-$$-$name"
+            case $mode in
+            native) run "$log" bash tests/c/programs.sh none ;;
+            shim) run "$log" bash tests/c/programs.sh "$LIB" "qnxcompat-test-$$-$name" ;;
+            mirror-off)
+                run "$log" env QNXCOMPAT_MIRROR=off bash tests/c/programs.sh "$LIB" \
+                    "qnxcompat-test-$$-$name-mo"
+                ;;
+            *) continue ;;
+            esac
             record "$name" "$mode" $? "$log"
         done
         continue
@@ -210,12 +250,23 @@ for name in "${TESTS[@]}"; do
             ;;
         shim)
             verify=0
-            if verified "$name"; then
+            if listed "$name" "${VERIFY_TESTS[@]}"; then
                 verify=1
                 label="shim, invariants checked"
             fi
             QTEST_MODE=shim run "$log" env LD_PRELOAD="$LIB" QNXCOMPAT_VERIFY=$verify \
                 QNXCOMPAT_REGISTRY="qnxcompat-test-$$-$name" "$bin"
+            ;;
+        mirror-off)
+            listed "$name" "${MIRROR_OFF_TESTS[@]}" || continue
+            verify=0
+            label="shim, mirror off"
+            if listed "$name" "${VERIFY_TESTS[@]}"; then
+                verify=1
+                label="shim, mirror off, invariants checked"
+            fi
+            QTEST_MODE=shim run "$log" env LD_PRELOAD="$LIB" QNXCOMPAT_VERIFY=$verify \
+                QNXCOMPAT_MIRROR=off QNXCOMPAT_REGISTRY="qnxcompat-test-$$-$name-mo" "$bin"
             ;;
         *)
             echo "run.sh: unknown run mode '$mode' in QTEST_RUNS" >&2

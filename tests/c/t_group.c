@@ -5,9 +5,11 @@
  * Root takes a lock in a registry shared with the group "nogroup" (gid
  * 65534); a process of user nobody, a member, sees it and conflicts with it;
  * a process of another user that is not a member is refused (one line on
- * stderr) and falls back to kernel locks, so it neither sees nor touches
- * root's lock. The segment is mode 0660, group 65534. Shim only: the setting
- * is the library's.
+ * stderr) and fails closed, or falls back to kernel locks if told to: then,
+ * with the kernel mirror off (QNXCOMPAT_MIRROR=off), it neither sees nor
+ * touches root's lock; with the mirror on (the default) root's lock is a
+ * kernel lock too, which it sees and conflicts with. The segment is mode
+ * 0660, group 65534. Shim only: the setting is the library's.
  *
  * The variable is read when the library loads, so each user runs this binary
  * again (re-exec through /proc/self/exe) with it in the environment.
@@ -110,11 +112,14 @@ int main(int argc, char **argv)
     pid_t holder = fork();
     if (holder == 0) {
         char *argv2[] = {"t_group", "--hold", path, NULL};
-        char reg[160], pre[512], upfd[32];
+        char reg[160], pre[512], upfd[32], mirror[64];
         snprintf(reg, sizeof reg, "QNXCOMPAT_REGISTRY=%s", registry);
         snprintf(pre, sizeof pre, "LD_PRELOAD=%s", getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
         snprintf(upfd, sizeof upfd, "QTEST_UP=%d", up[1]);
-        char *envp[] = {reg, pre, "QNXCOMPAT_REGISTRY_GROUP=nogroup", "QTEST_MODE=shim", upfd, NULL};
+        /* the holder's kernel mirror setting is this run's */
+        const char *m = getenv("QNXCOMPAT_MIRROR");
+        snprintf(mirror, sizeof mirror, "QNXCOMPAT_MIRROR=%s", m ? m : "");
+        char *envp[] = {reg, pre, "QNXCOMPAT_REGISTRY_GROUP=nogroup", "QTEST_MODE=shim", upfd, m ? mirror : NULL, NULL};
         execve("/proc/self/exe", argv2, envp);
         _exit(96);
     }
@@ -139,7 +144,12 @@ int main(int argc, char **argv)
           "non-member: want one refusal line naming EACCES, got: %s", err);
     /* ...unless it opts into kernel locks. */
     r = run_as(4321, 4321, 0, 1, path, registry, err, sizeof err);
-    CHECK(r == 10, "non-member with QNXCOMPAT_FALLBACK=kernel: probe gave %d, want 10 (kernel locks)", r);
+    if (qtest_kernel_sees())
+        CHECK(r == 20, "non-member with QNXCOMPAT_FALLBACK=kernel: probe gave %d, want 20 (kernel locks: it sees "
+              "root's lock through the kernel mirror and conflicts)", r);
+    else
+        CHECK(r == 10, "non-member with QNXCOMPAT_FALLBACK=kernel, mirror off: probe gave %d, want 10 (kernel locks: "
+              "it sees nothing)", r);
     CHECK(strstr(err, "falling back to native kernel locks"), "non-member with fallback: want the fallback line, got: %s",
           err);
 

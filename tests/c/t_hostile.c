@@ -6,9 +6,12 @@
  *     the registry QNXCOMPAT_REGISTRY=<R>;
  *   - a child that drops to nobody (setgroups/setgid/setuid 65534) and
  *     re-executes itself with the same QNXCOMPAT_REGISTRY gets exactly one
- *     refusal line on stderr and kernel locks: its F_GETLK does not see
- *     root's locks, its F_SETLK on them succeeds (in the kernel), its
- *     unlocks and flock() change nothing of root's, it cannot open
+ *     refusal line on stderr and kernel locks: with the kernel mirror off
+ *     (QNXCOMPAT_MIRROR=off) its F_GETLK does not see root's locks and its
+ *     F_SETLK on them succeeds (in the kernel); with the mirror on (the
+ *     default) root's locks are kernel locks too, so it sees them and its
+ *     requests on them fail; either way its unlocks and flock() change
+ *     nothing of root's, it cannot open
  *     /dev/shm/<R> for reading or writing (EACCES), nor unlink or rename it,
  *     and qnxcompat_verify() cannot attach it;
  *   - afterwards a root probe still sees every one of root's locks;
@@ -17,8 +20,9 @@
  *     to use them refuses each with one line and falls back to kernel locks,
  *     and neither the forged segment nor the symlink's target is changed;
  *   - nobody's kernel locks (all it has) against root's open-file tokens
- *     (see token_attacks): they must neither deny root flock/OFD locks nor
- *     keep a dead root process's flock alive.
+ *     (see token_attacks): they must not keep a dead root process's flock
+ *     alive, and with the mirror off they must not deny root flock/OFD
+ *     locks (with the mirror on they are real conflicts).
  * Scribbled contents: in a registry of its own (<R>-scribble), helper
  * processes (this binary re-executed) take locks; then this process
  * overwrites random bytes of the live segment beyond the header page (in the
@@ -566,26 +570,38 @@ static void other_user(void)
           "nobody: the refusal does not say the segment is root's: \"%s\"",
           qtest_oneline(err, e1, sizeof e1));
     qtest_print("hostile: nobody was told: %s", qtest_oneline(err, e1, sizeof e1));
-    /* it sees none of root's locks and its own calls are kernel locks */
-    CHECK(out_val(out, "GETLK0") == F_UNLCK && out_val(out, "GETLK20") ==
-              F_UNLCK && out_val(out, "GETLK40") == F_UNLCK &&
-              out_val(out, "OFDGETLK") == F_UNLCK,
-          "nobody's F_GETLK saw root's locks: [0,10) %ld, [20,30) %ld, "
-          "[40,50) %ld, OFD %ld (F_UNLCK is %d)", out_val(out, "GETLK0"),
-          out_val(out, "GETLK20"), out_val(out, "GETLK40"),
-          out_val(out, "OFDGETLK"), F_UNLCK);
+    /* its own calls are kernel locks: with the mirror off it sees none of
+     * root's locks, with the mirror on it sees each of them */
+    int sees = qtest_kernel_sees();
+    CHECK(sees ? out_val(out, "GETLK0") == F_WRLCK &&
+                     out_val(out, "GETLK20") == F_RDLCK &&
+                     out_val(out, "GETLK40") == F_WRLCK &&
+                     out_val(out, "OFDGETLK") == F_WRLCK
+               : out_val(out, "GETLK0") == F_UNLCK &&
+                     out_val(out, "GETLK20") == F_UNLCK &&
+                     out_val(out, "GETLK40") == F_UNLCK &&
+                     out_val(out, "OFDGETLK") == F_UNLCK,
+          "nobody's F_GETLK (mirror %s): [0,10) %ld, [20,30) %ld, [40,50) "
+          "%ld, OFD %ld (F_RDLCK %d, F_WRLCK %d, F_UNLCK %d)",
+          sees ? "on: expected root's locks" : "off: expected none",
+          out_val(out, "GETLK0"), out_val(out, "GETLK20"),
+          out_val(out, "GETLK40"), out_val(out, "OFDGETLK"), F_RDLCK, F_WRLCK,
+          F_UNLCK);
     qtest_print("hostile: nobody's F_OFD_GETLK over the whole file: %s "
                 "(start %ld); its F_SETLK over the whole file: %ld",
                 out_val(out, "WHOLEGETLK") == F_UNLCK ? "nothing"
                 : out_val(out, "WHOLEGETLK") == F_WRLCK ? "a write lock"
                                                          : "other",
                 out_val(out, "WHOLEGETLKSTART"), out_val(out, "SETLKWHOLE"));
-    CHECK(out_val(out, "SETLK0") == 0 && out_val(out, "SETLKALL") == 0 &&
+    long busy = sees ? -EAGAIN : 0, lockf_r = out_val(out, "LOCKF");
+    CHECK(out_val(out, "SETLK0") == busy && out_val(out, "SETLKALL") == busy &&
               out_val(out, "UNLOCKALL") == 0 && out_val(out, "OFDUNLOCK") == 0 &&
-              out_val(out, "LOCKF") == 0 && out_val(out, "FLOCK") == 0 &&
+              (lockf_r == busy || (sees && lockf_r == -EACCES)) &&
+              out_val(out, "FLOCK") == (sees ? -EWOULDBLOCK : 0) &&
               out_val(out, "FLOCKUN") == 0,
-          "nobody's kernel locks: SETLK0 %ld SETLKALL %ld UNLOCKALL %ld "
-          "OFDUNLOCK %ld LOCKF %ld FLOCK %ld FLOCKUN %ld",
+          "nobody's kernel locks (mirror %s): SETLK0 %ld SETLKALL %ld "
+          "UNLOCKALL %ld OFDUNLOCK %ld LOCKF %ld FLOCK %ld FLOCKUN %ld",
+          sees ? "on: conflicts are -EAGAIN/-EWOULDBLOCK" : "off: all 0",
           out_val(out, "SETLK0"), out_val(out, "SETLKALL"),
           out_val(out, "UNLOCKALL"), out_val(out, "OFDUNLOCK"),
           out_val(out, "LOCKF"), out_val(out, "FLOCK"),
@@ -686,13 +702,17 @@ static void other_user(void)
 /* Kernel locks of another user against root's open-file owners (flock,
  * OFD): each open-file owner keeps a kernel OFD lock, its "token", near
  * 2^63 - 2^32, and probes the token to tell whether the owner lives.
- *   deny:   nobody holds a kernel whole-file read lock; root's flock and
- *           OFD locks on the file must still work (the registry does not
- *           see kernel locks), a blocking flock must not fail EWOULDBLOCK;
+ *   deny:   nobody holds a kernel whole-file read lock; with the mirror
+ *           off root's flock and OFD locks on the file must still work (the
+ *           registry does not see kernel locks), a blocking flock must not
+ *           fail EWOULDBLOCK; with the mirror on they are refused (a real
+ *           conflict: EWOULDBLOCK, EAGAIN);
  *   revive: root's flock holder is SIGKILLed, then nobody holds a kernel
  *           lock over its token (a whole-file read lock, or an OFD read
  *           lock on exactly the token's range): the dead holder's flock
- *           must still be reaped, i.e. root gets LOCK_EX within 200 ms. */
+ *           must still be reaped, i.e. root gets LOCK_EX within 200 ms
+ *           (with the mirror on: refused while nobody's lock, a real
+ *           conflict, stands; granted once it is gone). */
 static void token_attacks(void)
 {
     const char *path;
@@ -711,7 +731,18 @@ static void token_attacks(void)
         qtest_read_until(n.out, held, sizeof held, "\n", 5000);
         CHECK(out_val(held, "HELD") == 0, "deny: nobody's whole-file kernel "
               "read lock: %s", held);
+        int sees = qtest_kernel_sees();
         pid_t c = fork();
+        if (c == 0 && sees) {
+            /* the mirror: nobody's kernel lock is a real conflict */
+            alarm(5);
+            int fd = open(path, O_RDWR);
+            CHECK_ERR(flock(fd, LOCK_EX | LOCK_NB), EWOULDBLOCK);
+            struct flock o = qtest_fl(F_WRLCK, SEEK_SET, 0, 10);
+            o.l_pid = 0;
+            CHECK_ERR2(fcntl(fd, F_OFD_SETLK, &o), EAGAIN, EACCES);
+            _exit(0);
+        }
         if (c == 0) {
             alarm(5);
             int fd = open(path, O_RDWR);
@@ -781,13 +812,18 @@ static void token_attacks(void)
         double t0 = qtest_now_ms();
         int r;
         int e = 0;
-        while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 &&
-               qtest_now_ms() - t0 < 1000) {
-            e = errno;
-            qtest_msleep(5);
+        if (qtest_kernel_sees()) {
+            /* the mirror: nobody's lock over the file is a real conflict */
+            CHECK_ERR(r = flock(fd, LOCK_EX | LOCK_NB), EWOULDBLOCK);
+        } else {
+            while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 &&
+                   qtest_now_ms() - t0 < 1000) {
+                e = errno;
+                qtest_msleep(5);
+            }
         }
         double dt = qtest_now_ms() - t0;
-        CHECK(r == 0 && dt <= 200, "revive: the flock of a SIGKILLed root "
+        CHECK(qtest_kernel_sees() || (r == 0 && dt <= 200), "revive: the flock of a SIGKILLed root "
               "process is kept alive by another user's %s over its token: "
               "root's LOCK_EX|LOCK_NB %s after %.0f ms (%s)", what,
               r == 0 ? "granted only" : "still refused", dt,
