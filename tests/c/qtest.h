@@ -2090,6 +2090,18 @@ static inline int qtest_mirror_on(void)
     return qtest_mode_shim() && !qtest_mirror_off();
 }
 
+/* For an environment built from scratch (execve): put this run's
+ * QNXCOMPAT_MIRROR setting, if any, at envp[i] (else leave it NULL).  Every
+ * user of a registry must run with the same setting. */
+static inline void qtest_env_mirror(char **envp, int i)
+{
+    static char var[64];
+    const char *m = getenv("QNXCOMPAT_MIRROR");
+    if (m)
+        snprintf(var, sizeof var, "QNXCOMPAT_MIRROR=%s", m);
+    envp[i] = m ? var : NULL;
+}
+
 #define QTEST_KEOF (-1LL)       /* a kernel lock's end: to EOF */
 #define QTEST_KANY (-2LL)       /* a qtest_kernel_count() field: any value */
 #define QTEST_TOKEN_BASE (1LL << 62) /* the library's open-file tokens lie

@@ -58,8 +58,10 @@ static int run_as(uid_t uid, gid_t gid, int member, int fallback, const char *pa
         char reg[128], pre[512];
         snprintf(reg, sizeof reg, "QNXCOMPAT_REGISTRY=%s", registry);
         snprintf(pre, sizeof pre, "LD_PRELOAD=%s", getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
-        char *envp[] = {reg, pre, "QNXCOMPAT_REGISTRY_GROUP=nogroup", "QTEST_MODE=shim",
-                        fallback ? "QNXCOMPAT_FALLBACK=kernel" : NULL, NULL};
+        char *envp[8] = {reg, pre, "QNXCOMPAT_REGISTRY_GROUP=nogroup", "QTEST_MODE=shim"};
+        qtest_env_mirror(envp, 4);
+        if (fallback)
+            envp[envp[4] ? 5 : 4] = "QNXCOMPAT_FALLBACK=kernel";
         execve("/proc/self/exe", argv, envp);
         _exit(96);
     }
@@ -112,14 +114,12 @@ int main(int argc, char **argv)
     pid_t holder = fork();
     if (holder == 0) {
         char *argv2[] = {"t_group", "--hold", path, NULL};
-        char reg[160], pre[512], upfd[32], mirror[64];
+        char reg[160], pre[512], upfd[32];
         snprintf(reg, sizeof reg, "QNXCOMPAT_REGISTRY=%s", registry);
         snprintf(pre, sizeof pre, "LD_PRELOAD=%s", getenv("LD_PRELOAD") ? getenv("LD_PRELOAD") : "");
         snprintf(upfd, sizeof upfd, "QTEST_UP=%d", up[1]);
-        /* the holder's kernel mirror setting is this run's */
-        const char *m = getenv("QNXCOMPAT_MIRROR");
-        snprintf(mirror, sizeof mirror, "QNXCOMPAT_MIRROR=%s", m ? m : "");
-        char *envp[] = {reg, pre, "QNXCOMPAT_REGISTRY_GROUP=nogroup", "QTEST_MODE=shim", upfd, m ? mirror : NULL, NULL};
+        char *envp[8] = {reg, pre, "QNXCOMPAT_REGISTRY_GROUP=nogroup", "QTEST_MODE=shim", upfd};
+        qtest_env_mirror(envp, 5);
         execve("/proc/self/exe", argv2, envp);
         _exit(96);
     }
