@@ -220,6 +220,9 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
     let mirrored = crate::mirror::on();
     let mut polls = 0u32;
     let mut slept = call.slices > 0;
+    // The kernel's word on the last registry lock in the way, asked with
+    // the mutex dropped: (its owner, generation, the part in the way, held).
+    let mut kseen: Option<(u32, u32, Range, bool)> = None;
     // Claim the caller's anchor before the mutex: it is I/O.
     let me = if is_lock {
         match liveness::ensure(&reg) {
@@ -350,6 +353,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
             if let Request::Lock(want) = r.req
                 && let Ok(out) = t.release_other_type(slot, owner, want)
             {
+                changed(&mut t, owner);
                 account(r.owner, slot, file, out.delta);
                 if out.released {
                     wake.notify(t.files, slot);
@@ -362,15 +366,16 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         // taken, then the registry's, all under this hold of the mutex.
         let decided = match r.req {
             Request::Lock(want) if mirrored => {
-                if slept && !calls::same_file(fd, file) {
-                    // The descriptor was closed or replaced while we waited
-                    // (Linux's fcntl_setlk re-check).
-                    let out = finish(&mut t, call, Outcome::Failed(Errno::BADF));
-                    retire_if_idle(&mut t, r.owner, owner);
-                    t.release_file_if_empty(slot);
-                    return out;
-                }
                 match t.lock_check(slot, owner, want, r.range) {
+                    Ok(()) if slept && !calls::same_file(fd, file) => {
+                        // About to grant after a wait, and the descriptor
+                        // was closed or replaced meanwhile (Linux's
+                        // fcntl_setlk re-check).
+                        let out = finish(&mut t, call, Outcome::Failed(Errno::BADF));
+                        retire_if_idle(&mut t, r.owner, owner);
+                        t.release_file_if_empty(slot);
+                        return out;
+                    }
                     Ok(()) => {
                         let had_none = t.owners.get(owner as usize).is_none_or(|o| o.nlocks == 0);
                         match kernel_lock(fd, &r, file, want, had_none) {
@@ -406,13 +411,35 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                             }
                         }
                     }
-                    Err(SetError::Conflict(rec)) if stale_in_kernel(&t, fd, rec, r.range) => {
-                        // The kernel does not hold it: its holder's
-                        // descriptor was closed behind the registry's back
-                        // (a process sharing the descriptor table), or the
-                        // holder is gone. The kernel's answer wins.
-                        drop_stale(&mut t, wake, slot, rec, r.range, me);
-                        continue;
+                    Err(SetError::Conflict(rec)) => {
+                        // Does the kernel hold it? Asked with the mutex
+                        // dropped, once per call and blocker (a probe);
+                        // "nobody" is confirmed under the mutex before the
+                        // lock is dropped: its holder's descriptor was
+                        // closed behind the registry's back (a process
+                        // sharing the descriptor table), or the holder is
+                        // gone. The kernel's answer wins.
+                        let Some((o, part, ask)) = kernel_question(&t, rec, r.range) else {
+                            continue;
+                        };
+                        let generation = t.owners.get(o as usize).map_or(0, |s| s.generation);
+                        match kseen {
+                            Some((ko, kg, kp, held)) if ko == o && kg == generation && kp == part => {
+                                if !held && !crate::mirror::shows_lock(fd, ask, part) {
+                                    kseen = None;
+                                    drop_stale(&mut t, wake, slot, rec, r.range, me);
+                                    continue;
+                                }
+                                Err(SetError::Conflict(rec))
+                            }
+                            _ => {
+                                retire_if_idle(&mut t, r.owner, owner);
+                                t.release_file_if_empty(slot);
+                                drop(g);
+                                kseen = Some((o, generation, part, crate::mirror::shows_lock(fd, ask, part)));
+                                continue;
+                            }
+                        }
                     }
                     Err(e) => Err(e),
                 }
@@ -421,6 +448,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         };
         let blocker = match decided {
             Ok(out) => {
+                changed(&mut t, owner);
                 account(r.owner, slot, file, out.delta);
                 if out.released {
                     wake.notify(t.files, slot);
@@ -546,6 +574,13 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
     }
 }
 
+/// Notes that owner `o`'s locks changed (see `OwnerSlot::changes`).
+fn changed(t: &mut Tables, o: u32) {
+    if let Some(s) = t.owners.get_mut(o as usize) {
+        s.changes = s.changes.wrapping_add(1);
+    }
+}
+
 /// The kernel lock kind that mirrors `spec`'s locks.
 fn kind_of(spec: OwnerSpec) -> crate::mirror::Kind {
     match spec {
@@ -606,20 +641,21 @@ fn kernel_restore(t: &Tables, fd: i32, r: &SetRequest, slot: u32, owner: u32, ha
     }
 }
 
-/// Whether record `rec` (another owner's, in the way of a request on `q`)
-/// is one the kernel no longer holds: no kernel lock of anyone overlaps it
-/// on `q`. Asked through `fd` as the opposite kind of the record's owner,
-/// so that the caller's own locks of that kind never hide it.
-fn stale_in_kernel(t: &Tables, fd: i32, rec: u32, q: Range) -> bool {
-    let Some(n) = t.records.get(rec as usize) else { return false };
+/// What to ask the kernel about record `rec` (another owner's, in the way
+/// of a request on `q`): its owner, the part of it in the way, and the kind
+/// to ask as: the opposite of its owner's, so that the caller's own locks of
+/// that kind never hide it. Whether the kernel shows a lock of anyone there
+/// is `mirror::shows_lock`; none means nobody holds the registry's lock.
+fn kernel_question(t: &Tables, rec: u32, q: Range) -> Option<(u32, Range, crate::mirror::Kind)> {
+    let n = t.records.get(rec as usize)?;
     let r = n.range();
-    let (Some(start), Some(end)) = (Some(r.start.max(q.start)), Some(r.end.min(q.end))) else { return false };
+    let (start, end) = (r.start.max(q.start), r.end.min(q.end));
     if start > end {
-        return false;
+        return None;
     }
     let process = t.owners.get(n.owner as usize).is_some_and(|o| o.kind == OWNER_PROCESS);
     let ask = if process { crate::mirror::Kind::Ofd } else { crate::mirror::Kind::Posix };
-    !crate::mirror::shows_lock(fd, ask, Range::new(start, end))
+    Some((n.owner, Range::new(start, end), ask))
 }
 
 /// Drops the part on `q` of record `rec`'s owner's locks that the kernel
@@ -793,6 +829,7 @@ pub fn test(
     };
     let me_id = liveness::current();
     let mut verdicts = Verdicts::default();
+    let mut kseen: Option<(u32, u32, Range, bool)> = None;
     for _ in 0..registry::layout::OWNERS {
         let mut g = reg.lock().map_err(Outcome::Failed)?;
         let (mut tb, wake) = g.split();
@@ -805,9 +842,24 @@ pub fn test(
             drop(g);
             return kernel_test(fd, spec, t, q);
         };
-        if crate::mirror::on() && stale_in_kernel(&tb, fd, rec, q) {
-            drop_stale(&mut tb, wake, slot, rec, q, me_id);
-            continue;
+        if crate::mirror::on()
+            && let Some((o, part, ask)) = kernel_question(&tb, rec, q)
+        {
+            let generation = tb.owners.get(o as usize).map_or(0, |s| s.generation);
+            match kseen {
+                Some((ko, kg, kp, held)) if ko == o && kg == generation && kp == part => {
+                    if !held && !crate::mirror::shows_lock(fd, ask, part) {
+                        kseen = None;
+                        drop_stale(&mut tb, wake, slot, rec, q, me_id);
+                        continue;
+                    }
+                }
+                _ => {
+                    drop(g);
+                    kseen = Some((o, generation, part, crate::mirror::shows_lock(fd, ask, part)));
+                    continue;
+                }
+            }
         }
         let owner = tb.records[rec as usize].owner;
         match judge(&mut tb, wake, owner, &verdicts) {

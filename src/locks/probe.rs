@@ -134,6 +134,33 @@ pub(super) fn judge(t: &mut Tables, wake: &mut WakeSet, o: u32, v: &Verdicts) ->
     Judged::Reaped
 }
 
+/// Whether an open-file owner's description still exists, with the kernel
+/// mirror: its sample lock is held by somebody. The descriptor that last
+/// started locking through it still carrying exactly that lock says yes at
+/// once; no kernel lock over it says no. Another lock in the way (the
+/// kernel names one conflict only) is settled by looking for a descriptor
+/// that carries exactly the sample lock among the user's processes.
+fn mirrored_alive(fd: i32, s: &crate::registry::Sample) -> bool {
+    use crate::mirror;
+    if s.pid > 0 && s.fd >= 0 && identity::carries(s.pid, s.fd, s.ltype, s.range) {
+        return true;
+    }
+    if !sys::fstat(fd).is_ok_and(|st| st.st_dev == s.dev && st.st_ino == s.ino) {
+        return true; // not a descriptor of its file: cannot tell
+    }
+    match mirror::holder(fd, mirror::Kind::Posix, LockType::Write, s.range) {
+        Ok(None) => false,
+        Ok(Some(h)) if h.pid == -1 && h.range == s.range && h.ltype == s.ltype => true,
+        Ok(Some(_)) => {
+            let mut held = false;
+            let mark = identity::Mark::Lock(s.ltype, s.range, 0, -1);
+            identity::holders(s.dev, s.ino, mark, Some(sys::geteuid()), &mut |_| held = true);
+            held
+        }
+        Err(_) => true,
+    }
+}
+
 /// Runs a probe decided under the mutex; call without it. `fd` is a
 /// descriptor of the file an open-file owner locks (its token is probed
 /// through it).
@@ -144,13 +171,7 @@ pub(super) fn run_probe(reg: &Registry, v: Vouch, fd: i32, verdicts: &mut Verdic
             verdicts.record(tk, alive);
         }
         Vouch::ProbeOpenFile(tk, _, sample) if crate::mirror::on() => {
-            // Its open file lives while the kernel holds its locks: F_GETLK
-            // (POSIX) through `fd` shows every OFD lock, even one of `fd`'s
-            // own open file. Something else over the sample also counts as
-            // alive: the lock is in the way either way, and the question is
-            // asked again once it goes.
-            let alive = sample.is_none_or(|(_, r)| crate::mirror::shows_lock(fd, crate::mirror::Kind::Posix, r));
-            verdicts.record(tk, alive);
+            verdicts.record(tk, sample.is_none_or(|s| mirrored_alive(fd, &s)));
         }
         Vouch::ProbeOpenFile(tk, verify, _) => {
             let token = identity::Token { slot: tk.owner, generation: tk.generation % identity::TOKEN_GENS };

@@ -188,7 +188,10 @@ pub struct OwnerSlot {
     pub kind: u8,
     /// (r) For an open file: `FLAVOR_*`, how its locks are reported.
     pub flavor: u8,
-    pub _pad: [u8; 2],
+    /// (r) For an open file: bumped at each change of its locks, so that a
+    /// liveness verdict probed on its locks of before is not applied to
+    /// its locks of after (it names the probe's `Ticket`).
+    pub changes: u16,
     /// (r) The process id (F_GETLK's l_pid), in the locker's pid namespace;
     /// for an open file, the process that last started locking through it.
     /// Reported, never used to decide anything.

@@ -83,7 +83,7 @@ pub use guard::{
     Attach, Guard, Reach, Registry, WakeSet, attach_named, attached, forget_after_fork, in_registry, reach, section,
     set_on_leave,
 };
-pub use owners::{Ticket, Vouch};
+pub use owners::{Sample, Ticket, Vouch};
 pub use verify::Census;
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -166,7 +166,10 @@ impl Tables<'_> {
     /// What the registry alone can say about owner `i`'s liveness.
     pub fn vouch(&self, i: u32) -> Vouch {
         let Some(o) = self.owners.get(i as usize) else { return Vouch::Dead };
-        let ticket = Ticket { owner: i, generation: o.generation, anchor: o.anchor, nonce: o.nonce };
+        // An open file's ticket carries its change count where a process's
+        // carries its anchor: a verdict holds for the locks it was probed on.
+        let anchor = if o.kind == OWNER_OPENFILE { u32::from(o.changes) } else { o.anchor };
+        let ticket = Ticket { owner: i, generation: o.generation, anchor, nonce: o.nonce };
         match o.kind {
             OWNER_PROCESS if life_says_alive(o) => Vouch::Alive,
             OWNER_PROCESS => Vouch::ProbeProcess(ticket),
@@ -175,7 +178,7 @@ impl Tables<'_> {
                 // needed only once the process that locked is not proven
                 // alive: while it lives, the token is its own.
                 let verify = self.owners.get(o.locker as usize).is_none_or(|l| !life_says_alive(l));
-                Vouch::ProbeOpenFile(ticket, verify, self.sample_lock(i))
+                Vouch::ProbeOpenFile(ticket, verify, self.sample(i))
             }
             _ => Vouch::Dead,
         }
@@ -186,6 +189,14 @@ impl Tables<'_> {
         let o = self.owners.get(i as usize)?;
         let r = self.records.get(o.lock_head as usize)?;
         Some((LockType::from_raw(r.ltype)?, r.range()))
+    }
+
+    /// What a probe of open-file owner `i` needs: one of its locks, its
+    /// file, and the descriptor that last started locking through it.
+    pub fn sample(&self, i: u32) -> Option<Sample> {
+        let o = self.owners.get(i as usize)?;
+        let (ltype, range) = self.sample_lock(i)?;
+        Some(Sample { ltype, range, dev: o.dev, ino: o.ino, pid: o.pid, fd: o.fd })
     }
 
     /// Whether `t` still names the owner it was issued for.
@@ -233,7 +244,20 @@ pub enum Vouch {
     /// An open file whose token (or, with the kernel mirror, whose sample
     /// lock) must be probed through a descriptor of its file; with the flag,
     /// a found token must also be confirmed as held by one of our processes.
-    ProbeOpenFile(Ticket, bool, Option<(LockType, Range)>),
+    ProbeOpenFile(Ticket, bool, Option<Sample>),
+}
+
+/// One lock of an open-file owner, with where to look for it (see
+/// `Vouch::ProbeOpenFile`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Sample {
+    pub ltype: LockType,
+    pub range: Range,
+    pub dev: u64,
+    pub ino: u64,
+    /// The process and descriptor that last started locking through it.
+    pub pid: i32,
+    pub fd: i32,
 }
 
 /// An owner as it was when a probe was decided: the probe's verdict applies

@@ -29,7 +29,7 @@
 #include "qtest.h"
 
 /* The registry layout this build of the library uses (src/registry/layout.rs). */
-#define QNXCOMPAT_LAYOUT_VERSION 2
+#define QNXCOMPAT_LAYOUT_VERSION 3
 
 #define NOBODY_UID 65534
 #define VICTIM_TIMEOUT_S 30
@@ -691,6 +691,13 @@ static void run_fill_up(const char *path)
 
 static void capacity(void)
 {
+    if (qtest_mirror_on()) {
+        /* Every lock would also sit in the kernel's linear per-file list, so
+         * filling the registry's 2^20 records through one file takes
+         * minutes: the bound is crossed in the mirror-off run (run.sh). */
+        qtest_print("SKIP capacity: crossed in the QNXCOMPAT_MIRROR=off run");
+        return;
+    }
     const char *path;
     int fd = qtest_tmpfile(100, &path);
     run_fill_up(path);

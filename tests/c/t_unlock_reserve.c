@@ -131,7 +131,11 @@ int main(void)
 {
     qtest_init();
     int fd = qtest_tmpfile(0, NULL);
-    long cap = qtest_mode_shim() ? CAP_SHIM : N_NATIVE;
+    /* With the kernel mirror every lock is also in the kernel's linear
+     * per-file list, so filling the registry would take minutes: the
+     * reserve is tested in the mirror-off run (run.sh), and the mirror-on
+     * run does what the native one does. */
+    long cap = qtest_mirror_off() ? CAP_SHIM : N_NATIVE;
     long n = 0;
     int err = 0;
     double t0 = qtest_now_ms();
@@ -149,7 +153,7 @@ int main(void)
     if (qtest_mode_shim()) {
         CHECK(n == cap || err == ENOLCK, "lock #%ld failed with %s, expected "
               "ENOLCK (registry full)", n, qtest_errname(err));
-        if (n == cap)
+        if (n == cap && qtest_mirror_off())
             qtest_print("NOTE no ENOLCK within %ld lock calls: the unlocks "
                         "below do not test the reserve", cap);
         /* full: a further lock is refused too, and a non-splitting request
