@@ -301,7 +301,7 @@ impl Registry {
 /// Files whose waiters to wake once the mutex is dropped.
 #[derive(Default)]
 pub struct WakeSet {
-    files: [u32; 8],
+    files: [u32; 32],
     n: usize,
     all: bool,
 }
@@ -324,6 +324,8 @@ impl WakeSet {
         for &f in &touched.files[..touched.n] {
             self.notify(files, f);
         }
+        // Which files were touched is lost: the guard then changes every
+        // file's word and wakes those with sleepers.
         self.all |= touched.all;
     }
 
@@ -386,10 +388,18 @@ impl Drop for Guard {
         // SAFETY: we hold the mutex; the free lists are read only.
         let high = unsafe { tables_at(self.base) }.free.file_high.min(FILES);
         if self.wake.all {
+            // More files than the set holds: every file's word changes, and
+            // the files that have sleepers (counted under the mutex) are
+            // woken now, before the unlock, since only here is the count
+            // known. A file without sleepers costs no syscall.
             for i in 0..high {
-                // SAFETY: as in `tables`, but only the atomic field is touched.
+                // SAFETY: as in `tables`; the mutex is held, so the
+                // sleeper count is stable while read.
                 let f = unsafe { &*(self.base.add(OFFSETS.files) as *const FileSlot).add(i as usize) };
                 f.wake.fetch_add(1, Ordering::Release);
+                if f.in_use == 1 && f.sleepers > 0 {
+                    sys::futex_wake_all(&f.wake);
+                }
             }
         }
         // SAFETY: this guard holds the mutex.
@@ -397,11 +407,7 @@ impl Drop for Guard {
         crate::fault::point(crate::fault::Point::AfterUnlock);
         left_registry();
         let reg = Registry { base: self.base };
-        if self.wake.all {
-            for i in 0..high {
-                sys::futex_wake_all(reg.wake_word(i));
-            }
-        } else {
+        if !self.wake.all {
             for &f in &self.wake.files[..self.wake.n] {
                 sys::futex_wake_all(reg.wake_word(f));
             }
