@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing qnxcompat needs on a fresh Debian
-# machine: a C compiler, make, python3, util-linux's flock(1), and a Rust
-# toolchain new enough for edition 2024 (rustup when cargo is missing).
+# machine: a C compiler (and glibc's static libc, for the static test peer),
+# make, python3, perl, sqlite3, strace, util-linux's flock(1) and lslocks(8),
+# and a Rust toolchain new enough for edition 2024 (rustup when cargo is
+# missing).
 # Does nothing when everything is already there.
 set -euo pipefail
 
@@ -10,6 +12,11 @@ command -v cc >/dev/null || need+=(gcc libc6-dev)
 command -v make >/dev/null || need+=(make)
 command -v python3 >/dev/null || need+=(python3)
 command -v flock >/dev/null || need+=(util-linux)
+command -v lslocks >/dev/null || need+=(util-linux)
+[ -e /usr/lib/x86_64-linux-gnu/libc.a ] || [ -e /usr/lib/libc.a ] || need+=(libc6-dev)
+command -v perl >/dev/null || need+=(perl)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v strace >/dev/null || need+=(strace)
 command -v curl >/dev/null || command -v cargo >/dev/null || need+=(curl ca-certificates)
 
 as_root() {

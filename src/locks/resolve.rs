@@ -42,7 +42,7 @@ pub(super) fn resolve_owner(
                 }
             }
             if crate::mirror::on() {
-                return mirrored_owner(t, fd, file, flavor, create, locker, me);
+                return mirrored_owner(t, &Ask { fd, file, flavor, create, locker, me });
             }
             let mut found = None;
             let mut stale = [None; 4];
@@ -70,17 +70,11 @@ pub(super) fn resolve_owner(
             for tok in stale.iter().flatten() {
                 identity::drop_token(fd, *tok);
             }
-            if let Some(o) = found {
-                local::fd_set_owner(fd, o, t.owners[o as usize].generation % identity::TOKEN_GENS);
-                relabel_if_idle(t, o, flavor, create, locker, me, fd);
-            }
-            if found.is_some() || !create {
-                return Ok(found);
-            }
-            let (Some(locker), Some(me)) = (locker, me) else { return Ok(None) };
-            let o = t.new_owner(OWNER_OPENFILE, flavor, me.pid, me.nonce, file.dev, file.ino)?;
-            t.free.ofd_created = t.free.ofd_created.wrapping_add(1);
-            t.owners[o as usize].locker = locker;
+            let ask = Ask { fd, file, flavor, create, locker, me };
+            let o = match found_or_new(t, found, &ask)? {
+                Found::Done(o) => return Ok(o),
+                Found::New(o) => o,
+            };
             let token = identity::Token { slot: o, generation: t.owners[o as usize].generation % identity::TOKEN_GENS };
             if let Err(e) = identity::take(fd, token, file.readable) {
                 t.release_owner_if_idle(o);
@@ -99,15 +93,8 @@ pub(super) fn resolve_owner(
 /// the one whose registry locks are the description's kernel OFD locks
 /// (`/proc/self/fdinfo/<fd>`); a description that holds none has no owner
 /// yet, and one is made when `create`. No token is taken.
-fn mirrored_owner(
-    t: &mut Tables,
-    fd: i32,
-    file: &FileRef,
-    flavor: u8,
-    create: bool,
-    locker: Option<u32>,
-    me: Option<Me>,
-) -> Result<Option<u32>, Errno> {
+fn mirrored_owner(t: &mut Tables, a: &Ask) -> Result<Option<u32>, Errno> {
+    let (fd, file, me) = (a.fd, a.file, a.me);
     // Retired here, and no open-file owner made anywhere since: the open
     // file still has none (only a creation could give it one).
     let known_empty = local::fd_retired(fd) == Some(t.free.ofd_created);
@@ -151,20 +138,53 @@ fn mirrored_owner(
             found = best.1;
         }
     }
+    match found_or_new(t, found, a)? {
+        Found::Done(o) => Ok(o),
+        Found::New(o) => {
+            local::fd_set_owner(fd, o, t.owners[o as usize].generation % identity::TOKEN_GENS);
+            Ok(Some(o))
+        }
+    }
+}
+
+/// An open-file owner search: through `fd`, on `file`, for a call of
+/// `flavor` that creates the owner when `create`, by the process `me`
+/// whose process owner is `locker`.
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    fd: i32,
+    file: &'a FileRef,
+    flavor: u8,
+    create: bool,
+    locker: Option<u32>,
+    me: Option<Me>,
+}
+
+/// What `found_or_new` settled.
+enum Found {
+    /// The answer: the owner found (cached and relabelled), or none.
+    Done(Option<u32>),
+    /// A new open-file owner, made for the caller to finish.
+    New(u32),
+}
+
+/// The end of an open-file owner search: the owner `found`, or a new one
+/// when `create` (the caller identifies it to the kernel).
+fn found_or_new(t: &mut Tables, found: Option<u32>, a: &Ask) -> Result<Found, Errno> {
+    let Ask { fd, file, flavor, create, locker, me } = *a;
     if let Some(o) = found {
         local::fd_set_owner(fd, o, t.owners[o as usize].generation % identity::TOKEN_GENS);
         relabel_if_idle(t, o, flavor, create, locker, me, fd);
     }
     if found.is_some() || !create {
-        return Ok(found);
+        return Ok(Found::Done(found));
     }
-    let (Some(locker), Some(me)) = (locker, me) else { return Ok(None) };
+    let (Some(locker), Some(me)) = (locker, me) else { return Ok(Found::Done(None)) };
     let o = t.new_owner(OWNER_OPENFILE, flavor, me.pid, me.nonce, file.dev, file.ino)?;
     t.free.ofd_created = t.free.ofd_created.wrapping_add(1);
     t.owners[o as usize].locker = locker;
     t.owners[o as usize].fd = fd;
-    local::fd_set_owner(fd, o, t.owners[o as usize].generation % identity::TOKEN_GENS);
-    Ok(Some(o))
+    Ok(Found::New(o))
 }
 
 /// An open-file owner that locks again after going idle: F_GETLK must name
