@@ -12,6 +12,9 @@
  *   (b) a proper segment (made by a preloaded process) whose mode was then
  *       opened up to 0644;
  *   (c) (root only) a segment owned by another user (nobody);
+ *   (d) a proper segment made by a process of the other kernel-mirror mode
+ *       (QNXCOMPAT_MIRROR=off against the default, and the reverse), whose
+ *       line names QNXCOMPAT_MIRROR;
  * for each, a process that loads the library with that registry gets
  *   F_SETLK -> -1 ENOLCK, lockf(F_TLOCK) -> -1 ENOMEM, flock -> -1 ENOLCK,
  *   each twice, and exactly one stderr line containing "qnxcompat";
@@ -97,13 +100,14 @@ static int lock_once_main(const char *p)
 
 /* Run the calls helper with registry `name` (fallback: QNXCOMPAT_FALLBACK
  * =kernel) and check its results. */
-static void run_calls(const char *tag, const char *name, int fallback)
+static void run_calls_env(const char *tag, const char *name, int fallback,
+                          char *extra, const char *why)
 {
     char regenv[160];
     snprintf(regenv, sizeof regenv, "QNXCOMPAT_REGISTRY=%s", name);
     char *env[] = {regenv,
                    fallback ? "QNXCOMPAT_FALLBACK=kernel" : "QNXCOMPAT_FALLBACK",
-                   NULL};
+                   extra, NULL};
     char *argv[] = {"t_failclosed", "--calls", (char *)path, NULL};
     qtest_helper h = qtest_spawn(NULL, argv, env);
     char out[2048] = "", err[4096] = "", o1[2100], e1[4200];
@@ -144,6 +148,14 @@ static void run_calls(const char *tag, const char *name, int fallback)
     CHECK(lines == want_lines, "%s %s: %d stderr lines mention qnxcompat, "
           "expected %d: \"%s\"", tag, how, lines, want_lines,
           qtest_oneline(err, e1, sizeof e1));
+    CHECK(!qtest_mode_shim() || !why || strstr(err, why),
+          "%s %s: the line does not say why (\"%s\"): \"%s\"", tag, how,
+          why ? why : "", qtest_oneline(err, e1, sizeof e1));
+}
+
+static void run_calls(const char *tag, const char *name, int fallback)
+{
+    run_calls_env(tag, name, fallback, NULL, NULL);
 }
 
 /* Both runs against the planted segment at /dev/shm/<name>; it must not
@@ -208,6 +220,38 @@ static void permissive(void)
     case_segment("(b) mode 0644", name);
 }
 
+/* (d) a segment made by a process of the other kernel-mirror mode: one
+ * registry has one mode (a mirrored process would take a mirror-off
+ * process's locks, which the kernel does not hold, for stale). */
+static void other_mode(void)
+{
+    if (!qtest_mode_shim()) {
+        qtest_print("SKIP (d) other mirror mode: no registry natively");
+        return;
+    }
+    for (int off = 0; off < 2; off++) {
+        char name[160], seg[256], regenv[200];
+        qtest_registry_name(name, sizeof name, off ? "fc-mode-off" : "fc-mode-on");
+        snprintf(seg, sizeof seg, "/dev/shm/%s", name);
+        unlink(seg);
+        qtest_track_path(seg);
+        snprintf(regenv, sizeof regenv, "QNXCOMPAT_REGISTRY=%s", name);
+        /* the creator: mirror off, or on */
+        char *env[] = {regenv, off ? "QNXCOMPAT_MIRROR=off" : "QNXCOMPAT_MIRROR", NULL};
+        char *argv[] = {"t_failclosed", "--lock-once", (char *)path, NULL};
+        qtest_helper h = qtest_spawn(NULL, argv, env);
+        int st = qtest_helper_finish(&h, 10000, NULL, 0, NULL, 0);
+        CHECK(qtest_exited0(st), "(d) the creator (mirror %s): status %#x",
+              off ? "off" : "on", st);
+        const char *tag = off ? "(d) a mirror-off registry, the mirror on"
+                              : "(d) a mirrored registry, QNXCOMPAT_MIRROR=off";
+        char *user = off ? "QNXCOMPAT_MIRROR" : "QNXCOMPAT_MIRROR=off";
+        run_calls_env(tag, name, 0, user, "QNXCOMPAT_MIRROR");
+        run_calls_env(tag, name, 1, user, "QNXCOMPAT_MIRROR");
+        qtest_remove_path(seg);
+    }
+}
+
 static void foreign(void)
 {
     if (geteuid() != 0) {
@@ -239,6 +283,7 @@ int main(int argc, char **argv)
     close(fd);
     other_layout();
     permissive();
+    other_mode();
     foreign();
     return QTEST_DONE();
 }
