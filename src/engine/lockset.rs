@@ -16,7 +16,7 @@
 //! Capacity is checked before any mutation (Linux `posix_lock_inode` reserves
 //! two spare records up front), so a failed request changes nothing.
 
-use super::range::{LockType, Range, Request};
+use super::range::{EOF, LockType, Range, Request};
 use super::tree::{self, Arena, ArenaMut, Corrupt, LockRecord};
 
 /// Allocation of records, and whatever bookkeeping the store keeps per owner.
@@ -223,9 +223,17 @@ pub fn holds_other_type<A: Arena + ?Sized>(a: &A, root: u32, owner: u32, t: Lock
 
 /// Removes every record of `owner` (e.g. a dead owner, or one whose file was
 /// closed); returns how many went. Needs no free record.
+///
+/// Each search resumes where the last removed record started: the owner's
+/// records are disjoint and found in start order, so every later one starts
+/// after it, and the treap prunes everything that ends before. Releasing M
+/// records behind N records of other owners costs O(M log N), not a search
+/// from the left for each (O(M·N)).
 pub fn remove_owner<P: Pool + ?Sized>(p: &mut P, root: &mut u32, owner: u32) -> Result<u32, Corrupt> {
     let mut removed = 0;
-    while let Some(r) = tree::find(p, *root, Range::WHOLE, &mut |_, n| n.owner == owner)? {
+    let mut from = 0;
+    while let Some(r) = tree::find(p, *root, Range::new(from, EOF), &mut |_, n| n.owner == owner)? {
+        from = p.rec(r)?.start;
         tree::remove(p, root, r)?;
         p.free(r)?;
         removed += 1;
@@ -359,6 +367,59 @@ mod tests {
         assert!(out.released);
         assert_eq!(locks_of(&p, root, A), vec![(0, 99, 1)]);
         check(&p, root).unwrap();
+    }
+
+    /// A pool that counts record reads, to bound how much work a call does.
+    struct Counting {
+        p: VecPool,
+        reads: core::cell::Cell<u64>,
+    }
+
+    impl Arena for Counting {
+        fn records(&self) -> &[LockRecord] {
+            self.reads.set(self.reads.get() + 1);
+            &self.p.recs
+        }
+    }
+
+    impl ArenaMut for Counting {
+        fn records_mut(&mut self) -> &mut [LockRecord] {
+            &mut self.p.recs
+        }
+    }
+
+    impl Pool for Counting {
+        fn alloc(&mut self, owner: u32, file: u32) -> Option<u32> {
+            self.p.alloc(owner, file)
+        }
+        fn free(&mut self, i: u32) -> Result<(), Corrupt> {
+            self.p.free(i)
+        }
+        fn can_alloc(&mut self, n: u32, for_unlock: bool) -> bool {
+            self.p.can_alloc(n, for_unlock)
+        }
+    }
+
+    #[test]
+    fn removing_an_owner_behind_others_is_not_quadratic() {
+        // M = 4,000 records of A behind N = 4,000 records of B: a search
+        // from the left for each of A's would read about M * N = 16M
+        // records; resuming reads O((M + N) log N).
+        const N: i64 = 4000;
+        let mut c = Counting { p: VecPool::new(2 * N as u32 + 8, 0), reads: core::cell::Cell::new(0) };
+        let mut root = NIL;
+        for i in 0..N {
+            set(&mut c, &mut root, 0, B, WR, r(2 * i, 2 * i)).unwrap();
+        }
+        for i in 0..N {
+            set(&mut c, &mut root, 0, A, WR, r(2 * N + 2 * i, 2 * N + 2 * i)).unwrap();
+        }
+        c.reads.set(0);
+        assert_eq!(remove_owner(&mut c, &mut root, A), Ok(N as u32));
+        let reads = c.reads.get();
+        assert!(reads < 2_000_000, "removing {N} records read {reads} records");
+        assert_eq!(locks_of(&c.p, root, B).len(), N as usize);
+        assert_eq!(locks_of(&c.p, root, A), vec![]);
     }
 
     #[test]
