@@ -7,7 +7,11 @@ fn main() {
     println!("cargo:rerun-if-changed=shim/exports.map");
     cc::Build::new()
         .file("shim/shim.c")
-        .flag("-fexceptions") // pthread_cancel unwinds through the retry loop
+        // pthread_cancel unwinds through the retry loop: unwind tables, and
+        // no -fexceptions, so glibc's setjmp-based cleanup handlers are used
+        // and no personality routine is needed (see WAIT_LOOP).
+        .flag("-fasynchronous-unwind-tables")
+        .flag("-fno-exceptions")
         .flag("-fvisibility=hidden")
         .warnings(true)
         .extra_warnings(true)
@@ -20,6 +24,21 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg={out}/libqnxcompat_shim.a");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--no-whole-archive");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/shim/exports.map");
+    // The unwinder linked in statically (libgcc_eh), so that the library
+    // does not need libgcc_s.so: loading it costs every preloaded process
+    // start about 120 us (ld.so work and its CPU-feature constructor).
+    // Panics abort; unwinding happens only for pthread_cancel through the
+    // shim, driven by glibc.
+    if let Ok(o) = std::process::Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .arg("-print-file-name=libgcc_eh.a")
+        .output()
+    {
+        let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if let Some(d) = std::path::Path::new(&p).parent().filter(|_| p.starts_with('/')) {
+            println!("cargo:rustc-link-search=native={}", d.display());
+            println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
+        }
+    }
     for sym in ["fcntl", "fcntl64", "__fcntl", "lockf", "lockf64", "flock"] {
         println!("cargo:rustc-cdylib-link-arg=-Wl,--undefined={sym}");
     }

@@ -50,7 +50,11 @@ static void abandon(void *call)
 }
 
 /* Calls `expr` until it stops asking for another wait slice, offering
- * cancellation between slices. */
+ * cancellation between slices. The shim is compiled without -fexceptions,
+ * so pthread_cleanup_push is glibc's setjmp-based form, run by glibc's
+ * forced unwind through its own stop function: no frame of the shim has a
+ * landing pad, and the library needs no unwinder or personality routine
+ * of its own (nor libgcc_s, whose loading cost every process start). */
 #define WAIT_LOOP(r, expr, call)                                                                   \
     do {                                                                                           \
         pthread_cleanup_push(abandon, &(call));                                                    \

@@ -102,12 +102,16 @@ static long long cmd(qtest_child *c, int op, int file, const char *who)
 }
 
 /* The child announced a blocking call: 1 if it is asleep in it (it sleeps
- * within 1 s and then stays silent for 50 ms).  A shorter form of
- * qtest_wait_blocked, for the many waits here. */
+ * within 1 s and then stays silent for 75 ms).  A shorter form of
+ * qtest_wait_blocked, for the many waits here.  75 ms, not the library's
+ * 50 ms wait slice: a SIGSTOP sent right after would otherwise land when
+ * the waiter wakes for its next slice, often while it holds the registry
+ * lock, which (one lock for all files today) stalls every other process
+ * of the test until SIGCONT. */
 static int blocked(qtest_child *c)
 {
     qtest_wait_state(c->pid, 'S', 1000);
-    return qtest_silent(c, 50);
+    return qtest_silent(c, 75);
 }
 
 /* Start a blocking F_SETLKW; CHECK that it blocks. */
