@@ -1183,6 +1183,111 @@ static int shim_mapped(void)
     return found;
 }
 
+/* ---- Scenario 12: F_GETLK with 1,000 live process owners ------------ */
+
+/* F_GETLK write over [0,10) of a file nobody locks. */
+static int op_getlk(void *c, long n)
+{
+    int fd = ((struct fdctx *)c)->fd;
+    for (long i = 0; i < n; i++) {
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
+        if (fcntl(fd, F_GETLK, &fl) != 0 || fl.l_type != F_UNLCK)
+            return -1;
+    }
+    return 0;
+}
+
+/* The F_GETLK loop by a process that holds nothing (under the shim: has no
+ * owner of its own) on a file another process holds [100,110) of, first
+ * with that one other owner, then with 1,000 more processes each holding a
+ * byte of another file (1,000 live owners). */
+static void s12(void)
+{
+    enum { N = 1000 };
+    char path[512], other[512];
+    struct fdctx c = {scratch("s12", 4096, path, sizeof path)};
+    if (c.fd < 0)
+        return;
+    int ofd = scratch("s12o", 4096, other, sizeof other);
+    if (ofd < 0)
+        return;
+    /* A holder of [100,110) of the probed file, so that the file is known
+     * to the registry and each F_GETLK asks who the caller is (the registry
+     * exists from then on, too). */
+    int hold[2];
+    if (pipe(hold) != 0) {
+        fprintf(stdout, "ERROR s12: pipe\n");
+        return;
+    }
+    pid_t first = fork();
+    if (first == 0) {
+        close(hold[1]);
+        if (lk(c.fd, F_SETLK, F_WRLCK, 100, 10) != 0)
+            _exit(1);
+        char b;
+        (void)!read(hold[0], &b, 1);
+        _exit(0);
+    }
+    close(hold[0]);
+    for (int tries = 0; tries < 10000; tries++) {
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 100, .l_len = 10};
+        if (fcntl(c.fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+            break;
+        usleep(100);
+    }
+    double v = measure("s12_none", op_getlk, &c, 1);
+    if (v >= 0)
+        result("s12_none", v, "ns/call");
+    int go[2];
+    if (pipe(go) != 0) {
+        fprintf(stdout, "ERROR s12: pipe\n");
+        return;
+    }
+    pid_t kids[N];
+    int n = 0;
+    for (; n < N; n++) {
+        pid_t p = fork();
+        if (p < 0)
+            break;
+        if (p == 0) {
+            close(go[1]);
+            /* each its own byte of one file: a process owner each */
+            if (lk(ofd, F_SETLK, F_WRLCK, n, 1) != 0)
+                _exit(1);
+            char b;
+            (void)!read(go[0], &b, 1); /* until the parent closes the pipe */
+            _exit(0);
+        }
+        kids[n] = p;
+    }
+    close(go[0]);
+    /* every child has locked once the byte after the last is the only free
+     * one: wait until F_GETLK sees each child's lock */
+    for (int i = 0; i < n; i++) {
+        for (int tries = 0; tries < 10000; tries++) {
+            struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = i, .l_len = 1};
+            if (fcntl(ofd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+                break;
+            usleep(100);
+        }
+    }
+    if (n == N) {
+        v = measure("s12_1000", op_getlk, &c, 1);
+        if (v >= 0)
+            result("s12_1000", v, "ns/call");
+    } else {
+        fprintf(stdout, "ERROR s12: only %d of %d children started\n", n, N);
+    }
+    close(go[1]);
+    for (int i = 0; i < n; i++)
+        waitpid(kids[i], NULL, 0);
+    close(hold[1]);
+    if (first > 0)
+        waitpid(first, NULL, 0);
+    done_file(ofd, other);
+    done_file(c.fd, path);
+}
+
 static void run(const char *s)
 {
     if (!strcmp(s, "s1"))
@@ -1211,6 +1316,8 @@ static void run(const char *s)
         s10();
     else if (!strcmp(s, "s11"))
         s11();
+    else if (!strcmp(s, "s12"))
+        s12();
     else {
         fprintf(stderr, "bench: unknown scenario %s\n", s);
         exit(2);
@@ -1220,7 +1327,7 @@ static void run(const char *s)
 /* s2_100000 first: its registry-memory reading is then taken on a registry
  * that earlier scenarios have barely touched. */
 static const char *const ALL[] = {"s2_100000", "s2_10000", "s2_1000", "s1", "s3", "s4", "s5",
-                                  "s6", "s7", "s8", "s9", "s10", "s11"};
+                                  "s6", "s7", "s8", "s9", "s10", "s11", "s12"};
 
 int main(int argc, char **argv)
 {

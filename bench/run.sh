@@ -5,7 +5,7 @@
 #
 #   LIBPATH    the shim, e.g. target/release/libqnxcompat.so
 #   scenario   a subset to run (default: all): s1 s2_1000 s2_10000 s2_100000
-#              s3 s4 s5 s6 s7 s8 s9 s10 s11
+#              s3 s4 s5 s6 s7 s8 s9 s10 s11 s12
 #
 # Builds bench/bench.c (cc -O2 -pthread) into a temporary directory, copies
 # LIBPATH there (so a rebuild during the run cannot change the library under
@@ -45,7 +45,7 @@ if [ ! -f "$LIB" ]; then
 fi
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd) || exit 2
-ALL=(s2_100000 s2_10000 s2_1000 s1 s3 s4 s5 s6 s7 s8 s9 s10 s11)
+ALL=(s2_100000 s2_10000 s2_1000 s1 s3 s4 s5 s6 s7 s8 s9 s10 s11 s12)
 if [ $# -gt 0 ]; then
     SCEN=("$@")
 else
@@ -193,6 +193,8 @@ END {
     row[++n] = "s9_setlk|9. F_SETLK→EAGAIN against the same chain|t|none|"
     row[++n] = "s10|10. fork + execve /bin/true + waitpid, per process|t|delta|1000000"
     row[++n] = "s11|11. mmap + munmap, 4 KiB MAP_SHARED file|t|ratio|1.2"
+    row[++n] = "s12_none|12. F_GETLK [0,10) by a process that holds nothing, one other owner holding [100,110)|t|none|"
+    row[++n] = "s12_1000|12. … with 1,000 live process owners (each its own lock)|t|owners|1.1"
 
     print "ratio = shim time ÷ native time per operation; for the throughput rows (5, 6) it is native ÷ shim"
     print "throughput, which is the same thing. Below 1 the shim is faster. Each target applies to the"
@@ -226,6 +228,15 @@ END {
         } else if (tk == "abs") {
             target = "shim ≤ " fmt_t(tv) " per check"
             if (hs) verdict = (vs <= tv) ? "PASS" : "MISS"
+        } else if (tk == "owners") {
+            # shim with 1,000 owners against the shim row with none
+            if (hs && have[sm, "s12_none"]) {
+                sc = vs / val[sm, "s12_none"]
+                target = sprintf("shim ≤ %.1f × shim with none (is %.2f×)", tv, sc)
+                verdict = (sc <= tv) ? "PASS" : "MISS"
+            } else {
+                target = sprintf("shim ≤ %.1f × shim with none", tv)
+            }
         } else if (tk == "scale") {
             if (have["shim", "s6_p2"] && hs) {
                 sc = vs / val["shim", "s6_p2"]

@@ -17,7 +17,13 @@ pub(super) fn resolve_owner(
     let process = |t: &mut Tables| -> Result<Option<u32>, Errno> {
         let Some(me) = me else { return Ok(None) };
         if !create {
-            return Ok(t.find_process(me.nonce, hint));
+            let found = t.find_process(me.nonce, hint);
+            if let Some(o) = found {
+                // Found by a search (a fork child's owner, made by its
+                // parent): the next call finds it at once.
+                local::set_owner_hint(o);
+            }
+            return Ok(found);
         }
         let o = t.process_owner(me.nonce, me.anchor, me.pid, hint)?;
         local::set_owner_hint(o);

@@ -108,7 +108,11 @@ pub struct FreeLists {
     pub owner_high: u32,
     pub waiter_high: u32,
     pub map_high: u32,
-    pub _pad: u32,
+    /// (r) Process owners made so far (wrapping): a process that found no
+    /// owner of its own when this count was current, and finds it
+    /// unchanged, still has none (only a creation could give it one), so
+    /// it need not scan the owner table again.
+    pub proc_created: u32,
     /// (r) Slots backed (allocated in the file) per table: owners, files,
     /// waiters, maps, records. A slot at or above its table's mark is
     /// backed before first use.

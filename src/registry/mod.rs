@@ -326,7 +326,7 @@ impl Tables<'_> {
             owner_high: 0,
             waiter_high: 0,
             map_high: 0,
-            _pad: 0,
+            proc_created: 0,
             backed: [0; 5],
             unrecorded_owners: 0,
             graph_epoch: 0,

@@ -15,12 +15,32 @@ impl Tables<'_> {
     }
 
     /// The owner slot of the process image with `nonce`, if it has one.
+    ///
+    /// A search that finds none is remembered (in this process, for this
+    /// registry and nonce) with the registry's count of process owners made:
+    /// while the count is unchanged the answer stands, so a process that
+    /// holds nothing (F_GETLK, lockf F_TEST, an unlock) does not scan every
+    /// owner on every call.
     pub fn find_process(&self, nonce: u64, hint: u32) -> Option<u32> {
         let is_me = |o: &OwnerSlot| o.kind == OWNER_PROCESS && o.nonce == nonce;
         if self.owners.get(hint as usize).is_some_and(is_me) {
             return Some(hint);
         }
-        self.used_owners().iter().position(is_me).map(|i| i as u32)
+        let base = self.owners.as_ptr() as u64;
+        let made = u64::from(self.free.proc_created);
+        if ABSENT_NONCE.load(Ordering::Relaxed) == nonce
+            && ABSENT_TABLE.load(Ordering::Relaxed) == base
+            && ABSENT_AT.load(Ordering::Relaxed) == made
+        {
+            return None;
+        }
+        let found = self.used_owners().iter().position(is_me).map(|i| i as u32);
+        if found.is_none() {
+            ABSENT_NONCE.store(nonce, Ordering::Relaxed);
+            ABSENT_TABLE.store(base, Ordering::Relaxed);
+            ABSENT_AT.store(made, Ordering::Relaxed);
+        }
+        found
     }
 
     /// The owner slot of the process image with `nonce` (anchor `anchor`),
@@ -32,6 +52,7 @@ impl Tables<'_> {
             return Ok(i);
         }
         let i = self.new_owner(OWNER_PROCESS, 0, pid, nonce, 0, 0)?;
+        self.free.proc_created = self.free.proc_created.wrapping_add(1);
         self.owners[i as usize].anchor = anchor;
         self.owners[i as usize].locker = i;
         Ok(i)
@@ -220,6 +241,13 @@ impl Tables<'_> {
         n
     }
 }
+
+// `find_process`'s memory of a search that found nothing: the nonce, the
+// owner table's address (one per attached registry) and the creation count
+// then. Written and read with the registry mutex held.
+static ABSENT_NONCE: AtomicU64 = AtomicU64::new(0);
+static ABSENT_TABLE: AtomicU64 = AtomicU64::new(0);
+static ABSENT_AT: AtomicU64 = AtomicU64::new(u64::MAX);
 
 /// Whether an owner's life mark is held by a live thread: its futex word
 /// (glibc keeps it first in `pthread_mutex_t`: owner tid, plus the kernel's
