@@ -793,7 +793,9 @@ struct mp {
     long count[64];
 };
 
-static double mp_run(const char *path, struct mp *sh, int procs, double window_ns)
+/* own_files: child i locks "<path>.<i>" (a file of its own) instead of
+ * bytes [64 i, 64 i + 16) of path. */
+static double mp_run_files(const char *path, struct mp *sh, int procs, double window_ns, int own_files)
 {
     int gate[2];
     pid_t pids[64];
@@ -816,10 +818,12 @@ static double mp_run(const char *path, struct mp *sh, int procs, double window_n
             signal(SIGALRM, SIG_DFL);
             alarm(60);
             close(gate[1]);
-            int fd = open(path, O_RDWR);
+            char own[600];
+            snprintf(own, sizeof own, "%s.%d", path, i);
+            int fd = open(own_files ? own : path, O_RDWR);
             if (fd < 0)
                 _exit(3);
-            off_t start = (off_t)i * 64;
+            off_t start = own_files ? 0 : (off_t)i * 64;
             atomic_fetch_add(&sh->ready, 1);
             char ch;
             while (read(gate[0], &ch, 1) < 0 && errno == EINTR) {
@@ -859,6 +863,59 @@ static double mp_run(const char *path, struct mp *sh, int procs, double window_n
         return -1;
     }
     return (double)total / (t / 1e9);
+}
+
+static double mp_run(const char *path, struct mp *sh, int procs, double window_ns)
+{
+    return mp_run_files(path, sh, procs, window_ns, 0);
+}
+
+/* ---- Scenario 13: 1 to 16 processes, each locking a file of its own -- */
+
+static void s13(void)
+{
+    char path[512];
+    int fd = scratch("s13", 4096, path, sizeof path);
+    if (fd < 0)
+        return;
+    close(fd);
+    static const int ps[] = {1, 2, 4, 8, 16};
+    for (int i = 0; i < 16; i++) {
+        char own[600];
+        snprintf(own, sizeof own, "%s.%d", path, i);
+        int f = open(own, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        if (f < 0) {
+            fail("s13", "create %s: %s", own, strerror(errno));
+            return;
+        }
+        close(f);
+    }
+    struct mp *sh = shared_page(4096);
+    for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "s13_p%d", ps[k]);
+        double v[MAXREPS];
+        int ok = 1;
+        for (int i = 0; i < g_warmup && ok; i++)
+            ok = mp_run_files(path, sh, ps[k], g_target_ns, 1) >= 0;
+        for (int i = 0; i < g_reps && ok; i++) {
+            v[i] = mp_run_files(path, sh, ps[k], g_target_ns, 1);
+            ok = v[i] >= 0;
+        }
+        if (!ok)
+            break;
+        double med = median_of(v, g_reps);
+        detail(id, "window=%.0fms reps=%d min=%.0f/s median=%.0f/s max=%.0f/s", g_target_ns / 1e6,
+               g_reps, v[0], med, v[g_reps - 1]);
+        result(id, med, "pairs/s");
+    }
+    munmap(sh, 4096);
+    for (int i = 0; i < 16; i++) {
+        char own[600];
+        snprintf(own, sizeof own, "%s.%d", path, i);
+        unlink(own);
+    }
+    unlink(path);
 }
 
 static void s6(void)
@@ -1318,6 +1375,8 @@ static void run(const char *s)
         s11();
     else if (!strcmp(s, "s12"))
         s12();
+    else if (!strcmp(s, "s13"))
+        s13();
     else {
         fprintf(stderr, "bench: unknown scenario %s\n", s);
         exit(2);
@@ -1327,7 +1386,7 @@ static void run(const char *s)
 /* s2_100000 first: its registry-memory reading is then taken on a registry
  * that earlier scenarios have barely touched. */
 static const char *const ALL[] = {"s2_100000", "s2_10000", "s2_1000", "s1", "s3", "s4", "s5",
-                                  "s6", "s7", "s8", "s9", "s10", "s11", "s12"};
+                                  "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13"};
 
 int main(int argc, char **argv)
 {
