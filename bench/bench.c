@@ -865,9 +865,30 @@ static double mp_run_files(const char *path, struct mp *sh, int procs, double wi
     return (double)total / (t / 1e9);
 }
 
-static double mp_run(const char *path, struct mp *sh, int procs, double window_ns)
+/* One result "<prefix>_p<n>" (median pairs/s) for each process count in
+ * ps, each measured with mp_run_files. */
+static void mp_series(const char *prefix, const char *path, const int *ps, size_t nps, int own_files)
 {
-    return mp_run_files(path, sh, procs, window_ns, 0);
+    struct mp *sh = shared_page(4096);
+    for (size_t k = 0; k < nps; k++) {
+        char id[24];
+        snprintf(id, sizeof id, "%s_p%d", prefix, ps[k]);
+        double v[MAXREPS];
+        int ok = 1;
+        for (int i = 0; i < g_warmup && ok; i++)
+            ok = mp_run_files(path, sh, ps[k], g_target_ns, own_files) >= 0;
+        for (int i = 0; i < g_reps && ok; i++) {
+            v[i] = mp_run_files(path, sh, ps[k], g_target_ns, own_files);
+            ok = v[i] >= 0;
+        }
+        if (!ok)
+            break;
+        double med = median_of(v, g_reps);
+        detail(id, "window=%.0fms reps=%d min=%.0f/s median=%.0f/s max=%.0f/s", g_target_ns / 1e6,
+               g_reps, v[0], med, v[g_reps - 1]);
+        result(id, med, "pairs/s");
+    }
+    munmap(sh, 4096);
 }
 
 /* ---- Scenario 13: 1 to 16 processes, each locking a file of its own -- */
@@ -890,26 +911,7 @@ static void s13(void)
         }
         close(f);
     }
-    struct mp *sh = shared_page(4096);
-    for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
-        char id[16];
-        snprintf(id, sizeof id, "s13_p%d", ps[k]);
-        double v[MAXREPS];
-        int ok = 1;
-        for (int i = 0; i < g_warmup && ok; i++)
-            ok = mp_run_files(path, sh, ps[k], g_target_ns, 1) >= 0;
-        for (int i = 0; i < g_reps && ok; i++) {
-            v[i] = mp_run_files(path, sh, ps[k], g_target_ns, 1);
-            ok = v[i] >= 0;
-        }
-        if (!ok)
-            break;
-        double med = median_of(v, g_reps);
-        detail(id, "window=%.0fms reps=%d min=%.0f/s median=%.0f/s max=%.0f/s", g_target_ns / 1e6,
-               g_reps, v[0], med, v[g_reps - 1]);
-        result(id, med, "pairs/s");
-    }
-    munmap(sh, 4096);
+    mp_series("s13", path, ps, sizeof ps / sizeof ps[0], 1);
     for (int i = 0; i < 16; i++) {
         char own[600];
         snprintf(own, sizeof own, "%s.%d", path, i);
@@ -925,27 +927,8 @@ static void s6(void)
     if (fd < 0)
         return;
     close(fd);
-    struct mp *sh = shared_page(4096);
     static const int ps[] = {1, 2, 4, 8};
-    for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++) {
-        char id[16];
-        snprintf(id, sizeof id, "s6_p%d", ps[k]);
-        double v[MAXREPS];
-        int ok = 1;
-        for (int i = 0; i < g_warmup && ok; i++)
-            ok = mp_run(path, sh, ps[k], g_target_ns) >= 0;
-        for (int i = 0; i < g_reps && ok; i++) {
-            v[i] = mp_run(path, sh, ps[k], g_target_ns);
-            ok = v[i] >= 0;
-        }
-        if (!ok)
-            break;
-        double med = median_of(v, g_reps);
-        detail(id, "window=%.0fms reps=%d min=%.0f/s median=%.0f/s max=%.0f/s", g_target_ns / 1e6,
-               g_reps, v[0], med, v[g_reps - 1]);
-        result(id, med, "pairs/s");
-    }
-    munmap(sh, 4096);
+    mp_series("s6", path, ps, sizeof ps / sizeof ps[0], 0);
     unlink(path);
 }
 

@@ -19,6 +19,7 @@
 //! | `resolve.rs` | who a request is for: process or open-file owner |
 //! | `probe.rs` | liveness verdicts: decided under the mutex, probed outside it |
 //! | `deadlock.rs` | the cycle check and its verification |
+//! | `kernel.rs` | the kernel mirror's side of a request: its kernel lock, unlock, questions and outside waits |
 //! | `release.rs` | close, close_range/closefrom/fcloseall, exec, exit |
 
 use crate::engine::lockset::SetError;
@@ -34,12 +35,17 @@ use crate::sys::{self, Errno};
 
 mod calls;
 mod deadlock;
+mod kernel;
 mod probe;
 mod release;
 mod resolve;
 
 pub use calls::{LockCmd, fcntl_lock, flock, lockf};
 use deadlock::{Check, deadlock_check};
+pub use kernel::verify_mirror;
+use kernel::{
+    KernelSeen, Seen, changed, drop_stale, kernel_lock, kernel_restore, kernel_test, kernel_unlock, outside_pause,
+};
 use probe::{Judged, Verdicts, judge, run_probe};
 use release::find_owner;
 pub use release::{
@@ -220,9 +226,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
     let mirrored = crate::mirror::on();
     let mut polls = 0u32;
     let mut slept = call.slices > 0;
-    // The kernel's word on the last registry lock in the way, asked with
-    // the mutex dropped: (its owner, generation, the part in the way, held).
-    let mut kseen: Option<(u32, u32, Range, bool)> = None;
+    let mut kseen = KernelSeen::default();
     // Claim the caller's anchor before the mutex: it is I/O.
     let me = if is_lock {
         match liveness::ensure(&reg) {
@@ -411,36 +415,20 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                             }
                         }
                     }
-                    Err(SetError::Conflict(rec)) => {
-                        // Does the kernel hold it? Asked with the mutex
-                        // dropped, once per call and blocker (a probe);
-                        // "nobody" is confirmed under the mutex before the
-                        // lock is dropped: its holder's descriptor was
-                        // closed behind the registry's back (a process
-                        // sharing the descriptor table), or the holder is
-                        // gone. The kernel's answer wins.
-                        let Some((o, part, ask)) = kernel_question(&t, rec, r.range) else {
+                    Err(SetError::Conflict(rec)) => match kseen.judge(&t, fd, rec, r.range) {
+                        Seen::Held => Err(SetError::Conflict(rec)),
+                        Seen::Stale => {
+                            drop_stale(&mut t, wake, slot, rec, r.range, me);
                             continue;
-                        };
-                        let generation = t.owners.get(o as usize).map_or(0, |s| s.generation);
-                        match kseen {
-                            Some((ko, kg, kp, held)) if ko == o && kg == generation && kp == part => {
-                                if !held && !crate::mirror::shows_lock(fd, ask, part) {
-                                    kseen = None;
-                                    drop_stale(&mut t, wake, slot, rec, r.range, me);
-                                    continue;
-                                }
-                                Err(SetError::Conflict(rec))
-                            }
-                            _ => {
-                                retire_if_idle(&mut t, r.owner, owner);
-                                t.release_file_if_empty(slot);
-                                drop(g);
-                                kseen = Some((o, generation, part, crate::mirror::shows_lock(fd, ask, part)));
-                                continue;
-                            }
                         }
-                    }
+                        Seen::Ask(question) => {
+                            retire_if_idle(&mut t, r.owner, owner);
+                            t.release_file_if_empty(slot);
+                            drop(g);
+                            kseen.ask(fd, question);
+                            continue;
+                        }
+                    },
                     Err(e) => Err(e),
                 }
             }
@@ -574,140 +562,6 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
     }
 }
 
-/// Notes that owner `o`'s locks changed (see `OwnerSlot::changes`).
-fn changed(t: &mut Tables, o: u32) {
-    if let Some(s) = t.owners.get_mut(o as usize) {
-        s.changes = s.changes.wrapping_add(1);
-    }
-}
-
-/// The kernel lock kind that mirrors `spec`'s locks.
-fn kind_of(spec: OwnerSpec) -> crate::mirror::Kind {
-    match spec {
-        OwnerSpec::Process => crate::mirror::Kind::Posix,
-        OwnerSpec::OpenFile(..) => crate::mirror::Kind::Ofd,
-    }
-}
-
-/// Takes the kernel mirror of a lock the registry is about to grant: a
-/// POSIX or OFD lock on the range, and for a flock() call (the requests
-/// that convert) a kernel flock() first and a whole-file OFD lock.
-/// `had_none`: the owner held nothing before, so a flock() taken here is
-/// undone when the OFD lock is refused.
-fn kernel_lock(
-    fd: i32,
-    r: &SetRequest,
-    file: &FileRef,
-    want: LockType,
-    had_none: bool,
-) -> Result<(), crate::mirror::Refused> {
-    use crate::mirror;
-    if r.convert {
-        mirror::flock(fd, if want == LockType::Write { libc::LOCK_EX } else { libc::LOCK_SH })?;
-        let res = mirror::lock(fd, mirror::Kind::Ofd, want, Range::WHOLE, file.writable);
-        if res.is_err() && had_none {
-            let _ = mirror::flock(fd, libc::LOCK_UN);
-        }
-        return res;
-    }
-    mirror::lock(fd, kind_of(r.owner), want, r.range, file.writable)
-}
-
-/// Removes the kernel mirror of an unlock: the range, and for an open-file
-/// owner left with nothing (or a flock() unlock) its kernel flock() too.
-fn kernel_unlock(mirrored: bool, fd: i32, r: &SetRequest, owner_empty: bool) {
-    if !mirrored {
-        return;
-    }
-    crate::mirror::unlock(fd, kind_of(r.owner), r.range);
-    if matches!(r.owner, OwnerSpec::OpenFile(..)) && (owner_empty || r.convert) {
-        let _ = crate::mirror::flock(fd, libc::LOCK_UN);
-    }
-}
-
-/// After the kernel granted a lock that the registry then could not record
-/// (a corrupt treap): puts the kernel back to the owner's registry state on
-/// the range, which the failed `set` left as it was.
-fn kernel_restore(t: &Tables, fd: i32, r: &SetRequest, slot: u32, owner: u32, had_none: bool) {
-    use crate::mirror;
-    let kind = kind_of(r.owner);
-    let q = if r.convert { Range::WHOLE } else { r.range };
-    mirror::unlock(fd, kind, q);
-    let _ = t.for_each_own_in(slot, owner, q, &mut |lt, piece| {
-        let _ = mirror::lock(fd, kind, lt, piece, true);
-    });
-    if r.convert && had_none {
-        let _ = mirror::flock(fd, libc::LOCK_UN);
-    }
-}
-
-/// What to ask the kernel about record `rec` (another owner's, in the way
-/// of a request on `q`): its owner, the part of it in the way, and the kind
-/// to ask as: the opposite of its owner's, so that the caller's own locks of
-/// that kind never hide it. Whether the kernel shows a lock of anyone there
-/// is `mirror::shows_lock`; none means nobody holds the registry's lock.
-fn kernel_question(t: &Tables, rec: u32, q: Range) -> Option<(u32, Range, crate::mirror::Kind)> {
-    let n = t.records.get(rec as usize)?;
-    let r = n.range();
-    let (start, end) = (r.start.max(q.start), r.end.min(q.end));
-    if start > end {
-        return None;
-    }
-    let process = t.owners.get(n.owner as usize).is_some_and(|o| o.kind == OWNER_PROCESS);
-    let ask = if process { crate::mirror::Kind::Ofd } else { crate::mirror::Kind::Posix };
-    Some((n.owner, Range::new(start, end), ask))
-}
-
-/// Drops the part on `q` of record `rec`'s owner's locks that the kernel
-/// showed nobody holds, waking the file's sleepers.
-fn drop_stale(t: &mut Tables, wake: &mut WakeSet, slot: u32, rec: u32, q: Range, me: Option<Me>) {
-    let Some(n) = t.records.get(rec as usize) else { return };
-    let (o, r) = (n.owner, n.range());
-    let part = Range::new(r.start.max(q.start), r.end.min(q.end));
-    let ours = me.and_then(|m| t.find_process(m.nonce, local::owner_hint())) == Some(o);
-    let (dev, ino) = (t.files[slot as usize].dev, t.files[slot as usize].ino);
-    match t.set(slot, o, Request::Unlock, part) {
-        Ok(out) => {
-            if ours {
-                local::account(slot, dev, ino, out.delta);
-            }
-            if out.released {
-                wake.notify(t.files, slot);
-            }
-        }
-        Err(_) => {
-            let mut touched = WakeSet::default();
-            t.repair(&mut |f| touched.add(f));
-            wake.absorb(t.files, &touched);
-        }
-    }
-    t.release_owner_if_idle(o);
-}
-
-/// Between two tries of a request blocked by a lock held outside the
-/// library: an interruptible sleep of 1 ms, doubling to 16 ms (the kernel
-/// tells nobody when such a lock goes). `Some` ends the pass: the slice is
-/// over (`Again`) or a caught signal came (`Interrupted`).
-fn outside_pause(call: &mut CallState, polls: &mut u32, slice_end: u64) -> Option<Outcome> {
-    if call.signalled() {
-        return Some(Outcome::Interrupted);
-    }
-    let now = sys::monotonic_ns();
-    if now >= slice_end {
-        call.slices += 1;
-        return Some(Outcome::Again);
-    }
-    let nap = (1_000_000u64 << (*polls).min(4)).min(slice_end - now);
-    *polls += 1;
-    let seen = POLL_WORD.load(core::sync::atomic::Ordering::Acquire);
-    crate::signals::sleeping_on(Some(&POLL_WORD));
-    if !call.signalled() {
-        let _ = sys::futex_wait_shared(&POLL_WORD, seen, nap);
-    }
-    crate::signals::sleeping_on(None);
-    call.signalled().then_some(Outcome::Interrupted)
-}
-
 /// What the mapped-file check found.
 enum MapCheck {
     Mapped,
@@ -829,7 +683,7 @@ pub fn test(
     };
     let me_id = liveness::current();
     let mut verdicts = Verdicts::default();
-    let mut kseen: Option<(u32, u32, Range, bool)> = None;
+    let mut kseen = KernelSeen::default();
     for _ in 0..registry::layout::OWNERS {
         let mut g = reg.lock().map_err(Outcome::Failed)?;
         let (mut tb, wake) = g.split();
@@ -842,21 +696,16 @@ pub fn test(
             drop(g);
             return kernel_test(fd, spec, t, q);
         };
-        if crate::mirror::on()
-            && let Some((o, part, ask)) = kernel_question(&tb, rec, q)
-        {
-            let generation = tb.owners.get(o as usize).map_or(0, |s| s.generation);
-            match kseen {
-                Some((ko, kg, kp, held)) if ko == o && kg == generation && kp == part => {
-                    if !held && !crate::mirror::shows_lock(fd, ask, part) {
-                        kseen = None;
-                        drop_stale(&mut tb, wake, slot, rec, q, me_id);
-                        continue;
-                    }
+        if crate::mirror::on() {
+            match kseen.judge(&tb, fd, rec, q) {
+                Seen::Held => {}
+                Seen::Stale => {
+                    drop_stale(&mut tb, wake, slot, rec, q, me_id);
+                    continue;
                 }
-                _ => {
+                Seen::Ask(question) => {
                     drop(g);
-                    kseen = Some((o, generation, part, crate::mirror::shows_lock(fd, ask, part)));
+                    kseen.ask(fd, question);
                     continue;
                 }
             }
@@ -887,90 +736,6 @@ pub fn test(
     Err(Outcome::Failed(Errno::NOLCK))
 }
 
-/// With the kernel mirror, after the registry found no conflict: a lock
-/// held outside the library, as the kernel reports it (`l_pid` as the
-/// kernel gives it: the holder's pid, or -1 for an OFD lock).
-fn kernel_test(fd: i32, spec: OwnerSpec, t: LockType, q: Range) -> Result<Option<Conflict>, Outcome> {
-    if !crate::mirror::on() {
-        return Ok(None);
-    }
-    match crate::mirror::holder(fd, kind_of(spec), t, q) {
-        Ok(None) => Ok(None),
-        Ok(Some(h)) => Ok(Some(Conflict {
-            ltype: h.ltype,
-            range: h.range,
-            pid: h.pid,
-            holder: if h.pid == -1 { Holder::LinuxOfd } else { Holder::Process },
-        })),
-        Err(e) => Err(Outcome::Failed(e)),
-    }
-}
-
-/// With the kernel mirror: compares this process's fcntl and lockf locks in
-/// the registry with its POSIX locks in `/proc/locks`, both ways (the
-/// kernel merges and splits as the registry does, so they match record for
-/// record). Ok with the number compared, or what disagrees. Called with the
-/// registry locked, so that no call of this process changes either side
-/// meanwhile: a diagnostic (`qnxcompat_verify()`), never on a lock path.
-pub fn verify_mirror(t: &Tables) -> Result<u32, &'static str> {
-    if !crate::mirror::on() {
-        return Ok(0);
-    }
-    let owner = liveness::current().and_then(|me| t.find_process(me.nonce, local::owner_hint()));
-    let pid = sys::getpid();
-    let mut matched = 0u32;
-    let mut bad = None;
-    let _ = sys::for_each_line(c"/proc/locks", &mut |line| {
-        let Some((lt, lpid, dev, ino, range)) = parse_proc_locks_line(line) else { return true };
-        if lpid != pid {
-            return true;
-        }
-        let mut found = false;
-        if let (Some(o), Some(slot)) = (owner, t.find_file(dev, ino)) {
-            let _ = t.for_each_exact(slot, lt, range, &mut |r| found |= r == o);
-        }
-        if !found {
-            bad = Some("the kernel holds a POSIX lock of this process that its registry owner does not");
-            return false;
-        }
-        matched += 1;
-        true
-    });
-    if let Some(why) = bad {
-        return Err(why);
-    }
-    let held = owner.and_then(|o| t.owners.get(o as usize)).map_or(0, |o| o.nlocks);
-    if held != matched {
-        return Err("a lock of this process in the registry is missing from the kernel");
-    }
-    Ok(matched)
-}
-
-/// One `/proc/locks` line of a POSIX lock (not a blocked request's `->`
-/// line): type, pid, `st_dev`, inode and range.
-fn parse_proc_locks_line(line: &[u8]) -> Option<(LockType, i32, u64, u64, Range)> {
-    let mut w = line.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty());
-    w.next()?; // "N:"
-    if w.next()? != b"POSIX" {
-        return None;
-    }
-    w.next()?; // ADVISORY / MANDATORY
-    let lt = match w.next()? {
-        b"WRITE" => LockType::Write,
-        b"READ" => LockType::Read,
-        _ => return None,
-    };
-    let pid: i32 = core::str::from_utf8(w.next()?).ok()?.parse().ok()?;
-    let mut id = w.next()?.split(|&c| c == b':');
-    let hex = |b: &[u8]| u32::from_str_radix(core::str::from_utf8(b).ok()?, 16).ok();
-    let (maj, min) = (hex(id.next()?)?, hex(id.next()?)?);
-    let ino: u64 = core::str::from_utf8(id.next()?).ok()?.parse().ok()?;
-    let start: i64 = core::str::from_utf8(w.next()?).ok()?.parse().ok()?;
-    let end = w.next()?;
-    let end = if end == b"EOF" { EOF } else { core::str::from_utf8(end).ok()?.parse().ok()? };
-    (start <= end).then(|| (lt, pid, libc::makedev(maj, min), ino, Range::new(start, end)))
-}
-
 /// Whether this process holds a lock on `q` of `file` running to EOF.
 pub fn holds_lock_to_eof(file: &FileRef, q: Range) -> bool {
     let Some(reg) = registry::attached() else { return false };
@@ -980,23 +745,4 @@ pub fn holds_lock_to_eof(file: &FileRef, q: Range) -> bool {
         return false;
     };
     t.holds_lock_to_eof(slot, me, q).unwrap_or(false)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_proc_locks_lines() {
-        let l = b"1: POSIX  ADVISORY  WRITE 25725 fe:01:10010646 20 21";
-        assert_eq!(
-            parse_proc_locks_line(l),
-            Some((LockType::Write, 25725, libc::makedev(0xfe, 1), 10010646, Range::new(20, 21)))
-        );
-        let l = b"7: POSIX  ADVISORY  READ 9 08:10:5 100 EOF";
-        assert_eq!(parse_proc_locks_line(l), Some((LockType::Read, 9, libc::makedev(8, 16), 5, Range::new(100, EOF))));
-        assert_eq!(parse_proc_locks_line(b"2: OFDLCK ADVISORY  WRITE -1 fe:00:1 5 9"), None);
-        assert_eq!(parse_proc_locks_line(b"3: -> POSIX  ADVISORY  WRITE 9 fe:00:1 5 9"), None);
-        assert_eq!(parse_proc_locks_line(b"4: FLOCK  ADVISORY  WRITE 9 fe:00:1 0 EOF"), None);
-    }
 }
