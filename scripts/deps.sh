@@ -17,6 +17,7 @@ command -v lslocks >/dev/null || need+=(util-linux)
 command -v perl >/dev/null || need+=(perl)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v strace >/dev/null || need+=(strace)
+command -v readelf >/dev/null || need+=(binutils)
 command -v curl >/dev/null || command -v cargo >/dev/null || need+=(curl ca-certificates)
 
 as_root() {
