@@ -29,6 +29,7 @@ pub mod fmt;
 #[cfg(not(test))]
 pub mod hooks;
 pub mod identity;
+pub mod lazy;
 pub mod liveness;
 pub mod local;
 pub mod locks;

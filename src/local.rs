@@ -1,8 +1,8 @@
 //! Per-process state that the close path reads without the registry mutex.
 //!
 //! `close()` must be cheap when the process holds no locks on the file, and
-//! async-signal-safe always. So the process keeps, in fixed static arrays of
-//! atomics (no allocation, no lock):
+//! async-signal-safe always. So the process keeps, in arrays of atomics (no
+//! allocation, no lock; the per-slot ones lazily mapped, see `crate::lazy`):
 //! - how many records it holds in each registry file slot (changed only
 //!   under the registry mutex, by this process);
 //! - a counting filter over `(dev, ino)` of the files it holds locks on,
@@ -19,17 +19,23 @@
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::engine::tree::NIL;
+use crate::lazy::{LazyU32, LazyU64};
 use crate::registry::layout::FILES;
 
 const FILTER: usize = 1024;
 
-static OWN_RECORDS: [AtomicU32; FILES as usize] = [const { AtomicU32::new(0) }; FILES as usize];
+// Every array indexed by registry file slot is lazily mapped (`crate::lazy`):
+// a chunk exists once the process has locked a file in its slots
+// (`ready`), and reads zero before that.
+const _: () = assert!(FILES as usize <= crate::lazy::CHUNK * crate::lazy::DIR);
+
+static OWN_RECORDS: LazyU32 = LazyU32::new();
 /// The file each slot of `OWN_RECORDS` counts for, while it counts.
-static SLOT_DEV: [AtomicU64; FILES as usize] = [const { AtomicU64::new(0) }; FILES as usize];
-static SLOT_INO: [AtomicU64; FILES as usize] = [const { AtomicU64::new(0) }; FILES as usize];
-/// Deferred releases: bit `s` set means "release this process's locks on
-/// the file of slot `s`".
-static DEFERRED: [AtomicU64; FILES as usize / 64] = [const { AtomicU64::new(0) }; FILES as usize / 64];
+static SLOT_DEV: LazyU64 = LazyU64::new();
+static SLOT_INO: LazyU64 = LazyU64::new();
+/// Deferred releases: bit `s % 64` of word `s / 64` set means "release this
+/// process's locks on the file of slot `s`".
+static DEFERRED: LazyU64 = LazyU64::new();
 static ANY_DEFERRED: AtomicU32 = AtomicU32::new(0);
 static FILTER_COUNTS: [AtomicU32; FILTER] = [const { AtomicU32::new(0) }; FILTER];
 static HELD_FILES: AtomicU32 = AtomicU32::new(0);
@@ -40,18 +46,37 @@ fn filter_index(dev: u64, ino: u64) -> usize {
     ((dev ^ ino.wrapping_mul(0x9E37_79B9_7F4A_7C15)) >> 32) as usize % FILTER
 }
 
+/// Maps the process's bookkeeping for file slot `file`, so that `account`
+/// and the close path can never miss it; false when the kernel has no
+/// memory (the lock call then fails, before anything is granted).
+pub fn ready(file: u32) -> bool {
+    let s = file as usize;
+    s < FILES as usize
+        && OWN_RECORDS.get_or_map(s).is_some()
+        && SLOT_DEV.get_or_map(s).is_some()
+        && SLOT_INO.get_or_map(s).is_some()
+        && DEFERRED.get_or_map(s / 64).is_some()
+        && SCRATCH_COUNT.get_or_map(s).is_some()
+}
+
 /// Records that this process's record count in file slot `file` changed by
-/// `delta`. Call under the registry mutex.
+/// `delta`. Call under the registry mutex, after `ready(file)`.
 pub fn account(file: u32, dev: u64, ino: u64, delta: i32) {
-    let Some(slot) = OWN_RECORDS.get(file as usize) else { return };
+    let f = file as usize;
+    let Some(slot) = (if delta > 0 { ready(file).then(|| OWN_RECORDS.get(f)).flatten() } else { OWN_RECORDS.get(f) })
+    else {
+        return;
+    };
     if delta == 0 {
         return;
     }
     let before = slot.load(Ordering::Relaxed);
     let after = (before as i64 + delta as i64).max(0) as u32;
     if before == 0 && after > 0 {
-        SLOT_DEV[file as usize].store(dev, Ordering::Relaxed);
-        SLOT_INO[file as usize].store(ino, Ordering::Relaxed);
+        if let (Some(d), Some(i)) = (SLOT_DEV.get(f), SLOT_INO.get(f)) {
+            d.store(dev, Ordering::Relaxed);
+            i.store(ino, Ordering::Relaxed);
+        }
         slot.store(after, Ordering::Release);
         index_insert(file, dev, ino);
         return account_filter(dev, ino, before, after);
@@ -82,12 +107,14 @@ fn account_filter(dev: u64, ino: u64, before: u32, after: u32) {
 // by `account` (under the registry mutex, so by one thread at a time);
 // read without a lock, and every hit is checked against `SLOT_DEV`/`SLOT_INO`,
 // with a scan of the held slots behind it, so a racing rebuild never makes a
-// lookup miss.
+// lookup miss. Its chunks are mapped as entries are written; an entry whose
+// chunk cannot be mapped is left out, and the scan behind finds the slot.
 
-const INDEX: usize = 2 * FILES as usize;
+const INDEX: usize = 1 << 17;
 const TOMB: u32 = u32::MAX;
-static INDEX_SLOTS: [AtomicU32; INDEX] = [const { AtomicU32::new(0) }; INDEX];
+static INDEX_SLOTS: LazyU32 = LazyU32::new();
 static INDEX_TOMBS: AtomicU32 = AtomicU32::new(0);
+const _: () = assert!(INDEX <= crate::lazy::CHUNK * crate::lazy::DIR);
 
 fn index_home(dev: u64, ino: u64) -> usize {
     ((dev.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ino).wrapping_mul(0xff51_afd7_ed55_8ccd) >> 17) as usize % INDEX
@@ -99,12 +126,13 @@ fn index_insert(slot: u32, dev: u64, ino: u64) {
     }
     let mut i = index_home(dev, ino);
     for _ in 0..INDEX {
-        let v = INDEX_SLOTS[i].load(Ordering::Relaxed);
+        let v = INDEX_SLOTS.load(i, Ordering::Relaxed);
         if v == 0 || v == TOMB {
+            let Some(e) = INDEX_SLOTS.get_or_map(i) else { return };
             if v == TOMB {
                 INDEX_TOMBS.fetch_sub(1, Ordering::Relaxed);
             }
-            INDEX_SLOTS[i].store(slot + 1, Ordering::Release);
+            e.store(slot + 1, Ordering::Release);
             return;
         }
         i = (i + 1) % INDEX;
@@ -114,12 +142,14 @@ fn index_insert(slot: u32, dev: u64, ino: u64) {
 fn index_remove(slot: u32, dev: u64, ino: u64) {
     let mut i = index_home(dev, ino);
     for _ in 0..INDEX {
-        let v = INDEX_SLOTS[i].load(Ordering::Relaxed);
+        let v = INDEX_SLOTS.load(i, Ordering::Relaxed);
         if v == 0 {
             return;
         }
         if v == slot + 1 {
-            INDEX_SLOTS[i].store(TOMB, Ordering::Release);
+            if let Some(e) = INDEX_SLOTS.get(i) {
+                e.store(TOMB, Ordering::Release);
+            }
             INDEX_TOMBS.fetch_add(1, Ordering::Relaxed);
             return;
         }
@@ -128,28 +158,24 @@ fn index_remove(slot: u32, dev: u64, ino: u64) {
 }
 
 fn index_rebuild() {
-    for e in &INDEX_SLOTS {
-        e.store(0, Ordering::Relaxed);
-    }
+    INDEX_SLOTS.clear();
     INDEX_TOMBS.store(0, Ordering::Relaxed);
-    for (s, c) in OWN_RECORDS.iter().enumerate() {
-        if c.load(Ordering::Relaxed) != 0 {
-            index_insert(s as u32, SLOT_DEV[s].load(Ordering::Relaxed), SLOT_INO[s].load(Ordering::Relaxed));
-        }
-    }
+    OWN_RECORDS.for_each_nonzero(&mut |s, _| {
+        index_insert(s as u32, SLOT_DEV.load(s, Ordering::Relaxed), SLOT_INO.load(s, Ordering::Relaxed));
+    });
 }
 
 fn holds_slot_for(s: usize, dev: u64, ino: u64) -> bool {
-    OWN_RECORDS[s].load(Ordering::Acquire) != 0
-        && SLOT_DEV[s].load(Ordering::Relaxed) == dev
-        && SLOT_INO[s].load(Ordering::Relaxed) == ino
+    OWN_RECORDS.load(s, Ordering::Acquire) != 0
+        && SLOT_DEV.load(s, Ordering::Relaxed) == dev
+        && SLOT_INO.load(s, Ordering::Relaxed) == ino
 }
 
 /// The registry slot of a file this process holds locks on, if it does.
 pub fn slot_of(dev: u64, ino: u64) -> Option<u32> {
     let mut i = index_home(dev, ino);
     for _ in 0..INDEX {
-        let v = INDEX_SLOTS[i].load(Ordering::Acquire);
+        let v = INDEX_SLOTS.load(i, Ordering::Acquire);
         if v == 0 {
             break;
         }
@@ -158,14 +184,21 @@ pub fn slot_of(dev: u64, ino: u64) -> Option<u32> {
         }
         i = (i + 1) % INDEX;
     }
-    (0..FILES as usize).find(|&s| holds_slot_for(s, dev, ino)).map(|s| s as u32)
+    // The complete slower path: the held slots, by scan.
+    let mut found = None;
+    OWN_RECORDS.for_each_nonzero(&mut |s, _| {
+        if found.is_none() && holds_slot_for(s, dev, ino) {
+            found = Some(s as u32);
+        }
+    });
+    found
 }
 
 /// The file of held slot `s`, if this process holds locks there.
 pub fn held_file(s: u32) -> Option<(u64, u64)> {
     let s = s as usize;
-    (OWN_RECORDS.get(s)?.load(Ordering::Acquire) != 0)
-        .then(|| (SLOT_DEV[s].load(Ordering::Relaxed), SLOT_INO[s].load(Ordering::Relaxed)))
+    (OWN_RECORDS.load(s, Ordering::Acquire) != 0)
+        .then(|| (SLOT_DEV.load(s, Ordering::Relaxed), SLOT_INO.load(s, Ordering::Relaxed)))
 }
 
 // ---- Per-slot scratch for the many-descriptor paths ---------------------
@@ -174,27 +207,29 @@ pub fn held_file(s: u32) -> Option<(u64, u64)> {
 // descriptors seen, and a bit. No fixed list, no limit.
 
 static SCRATCH_BUSY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-static SCRATCH_COUNT: [AtomicU32; FILES as usize] = [const { AtomicU32::new(0) }; FILES as usize];
+static SCRATCH_COUNT: LazyU32 = LazyU32::new();
 
 /// The per-slot scratch counters, for the duration of `f` (which must not
-/// call back into a path that uses them).
-pub fn with_slot_scratch<R>(f: impl FnOnce(&'static [AtomicU32]) -> R) -> R {
+/// call back into a path that uses them). Entry `s` exists for every slot
+/// `s` this process holds locks in (`ready`).
+pub fn with_slot_scratch<R>(f: impl FnOnce(&'static LazyU32) -> R) -> R {
     while SCRATCH_BUSY.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         crate::sys::sched_yield();
     }
     let r = f(&SCRATCH_COUNT);
-    for c in &SCRATCH_COUNT {
-        if c.load(Ordering::Relaxed) != 0 {
-            c.store(0, Ordering::Relaxed);
-        }
-    }
+    SCRATCH_COUNT.clear();
     SCRATCH_BUSY.store(false, Ordering::Release);
     r
 }
 
 /// This process's record count in file slot `file`.
 pub fn own_records(file: u32) -> u32 {
-    OWN_RECORDS.get(file as usize).map_or(0, |c| c.load(Ordering::Relaxed))
+    OWN_RECORDS.load(file as usize, Ordering::Relaxed)
+}
+
+/// Calls `f(slot)` for every file slot this process holds records in.
+pub fn for_each_held(f: &mut dyn FnMut(u32)) {
+    OWN_RECORDS.for_each_nonzero(&mut |s, _| f(s as u32));
 }
 
 /// Whether the process holds locks on any file at all (no syscall).
@@ -222,21 +257,15 @@ pub fn forget_after_fork() {
         OWNER_HINT.store(NIL, Ordering::Relaxed);
         return;
     }
-    for c in &OWN_RECORDS {
-        c.store(0, Ordering::Relaxed);
-    }
+    OWN_RECORDS.clear();
     for c in &FILTER_COUNTS {
         c.store(0, Ordering::Relaxed);
     }
     HELD_FILES.store(0, Ordering::Release);
-    for e in &INDEX_SLOTS {
-        e.store(0, Ordering::Relaxed);
-    }
+    INDEX_SLOTS.clear();
     INDEX_TOMBS.store(0, Ordering::Relaxed);
     OWNER_HINT.store(NIL, Ordering::Relaxed);
-    for d in &DEFERRED {
-        d.store(0, Ordering::Relaxed);
-    }
+    DEFERRED.clear();
     ANY_DEFERRED.store(0, Ordering::Relaxed);
 }
 
@@ -244,15 +273,15 @@ pub fn forget_after_fork() {
 /// that holds the registry (async-signal-safe; never fails: one bit per
 /// slot). A file this process holds nothing on needs no mark.
 pub fn defer_release(dev: u64, ino: u64) {
-    for (s, count) in OWN_RECORDS.iter().enumerate() {
-        if count.load(Ordering::Acquire) != 0
-            && SLOT_DEV[s].load(Ordering::Relaxed) == dev
-            && SLOT_INO[s].load(Ordering::Relaxed) == ino
+    OWN_RECORDS.for_each_nonzero(&mut |s, _| {
+        if SLOT_DEV.load(s, Ordering::Relaxed) == dev
+            && SLOT_INO.load(s, Ordering::Relaxed) == ino
+            && let Some(word) = DEFERRED.get(s / 64)
         {
-            DEFERRED[s / 64].fetch_or(1 << (s % 64), Ordering::AcqRel);
+            word.fetch_or(1 << (s % 64), Ordering::AcqRel);
             ANY_DEFERRED.store(1, Ordering::Release);
         }
-    }
+    });
 }
 
 /// Whether any release is deferred (one load).
@@ -263,14 +292,14 @@ pub fn has_deferred() -> bool {
 /// Takes every deferred release, calling `f(dev, ino)` for each.
 pub fn take_deferred(f: &mut dyn FnMut(u64, u64)) {
     ANY_DEFERRED.store(0, Ordering::Release);
-    for (w, word) in DEFERRED.iter().enumerate() {
+    DEFERRED.for_each(&mut |w, word| {
         let mut bits = word.swap(0, Ordering::AcqRel);
         while bits != 0 {
             let s = w * 64 + bits.trailing_zeros() as usize;
             bits &= bits - 1;
-            f(SLOT_DEV[s].load(Ordering::Relaxed), SLOT_INO[s].load(Ordering::Relaxed));
+            f(SLOT_DEV.load(s, Ordering::Relaxed), SLOT_INO.load(s, Ordering::Relaxed));
         }
-    }
+    });
 }
 
 /// What a descriptor refers to, cached so that the lock fast path makes no

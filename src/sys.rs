@@ -251,6 +251,27 @@ fn map_with(fd: c_int, len: usize, prot: c_int) -> Result<*mut u8> {
     check(p).map(|p| p as *mut u8)
 }
 
+/// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0)`:
+/// zeroed private memory (async-signal-safe, unlike malloc).
+pub fn map_anon(len: usize) -> Result<*mut u8> {
+    // SAFETY: a fresh anonymous mapping chosen by the kernel aliases nothing.
+    let p = unsafe {
+        libc::syscall(
+            libc::SYS_mmap,
+            core::ptr::null_mut::<u8>(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0 as libc::off_t,
+        )
+    };
+    if (-4095..0).contains(&p) {
+        return Err(Errno(-p as c_int));
+    }
+    check(p).map(|p| p as *mut u8)
+}
+
 /// `munmap(addr, len)`.
 ///
 /// # Safety

@@ -282,7 +282,13 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                 }
             },
             Request::Lock(_) => match t.file_slot(file.dev, file.ino) {
-                Ok(s) => s,
+                // The process's own bookkeeping for the slot must exist
+                // before anything is granted there (the close path reads it).
+                Ok(s) if local::ready(s) => s,
+                Ok(s) => {
+                    t.release_file_if_empty(s);
+                    return finish(&mut t, call, Outcome::Failed(r.nomem));
+                }
                 Err(_) => return finish(&mut t, call, Outcome::Failed(r.nomem)),
             },
         };

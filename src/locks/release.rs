@@ -105,23 +105,25 @@ impl FdSnapshot {
         let (lo, hi) = (self.lo, self.hi);
         local::with_slot_scratch(|count| {
             for_each_held_fd(lo, hi, &|_| true, &mut |s| {
-                count[s as usize].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                if let Some(c) = count.get(s as usize) {
+                    c.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                }
             });
             let r = close();
             for_each_held_fd(lo, hi, &|_| true, &mut |s| {
-                let c = &count[s as usize];
-                let _ =
-                    c.fetch_update(core::sync::atomic::Ordering::Relaxed, core::sync::atomic::Ordering::Relaxed, |v| {
-                        v.checked_sub(1)
-                    });
+                if let Some(c) = count.get(s as usize) {
+                    let _ = c.fetch_update(
+                        core::sync::atomic::Ordering::Relaxed,
+                        core::sync::atomic::Ordering::Relaxed,
+                        |v| v.checked_sub(1),
+                    );
+                }
             });
-            for (s, c) in count.iter().enumerate() {
-                if c.load(core::sync::atomic::Ordering::Relaxed) != 0
-                    && let Some((dev, ino)) = local::held_file(s as u32)
-                {
+            count.for_each_nonzero(&mut |s, _| {
+                if let Some((dev, ino)) = local::held_file(s as u32) {
                     release_file(dev, ino);
                 }
-            }
+            });
             r
         })
     }
@@ -136,15 +138,17 @@ pub fn release_files_without_descriptors() {
     }
     local::with_slot_scratch(|open| {
         for_each_held_fd(0, u32::MAX, &|_| true, &mut |s| {
-            open[s as usize].store(1, core::sync::atomic::Ordering::Relaxed);
+            if let Some(o) = open.get(s as usize) {
+                o.store(1, core::sync::atomic::Ordering::Relaxed);
+            }
         });
-        for s in 0..registry::layout::FILES {
-            if open[s as usize].load(core::sync::atomic::Ordering::Relaxed) == 0
+        local::for_each_held(&mut |s| {
+            if open.load(s as usize, core::sync::atomic::Ordering::Relaxed) == 0
                 && let Some((dev, ino)) = local::held_file(s)
             {
                 release_file(dev, ino);
             }
-        }
+        });
     });
 }
 
@@ -166,13 +170,13 @@ pub fn mark_for_exec() {
         let cloexec = |fd: i32| sys::fcntl_int(fd, libc::F_GETFD, 0).is_ok_and(|v| v as i32 & libc::FD_CLOEXEC != 0);
         let mut any = false;
         for_each_held_fd(0, u32::MAX, &cloexec, &mut |s| {
-            doomed[s as usize].store(1, core::sync::atomic::Ordering::Relaxed);
+            if let Some(d) = doomed.get(s as usize) {
+                d.store(1, core::sync::atomic::Ordering::Relaxed);
+            }
             any = true;
         });
         if any {
-            set_exec_marks(&mut |slot| {
-                doomed.get(slot as usize).is_some_and(|d| d.load(core::sync::atomic::Ordering::Relaxed) != 0)
-            });
+            set_exec_marks(&mut |slot| doomed.load(slot as usize, core::sync::atomic::Ordering::Relaxed) != 0);
         }
     });
 }
