@@ -31,6 +31,7 @@
  *       CHECK_CHILD_FINISH tells it to quit ('Q') and checks its exit status
  *       (qtest_read_rec/qtest_write_rec carry a test's own fixed-size records)
  *   RUN_IN_CHILD(fn, arg)       run fn in a child and check it exits 0
+ *   CHECK_ALL_EXIT0(pids, n, ms, what)  every one of n children exits 0
  *   qtest_rnd/qtest_rnd_below, qtest_seed() (QTEST_SEED), qtest_long_mode()
  *       (QTEST_LONG), qtest_lock_errno_ok(e): the errnos a lock call may give
  *
@@ -72,7 +73,8 @@
  * CHECK_RUN_SELF runs this binary with environment edits to completion (a
  * traced run: CHECK_TRACED finds its QNXCOMPAT_TRACE lines).  Also
  * qtest_make_segment / qtest_registry_name / qtest_file_snapshot for
- * planted registry segments, qtest_wait_state, qtest_count_lines.
+ * planted registry segments, qtest_wait_state, qtest_count_lines;
+ * qtest_become_nobody() drops to uid/gid QTEST_NOBODY (65534).
  *
  * The kernel mirror (every lock the library grants is a kernel lock too):
  *   qtest_mirror_off() (QNXCOMPAT_MIRROR=off under the shim),
@@ -89,7 +91,8 @@
  * Many descriptors and files (the "no silent limits" tests):
  *   qtest_shared(size)                 zeroed MAP_SHARED|MAP_ANONYMOUS memory
  *   qtest_raise_nofile(n), qtest_need_nofile(want, need)  RLIMIT_NOFILE soft
- *       (and, as root, hard) limit to at least n; or SKIP the test
+ *       (and, as root, hard) limit to at least n; or SKIP the test;
+ *       qtest_raise_rlimit(res, n) the same for any resource (RLIMIT_NPROC)
  *   qtest_fileset_create/_path/_remove many small files in a private
  *       directory, named by index
  *   qtest_probe_fileset(...)           ONE other process F_SETLKs a range of
@@ -111,6 +114,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -604,6 +608,32 @@ static inline void qtest_describe_status(int st, char *buf, size_t n)
         CHECK(qt_st_ >= 0 && WIFEXITED(qt_st_) && WEXITSTATUS(qt_st_) == 0,   \
               "child %d: %s", (int)(pid), qt_d_);                             \
     } while (0)
+
+/* Wait for each of pids[0..n) (up to timeout_ms each; one that does not
+ * exit in time is killed) and CHECK that every one exited with status 0:
+ * one failure names how many did not and the first of them. */
+static inline void qtest_check_all_exit0(const pid_t *pids, int n,
+                                         int timeout_ms, const char *what,
+                                         const char *file, int line)
+{
+    int bad = 0, first = -1, first_st = 0;
+    for (int i = 0; i < n; i++) {
+        int st = qtest_wait(pids[i], timeout_ms);
+        if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) && bad++ == 0) {
+            first = i;
+            first_st = st;
+        }
+    }
+    char d[96] = "";
+    if (first >= 0)
+        qtest_describe_status(first_st, d, sizeof d);
+    qtest_record(bad == 0, file, line, "%s: %d of %d did not exit 0; first: "
+                 "#%d (pid %d): %s", what, bad, n, first,
+                 first >= 0 ? (int)pids[first] : 0, d);
+}
+
+#define CHECK_ALL_EXIT0(pids, n, timeout_ms, what)                            \
+    qtest_check_all_exit0((pids), (n), (timeout_ms), (what), __FILE__, __LINE__)
 
 /* Message exchanged between a test process and its child over pipes. */
 struct qtest_msg {
@@ -1472,6 +1502,20 @@ static inline int qtest_has_line(const char *text, const char *a, const char *b)
     return 0;
 }
 
+/* The unprivileged user the tests drop to (nobody, nogroup). */
+#define QTEST_NOBODY 65534
+
+/* Become nobody: no supplementary groups, gid and uid 65534 (real, effective
+ * and saved), so that no capability is left.  0, or -1 if a step failed.
+ * E.g. in a forked child, or in qtest_spawn_after's before() step. */
+static inline int qtest_become_nobody(void)
+{
+    if (setgroups(0, NULL) != 0 || setgid(QTEST_NOBODY) != 0 ||
+        setuid(QTEST_NOBODY) != 0)
+        return -1;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Helper processes: this binary (or another program) exec'd with a         */
 /* changed environment, talking to us through its stdin/stdout/stderr        */
@@ -1883,26 +1927,41 @@ static inline void *qtest_shared(size_t size)
     return p;
 }
 
+/* An rlimit value as a long (RLIM_INFINITY: LONG_MAX). */
+static inline long qtest_rlim_long(rlim_t v)
+{
+    return v == RLIM_INFINITY || v > (rlim_t)LONG_MAX ? LONG_MAX : (long)v;
+}
+
+/* Raise the soft limit of resource `res` (RLIMIT_NOFILE, RLIMIT_NPROC ...)
+ * to at least `want`, and the hard limit too if it is lower (root may).
+ * Returns the soft limit now in force (LONG_MAX: unlimited; -1: no
+ * getrlimit). */
+static inline long qtest_raise_rlimit(int res, long want)
+{
+    struct rlimit rl;
+    if (getrlimit(res, &rl) != 0)
+        return -1;
+    if (qtest_rlim_long(rl.rlim_cur) >= want)
+        return qtest_rlim_long(rl.rlim_cur);
+    struct rlimit nl = rl;
+    nl.rlim_cur = (rlim_t)want;
+    if (qtest_rlim_long(nl.rlim_max) < want)
+        nl.rlim_max = (rlim_t)want;
+    if (setrlimit(res, &nl) != 0) {
+        nl.rlim_cur = rl.rlim_max; /* best effort: up to the hard limit */
+        nl.rlim_max = rl.rlim_max;
+        setrlimit(res, &nl);
+    }
+    getrlimit(res, &rl);
+    return qtest_rlim_long(rl.rlim_cur);
+}
+
 /* Raise RLIMIT_NOFILE to at least `want` (the hard limit too, which root
  * may do up to fs.nr_open).  Returns the soft limit now in force. */
 static inline long qtest_raise_nofile(long want)
 {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return -1;
-    if ((long)rl.rlim_cur >= want)
-        return (long)rl.rlim_cur;
-    struct rlimit nl = rl;
-    nl.rlim_cur = (rlim_t)want;
-    if ((long)nl.rlim_max < want)
-        nl.rlim_max = (rlim_t)want;
-    if (setrlimit(RLIMIT_NOFILE, &nl) != 0) {
-        nl.rlim_cur = rl.rlim_max; /* best effort: up to the hard limit */
-        nl.rlim_max = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &nl);
-    }
-    getrlimit(RLIMIT_NOFILE, &rl);
-    return (long)rl.rlim_cur;
+    return qtest_raise_rlimit(RLIMIT_NOFILE, want);
 }
 
 /* Raise RLIMIT_NOFILE (qtest_raise_nofile) for a test that needs `need`

@@ -166,7 +166,8 @@ listed() {
 MIRROR_OFF_TESTS=(
     t_mirror t_mirror_peer t_mirror_clone t_registry t_group t_hostile
     t_setlk_getlk t_lockf t_blocking t_close_release t_flock t_ofd
-    t_exec_nolib t_idle_token t_unlock_reserve t_exit_wakes programs
+    t_exec_nolib t_idle_token t_unlock_reserve t_exit_wakes t_waiters_10k
+    t_mlockall_limit programs
 )
 
 if [ $# -gt 0 ]; then
