@@ -173,21 +173,31 @@ fn claim_through(reg: &Registry, fd: i32) -> Result<Me, Errno> {
 /// exec bridge. ENOLCK when every anchor is held.
 fn claim_anchor(reg: &Registry, fd: i32, pid: i32) -> Result<(u32, u64), Errno> {
     let start = reg.header_nonce().load(Ordering::Relaxed) as u32;
-    for i in 0..LIVES {
-        let k = (start.wrapping_add(i)) % LIVES;
-        match ofd(fd, libc::F_OFD_SETLK, libc::F_WRLCK, byte_of(k, 0), 2) {
-            Ok(_) => {}
-            Err(e) if e == Errno::AGAIN || e == Errno::ACCES => continue,
-            Err(_) => return Err(Errno::NOLCK),
+    loop {
+        // The anchors that exist; when every one is held, the table grows
+        // by a chunk (up to LIVES) and the search goes on there.
+        let n = reg.lives();
+        for i in 0..n {
+            let k = (start.wrapping_add(i)) % n;
+            match ofd(fd, libc::F_OFD_SETLK, libc::F_WRLCK, byte_of(k, 0), 2) {
+                Ok(_) => {}
+                Err(e) if e == Errno::AGAIN || e == Errno::ACCES => continue,
+                Err(_) => return Err(Errno::NOLCK),
+            }
+            let Some(life) = reg.life(k) else {
+                let _ = ofd(fd, libc::F_OFD_SETLK, libc::F_UNLCK, byte_of(k, 0), 2);
+                return Err(Errno::NOLCK);
+            };
+            let nonce = reg.header_nonce().fetch_add(1, Ordering::AcqRel) + 1;
+            life.nonce.store(nonce, Ordering::Release);
+            life.pid.store(pid as u32, Ordering::Relaxed);
+            let _ = ofd(fd, libc::F_OFD_SETLK, libc::F_UNLCK, byte_of(k, 1), 1);
+            return Ok((k, nonce));
         }
-        let nonce = reg.header_nonce().fetch_add(1, Ordering::AcqRel) + 1;
-        let life = reg.life(k);
-        life.nonce.store(nonce, Ordering::Release);
-        life.pid.store(pid as u32, Ordering::Relaxed);
-        let _ = ofd(fd, libc::F_OFD_SETLK, libc::F_UNLCK, byte_of(k, 1), 1);
-        return Ok((k, nonce));
+        if n >= LIVES || !reg.grow_lives(n) {
+            return Err(Errno::NOLCK);
+        }
     }
-    Err(Errno::NOLCK)
 }
 
 /// Maps one page of `fd` as the anchor mapping: from now on it alone keeps
@@ -262,7 +272,9 @@ pub fn become_child(reg: &Registry, c: &ChildAnchor) {
     CHILD_FD.store(-1, Ordering::Release);
     let pid = sys::getpid();
     if adopt_mapping(c.fd).is_ok() {
-        reg.life(c.anchor).pid.store(pid as u32, Ordering::Relaxed);
+        if let Some(life) = reg.life(c.anchor) {
+            life.pid.store(pid as u32, Ordering::Relaxed);
+        }
         publish(c.anchor, c.nonce, 0, pid);
         STATE.store(2, Ordering::Release);
     }
@@ -283,9 +295,12 @@ pub fn probe(reg: &Registry, k: u32, nonce: u64) -> Verdict {
     if k >= LIVES {
         return Verdict::Dead;
     }
-    if reg.life(k).nonce.load(Ordering::Acquire) != nonce {
+    match reg.life(k) {
         // Claimed again since: the image that had it is gone.
-        return Verdict::Dead;
+        Some(life) if life.nonce.load(Ordering::Acquire) != nonce => return Verdict::Dead,
+        Some(_) => {}
+        // Unclear (it cannot be mapped): alive.
+        None => return Verdict::Alive,
     }
     let mut buf = [0u8; 256];
     let Ok(path) = segment_path(&mut buf) else { return Verdict::Alive };
@@ -298,7 +313,7 @@ pub fn probe(reg: &Registry, k: u32, nonce: u64) -> Verdict {
         Ok(fl) if fl.l_type as i32 == libc::F_UNLCK => Verdict::Dead,
         // Locked: alive unless a new claimer has published another nonce
         // in the meantime.
-        Ok(_) if reg.life(k).nonce.load(Ordering::Acquire) != nonce => Verdict::Dead,
+        Ok(_) if reg.life(k).is_some_and(|l| l.nonce.load(Ordering::Acquire) != nonce) => Verdict::Dead,
         _ => Verdict::Alive,
     }
 }
@@ -397,7 +412,7 @@ pub fn adopt_bridge(reg: &Registry, value: &[u8]) -> Option<Me> {
 }
 
 fn adopt_checked(reg: &Registry, path: &CStr, fd: i32, k: u32, nonce: u64, byte: u8) -> Option<Me> {
-    if reg.life(k).nonce.load(Ordering::Acquire) != nonce {
+    if reg.life(k)?.nonce.load(Ordering::Acquire) != nonce {
         return None;
     }
     // The bridge must hold its byte itself: re-taking it through the same
@@ -413,7 +428,7 @@ fn adopt_checked(reg: &Registry, path: &CStr, fd: i32, k: u32, nonce: u64, byte:
     }
     adopt_mapping(fd).ok()?;
     let pid = sys::getpid();
-    reg.life(k).pid.store(pid as u32, Ordering::Relaxed);
+    reg.life(k)?.pid.store(pid as u32, Ordering::Relaxed);
     publish(k, nonce, byte, pid);
     STATE.store(2, Ordering::Release);
     Some(Me { anchor: k, nonce, pid })

@@ -8,7 +8,7 @@ use std::path::Path;
 /// The layers, bottom first (see `src/lib.rs` and `docs/design.md`).
 const LAYERS: &[&[&str]] = &[
     // pure, at the side: syscalls, formatting, the range engine, rules
-    &["sys", "fmt", "engine", "usermem", "mlock"],
+    &["sys", "fmt", "engine", "usermem", "mlock", "lazy"],
     // the environment and test-only fault points
     &["config", "fault"],
     // storage: the shared registry and the per-process summary

@@ -376,15 +376,15 @@ mod tests {
     }
 
     impl Arena for Counting {
-        fn records(&self) -> &[LockRecord] {
+        fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt> {
             self.reads.set(self.reads.get() + 1);
-            &self.p.recs
+            self.p.recs.rec(i)
         }
     }
 
     impl ArenaMut for Counting {
-        fn records_mut(&mut self) -> &mut [LockRecord] {
-            &mut self.p.recs
+        fn rec_mut(&mut self, i: u32) -> Result<&mut LockRecord, Corrupt> {
+            self.p.recs.rec_mut(i)
         }
     }
 

@@ -72,25 +72,23 @@ impl LockRecord {
 
 /// Where the records live: a slice in shared memory, or a Vec in tests.
 pub trait Arena {
-    fn records(&self) -> &[LockRecord];
-
-    fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt> {
-        self.records().get(i as usize).ok_or(Corrupt)
-    }
+    fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt>;
 }
 
 /// An arena that can be changed.
 pub trait ArenaMut: Arena {
-    fn records_mut(&mut self) -> &mut [LockRecord];
-
-    fn rec_mut(&mut self, i: u32) -> Result<&mut LockRecord, Corrupt> {
-        self.records_mut().get_mut(i as usize).ok_or(Corrupt)
-    }
+    fn rec_mut(&mut self, i: u32) -> Result<&mut LockRecord, Corrupt>;
 }
 
 impl Arena for [LockRecord] {
-    fn records(&self) -> &[LockRecord] {
-        self
+    fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt> {
+        self.get(i as usize).ok_or(Corrupt)
+    }
+}
+
+impl ArenaMut for [LockRecord] {
+    fn rec_mut(&mut self, i: u32) -> Result<&mut LockRecord, Corrupt> {
+        self.get_mut(i as usize).ok_or(Corrupt)
     }
 }
 
@@ -318,14 +316,14 @@ pub mod tests {
     pub struct VecArena(pub Vec<LockRecord>);
 
     impl Arena for VecArena {
-        fn records(&self) -> &[LockRecord] {
-            &self.0
+        fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt> {
+            self.0.rec(i)
         }
     }
 
     impl ArenaMut for VecArena {
-        fn records_mut(&mut self) -> &mut [LockRecord] {
-            &mut self.0
+        fn rec_mut(&mut self, i: u32) -> Result<&mut LockRecord, Corrupt> {
+            self.0.rec_mut(i)
         }
     }
 

@@ -20,14 +20,14 @@ impl VecPool {
 }
 
 impl Arena for VecPool {
-    fn records(&self) -> &[LockRecord] {
-        &self.recs
+    fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt> {
+        self.recs.rec(i)
     }
 }
 
 impl ArenaMut for VecPool {
-    fn records_mut(&mut self) -> &mut [LockRecord] {
-        &mut self.recs
+    fn rec_mut(&mut self, i: u32) -> Result<&mut LockRecord, Corrupt> {
+        self.recs.rec_mut(i)
     }
 }
 

@@ -159,13 +159,13 @@ pub(super) fn drop_stale(t: &mut Tables, wake: &mut WakeSet, slot: u32, rec: u32
                 local::account(slot, dev, ino, out.delta);
             }
             if out.released {
-                wake.notify(t.files, slot);
+                wake.notify(&t.files, slot);
             }
         }
         Err(_) => {
             let mut touched = WakeSet::default();
             t.repair(&mut |f| touched.add(f));
-            wake.absorb(t.files, &touched);
+            wake.absorb(&t.files, &touched);
         }
     }
     t.release_owner_if_idle(o);

@@ -246,7 +246,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         if passes == MAX_PASSES / 2 {
             let mut touched = WakeSet::default();
             t.repair(&mut |f| touched.add(f));
-            wake.absorb(t.files, &touched);
+            wake.absorb(&t.files, &touched);
         }
         if passes > MAX_PASSES {
             if let Some(w) = call.waiter() {
@@ -366,7 +366,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                 changed(&mut t, owner);
                 account(r.owner, slot, file, out.delta);
                 if out.released {
-                    wake.notify(t.files, slot);
+                    wake.notify(&t.files, slot);
                     // QNX converts by releasing first: so does the kernel.
                     kernel_unlock(mirrored, fd, &SetRequest { req: Request::Unlock, range: Range::WHOLE, ..r }, true);
                 }
@@ -445,7 +445,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                 changed(&mut t, owner);
                 account(r.owner, slot, file, out.delta);
                 if out.released {
-                    wake.notify(t.files, slot);
+                    wake.notify(&t.files, slot);
                 }
                 if r.req == Request::Unlock {
                     let empty = t.owners.get(owner as usize).is_none_or(|o| o.nlocks == 0);
@@ -469,7 +469,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                 }
                 let mut touched = WakeSet::default();
                 t.repair(&mut |f| touched.add(f));
-                wake.absorb(t.files, &touched);
+                wake.absorb(&t.files, &touched);
                 repaired = true;
                 continue;
             }
@@ -548,8 +548,17 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         // Read the futex word and count ourselves a sleeper under the mutex:
         // a release after this point changes the word and wakes us, so the
         // sleep below cannot miss it. The slot is not freed while we sleep.
-        let word = reg.wake_word(slot);
+        let Some(word) = reg.wake_word(slot) else {
+            return finish(&mut t, call, Outcome::Failed(r.nomem));
+        };
         let seen = word.load(core::sync::atomic::Ordering::Acquire);
+        // A crowd of sleepers on one file sleeps longer slices (one more
+        // slice per 64 sleepers, at most 2 s): their slices only serve to
+        // notice a holder that died without a wake (SIGKILL), which any one
+        // of them notices, and thousands of 50 ms slices would keep the
+        // registry busy with wake-ups alone.
+        let crowd = t.files[slot as usize].sleepers;
+        let stretch = (u64::from(crowd) / 64).min(39) * SLICE_NS;
         t.files[slot as usize].sleepers += 1;
         slept_on = Some(slot);
         slept = true;
@@ -560,7 +569,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         // or from here until the futex sleeps (the trampoline bumps the
         // word, so the sleep returns at once), gives EINTR.
         crate::signals::sleeping_on(Some(word));
-        if call.signalled() || sys::futex_wait_shared(word, seen, deadline - now) == Err(Errno::INTR) {
+        if call.signalled() || sys::futex_wait_shared(word, seen, deadline - now + stretch) == Err(Errno::INTR) {
             interrupted = true;
         }
         crate::signals::sleeping_on(None);
@@ -649,7 +658,7 @@ fn reap_unvouched(reg: &Registry) {
             t.repair(&mut |f| touched.add(f));
         }
     }
-    wake.absorb(t.files, &touched);
+    wake.absorb(&t.files, &touched);
 }
 
 /// Ends the waiter registration of a call that will not come back (its

@@ -115,7 +115,7 @@ pub(super) fn judge(t: &mut Tables, wake: &mut WakeSet, o: u32, v: &Verdicts) ->
             // (a scribbled segment). Repair frees such records.
             let mut touched = WakeSet::default();
             t.repair(&mut |f| touched.add(f));
-            wake.absorb(t.files, &touched);
+            wake.absorb(&t.files, &touched);
             return Judged::Reaped;
         }
         probe @ (Vouch::ProbeProcess(tk) | Vouch::ProbeOpenFile(tk, _, _)) => match v.get(&tk) {
@@ -130,7 +130,7 @@ pub(super) fn judge(t: &mut Tables, wake: &mut WakeSet, o: u32, v: &Verdicts) ->
     if t.reap_owner(o, &mut |f| touched.add(f)).is_err() {
         t.repair(&mut |f| touched.add(f));
     }
-    wake.absorb(t.files, &touched);
+    wake.absorb(&t.files, &touched);
     Judged::Reaped
 }
 

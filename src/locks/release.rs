@@ -33,7 +33,7 @@ pub(super) fn release_file_now(dev: u64, ino: u64) {
     if let Ok(n) = t.remove_owner_in_file(slot, me_slot)
         && n > 0
     {
-        wake.notify(t.files, slot);
+        wake.notify(&t.files, slot);
     }
     local::account(slot, dev, ino, -(local::own_records(slot) as i32));
     t.release_file_if_empty(slot);
@@ -238,7 +238,7 @@ pub fn adopt_after_exec() {
             });
             for &i in &doomed[..n] {
                 if let Ok(file) = t.remove_record(i) {
-                    wake.notify(t.files, file);
+                    wake.notify(&t.files, file);
                     t.release_file_if_empty(file);
                 }
             }
@@ -258,5 +258,5 @@ pub fn release_all() {
     if t.reap_owner(me_slot, &mut |f| touched.add(f)).is_err() {
         t.repair(&mut |f| touched.add(f));
     }
-    wake.absorb(t.files, &touched);
+    wake.absorb(&t.files, &touched);
 }

@@ -6,7 +6,7 @@ use super::*;
 impl Tables<'_> {
     /// The file slot of `(dev, ino)`, if it has one.
     pub fn find_file(&self, dev: u64, ino: u64) -> Option<u32> {
-        let mut i = self.buckets[bucket_of(dev, ino)];
+        let mut i = *self.buckets.get(self.bucket_of(dev, ino))?;
         for _ in 0..FILES {
             let f = self.files.get(i as usize)?;
             if f.in_use == 1 && f.dev == dev && f.ino == ino {
@@ -22,24 +22,22 @@ impl Tables<'_> {
         if let Some(i) = self.find_file(dev, ino) {
             return Ok(i);
         }
-        let files = &*self.files;
+        self.grow_buckets();
+        let files = &self.files;
         let fl = &mut *self.free;
-        let i = slab_take(
-            &mut fl.file,
-            &mut fl.file_high,
-            &mut fl.backed[Table::Files as usize],
-            Table::Files,
-            FILES,
-            |i| files.get(i as usize).map(|f| f.next),
-        )
+        let i = slab_take(&mut fl.file, &mut fl.file_high, self.map, Table::Files, |i| {
+            files.get(i as usize).map(|f| f.next)
+        })
         .ok_or(Errno::NOLCK)?;
+        self.free.files_in_use += 1;
+        let b = self.bucket_of(dev, ino);
+        let head = self.buckets[b];
         let f = &mut self.files[i as usize];
-        let b = bucket_of(dev, ino);
         *f = FileSlot {
             dev,
             ino,
             root: NIL,
-            next: self.buckets[b],
+            next: head,
             nrecords: 0,
             in_use: 1,
             wake: AtomicU32::new(f.wake.load(Ordering::Relaxed)),
@@ -69,13 +67,52 @@ impl Tables<'_> {
             return;
         }
         let (dev, ino) = (f.dev, f.ino);
-        let b = bucket_of(dev, ino);
-        if !slab_unlink(self.files, &mut self.buckets[b], i, |f| &mut f.next) {
+        let b = self.bucket_of(dev, ino);
+        let Some(head) = self.buckets.get_mut(b) else { return };
+        let mut h = *head;
+        if !slab_unlink(&mut self.files, &mut h, i, |f| &mut f.next) {
             return;
         }
+        self.buckets[b] = h;
+        self.free.files_in_use = self.free.files_in_use.saturating_sub(1);
         let f = &mut self.files[i as usize];
         f.in_use = 0;
         f.next = self.free.file;
         self.free.file = i;
+    }
+
+    /// Doubles the hash buckets when the files in use outnumber them twice
+    /// (up to `BUCKETS_MAX`): the new half's chunks are added, then each old
+    /// chain is split between bucket `b` and `b + n`. Amortised O(1) per
+    /// file; a holder that dies mid-way leaves chains the repair rebuilds
+    /// (it re-hashes every file slot over `nbuckets`).
+    fn grow_buckets(&mut self) {
+        let n = self.buckets.len();
+        if self.free.files_in_use as usize <= 2 * n || n >= BUCKETS_MAX as usize {
+            return;
+        }
+        if !self.map.grow_to(Table::Buckets, 2 * n as u32) {
+            return; // no room: longer chains, still complete
+        }
+        self.map.chunks().nbuckets.store(2 * n as u32, Ordering::Release);
+        for b in 0..n {
+            let mut cur = self.buckets[b];
+            let (mut low, mut high) = (NIL, NIL);
+            for _ in 0..FILES {
+                let Some(f) = self.files.get_mut(cur as usize) else { break };
+                let next = f.next;
+                let to = bucket_in(f.dev, f.ino, 2 * n);
+                if to == b {
+                    f.next = low;
+                    low = cur;
+                } else {
+                    f.next = high;
+                    high = cur;
+                }
+                cur = next;
+            }
+            self.buckets[b] = low;
+            self.buckets[b + n] = high;
+        }
     }
 }

@@ -8,7 +8,7 @@
 
 use super::layout::*;
 use super::*;
-use core::sync::atomic::{AtomicPtr, AtomicU8};
+use core::sync::atomic::AtomicU8;
 
 /// Where the registry stands for this process.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -92,18 +92,17 @@ pub(super) fn life_slot() -> u32 {
 pub(super) fn set_life_slot(i: u32) {
     LIFE_SLOT.store(i, Ordering::Relaxed);
 }
-static BASE: AtomicPtr<u8> = AtomicPtr::new(core::ptr::null_mut());
+/// This process's own registry, as it maps it.
+static OWN: Mapping = Mapping::new();
+/// A registry a tool attached by name (one at a time).
+static NAMED: Mapping = Mapping::new();
+static NAMED_BUSY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 /// The registry, attached on first use.
+#[derive(Clone, Copy)]
 pub struct Registry {
-    base: *mut u8,
+    map: &'static Mapping,
 }
-
-// SAFETY: the segment is shared memory guarded by a process-shared mutex;
-// `Registry` only holds its (immutable) address.
-unsafe impl Sync for Registry {}
-// SAFETY: as above.
-unsafe impl Send for Registry {}
 
 /// Outcome of trying to reach the registry.
 pub enum Reach {
@@ -124,7 +123,7 @@ static ATTACHER: AtomicU32 = AtomicU32::new(0);
 pub fn reach(create: bool) -> Reach {
     loop {
         match STATE.load(Ordering::Acquire) {
-            s if s == Attach::Attached as u8 => return Reach::Ready(Registry { base: BASE.load(Ordering::Acquire) }),
+            s if s == Attach::Attached as u8 => return Reach::Ready(Registry { map: &OWN }),
             s if s == Attach::Fallback as u8 => return Reach::Fallback,
             s if s == Attach::Busy as u8 => {
                 if ATTACHER.load(Ordering::Acquire) == sys::gettid() as u32 {
@@ -149,7 +148,10 @@ pub fn reach(create: bool) -> Reach {
                     ATTACHER.store(0, Ordering::Release);
                     match verdict {
                         Ok(seg) => {
-                            BASE.store(seg.base, Ordering::Release);
+                            let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+                            // SAFETY: the state is Busy: no other thread
+                            // uses the mapping state until it is Attached.
+                            unsafe { OWN.set(seg.base, seg.len, seg.dev, seg.ino, &buf[..end]) };
                             STATE.store(Attach::Attached as u8, Ordering::Release);
                             false
                         }
@@ -174,32 +176,42 @@ pub fn reach(create: bool) -> Reach {
 
 /// Attaches the named registry without creating it (for tools such as
 /// `qnxcompat-check`, which run without the library preloaded).
+/// One at a time: a second attach before the first's `detach` is refused
+/// (`Io(EBUSY)`).
 pub fn attach_named(name: &[u8]) -> Result<Registry, shm::Refusal> {
     let mut buf = [0u8; 256];
     let path = shm::path_for(name, &mut buf)?;
-    shm::attach(path, false).map(|seg| Registry { base: seg.base })
+    if NAMED_BUSY.swap(true, Ordering::AcqRel) {
+        return Err(shm::Refusal::Io(Errno(libc::EBUSY)));
+    }
+    match shm::attach(path, false) {
+        Ok(seg) => {
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+            // SAFETY: NAMED_BUSY makes this thread its only user.
+            unsafe { NAMED.set(seg.base, seg.len, seg.dev, seg.ino, &buf[..end]) };
+            Ok(Registry { map: &NAMED })
+        }
+        Err(r) => {
+            NAMED_BUSY.store(false, Ordering::Release);
+            Err(r)
+        }
+    }
 }
 
 /// Whether this process has attached (cheap; no syscall).
 pub fn attached() -> Option<Registry> {
-    if STATE.load(Ordering::Acquire) == Attach::Attached as u8 {
-        Some(Registry { base: BASE.load(Ordering::Acquire) })
-    } else {
-        None
-    }
+    (STATE.load(Ordering::Acquire) == Attach::Attached as u8).then_some(Registry { map: &OWN })
 }
 
 impl Registry {
     fn mutex(&self) -> *mut libc::pthread_mutex_t {
         // SAFETY: the header is at offset 0 of a live mapping; we take the
         // field's address without creating a reference to the header.
-        unsafe { &raw mut (*(self.base as *mut Header)).mutex }
+        unsafe { &raw mut (*(self.map.base() as *mut Header)).mutex }
     }
 
     fn header(&self) -> &Header {
-        // SAFETY: the header lives as long as the mapping (forever); the
-        // fields read through this reference are atomics or constants.
-        unsafe { &*(self.base as *const Header) }
+        self.map.header()
     }
 
     /// Takes the registry mutex, repairing the segment if its last holder
@@ -214,21 +226,39 @@ impl Registry {
         // release instead of re-entering the (error-checking) mutex.
         set_in_registry(true);
         crate::fault::point(crate::fault::Point::BeforeMutex);
+        // Map what others added first, so that what is left to map under
+        // the mutex is rarely anything.
+        let _ = self.map.cover_all();
         let r = self.lock_mutex();
         let mut guard = match r {
-            0 | libc::EOWNERDEAD => Guard { base: self.base, mutex: self.mutex(), wake: WakeSet::default() },
+            0 | libc::EOWNERDEAD => Guard { map: self.map, mutex: self.mutex(), wake: WakeSet::default() },
             _ => {
                 left_registry();
                 return Err(Errno::NOLCK);
             }
         };
+        // Chunks another process added since: mapped before any is used.
+        if self.map.cover_all().is_err() {
+            if r == libc::EOWNERDEAD {
+                // Nothing can be repaired that cannot be reached: unlocked
+                // without being made consistent, the mutex is unusable from
+                // now on, and every lock call fails closed (ENOLCK).
+                // SAFETY: we hold the mutex.
+                unsafe { libc::pthread_mutex_unlock(self.mutex()) };
+                core::mem::forget(guard);
+                left_registry();
+                return Err(Errno::NOLCK);
+            }
+            drop(guard);
+            return Err(Errno::NOLCK);
+        }
         crate::fault::point(crate::fault::Point::HoldingMutex);
         if r == libc::EOWNERDEAD {
             self.header().repairs.fetch_add(1, Ordering::Relaxed);
             let (mut t, wake) = guard.split();
             let mut touched = WakeSet::default();
             t.repair(&mut |f| touched.add(f));
-            wake.absorb(t.files, &touched);
+            wake.absorb(&t.files, &touched);
             // SAFETY: we hold the (inconsistent) mutex and have repaired it.
             unsafe { libc::pthread_mutex_consistent(self.mutex()) };
         }
@@ -271,30 +301,49 @@ impl Registry {
     /// # Safety
     /// No guard or reference into this mapping may outlive the call.
     pub unsafe fn detach(self) {
-        // SAFETY: per the contract.
-        unsafe { sys::unmap(self.base, OFFSETS.size) };
+        let (base, len) = self.map.newest();
+        // SAFETY: per the contract (only the newest mapping of a tool's
+        // attach goes; older ones, if any, stay).
+        unsafe { sys::unmap(base, len) };
+        if core::ptr::eq(self.map, &NAMED) {
+            NAMED_BUSY.store(false, Ordering::Release);
+        }
     }
 
-    /// Anchor `k`'s shared life slot (it lives as long as the mapping).
-    pub fn life(&self, k: u32) -> &'static LifeSlot {
-        let k = k.min(LIVES - 1) as usize;
-        // SAFETY: the slot lies within the mapping, which is never unmapped;
-        // its fields are atomics.
-        unsafe { &*(self.base.add(OFFSETS.lives) as *const LifeSlot).add(k) }
+    /// Anchors that exist now (the anchor table grows, see `grow_lives`).
+    pub fn lives(&self) -> u32 {
+        let have = self.map.chunks().have[Table::Lives as usize].load(Ordering::Acquire);
+        (Table::Lives.slots_in(have.min(Table::Lives.max_chunks())) as u32).min(LIVES)
+    }
+
+    /// Adds a chunk of anchors, unless another process did since `seen`
+    /// were counted; false when none can be added.
+    pub fn grow_lives(&self, seen: u32) -> bool {
+        let Ok(g) = self.lock() else { return false };
+        let ok = self.lives() > seen || g.map.add_chunk(Table::Lives);
+        drop(g);
+        ok
+    }
+
+    /// Anchor `k`'s shared life slot (it lives as long as the process).
+    pub fn life(&self, k: u32) -> Option<&'static LifeSlot> {
+        let p = self.map.slot_ptr(Table::Lives, k as usize)?;
+        // SAFETY: the slot exists and is mapped for good; its fields are
+        // atomics.
+        Some(unsafe { &*(p as *const LifeSlot) })
     }
 
     /// The header's nonce counter.
     pub fn header_nonce(&self) -> &'static AtomicU64 {
-        // SAFETY: the header lives as long as the mapping; the field is atomic.
-        unsafe { &(*(self.base as *const Header)).nonce }
+        &self.map.header().nonce
     }
 
-    /// The futex word of file slot `i` (it lives as long as the mapping).
-    pub fn wake_word(&self, i: u32) -> &'static AtomicU32 {
-        let i = i.min(FILES - 1) as usize;
-        // SAFETY: the slot lies within the mapping, which is never unmapped;
-        // only the atomic field is referenced.
-        unsafe { &(*(self.base.add(OFFSETS.files) as *const FileSlot).add(i)).wake }
+    /// The futex word of file slot `i` (it lives as long as the process).
+    pub fn wake_word(&self, i: u32) -> Option<&'static AtomicU32> {
+        let p = self.map.slot_ptr(Table::Files, i as usize)?;
+        // SAFETY: the slot exists and is mapped for good; only the atomic
+        // field is referenced.
+        Some(unsafe { &(*(p as *const FileSlot)).wake })
     }
 }
 
@@ -310,7 +359,7 @@ impl WakeSet {
     /// Marks file `f`'s waiters for waking: its futex word changes now,
     /// under the mutex, so a waiter that read the old value never sleeps
     /// through; the wake itself happens when the guard drops.
-    pub fn notify(&mut self, files: &[FileSlot], f: u32) {
+    pub fn notify(&mut self, files: &Slab<'_, FileSlot>, f: u32) {
         if let Some(slot) = files.get(f as usize) {
             slot.wake.fetch_add(1, Ordering::Release);
             if slot.sleepers > 0 {
@@ -320,7 +369,7 @@ impl WakeSet {
     }
 
     /// Notifies every file collected in `touched` (see `notify`).
-    pub fn absorb(&mut self, files: &[FileSlot], touched: &WakeSet) {
+    pub fn absorb(&mut self, files: &Slab<'_, FileSlot>, touched: &WakeSet) {
         for &f in &touched.files[..touched.n] {
             self.notify(files, f);
         }
@@ -346,7 +395,7 @@ impl WakeSet {
 
 /// The held registry mutex.
 pub struct Guard {
-    base: *mut u8,
+    map: &'static Mapping,
     mutex: *mut libc::pthread_mutex_t,
     wake: WakeSet,
 }
@@ -355,14 +404,15 @@ impl Guard {
     /// The tables and the wake set, borrowed for as long as the guard.
     pub fn split(&mut self) -> (Tables<'_>, &mut WakeSet) {
         // SAFETY: see `tables`; the wake set is process-local.
-        let t = unsafe { tables_at(self.base) };
+        let t = unsafe { tables_at(self.map) };
         (t, &mut self.wake)
     }
 
     /// The tables, borrowed for as long as the guard.
     pub fn tables(&mut self) -> Tables<'_> {
-        // SAFETY: we hold the mutex (see `tables_at`).
-        unsafe { tables_at(self.base) }
+        // SAFETY: we hold the mutex, and the mapping covers every chunk
+        // (see `tables_at`).
+        unsafe { tables_at(self.map) }
     }
 }
 
@@ -372,7 +422,7 @@ impl Drop for Guard {
             // The cross-table invariants (see the module header), after
             // every operation.
             // SAFETY: we still hold the mutex.
-            if let Err(why) = unsafe { tables_at(self.base) }.verify() {
+            if let Err(why) = unsafe { tables_at(self.map) }.verify() {
                 let mut buf = [0u8; 160];
                 let mut c = crate::fmt::Cursor::new(&mut buf);
                 let _ =
@@ -384,32 +434,30 @@ impl Drop for Guard {
                 unsafe { libc::abort() };
             }
         }
-        // Only slots below the high-water mark exist (and are backed).
-        // SAFETY: we hold the mutex; the free lists are read only.
-        let high = unsafe { tables_at(self.base) }.free.file_high.min(FILES);
         if self.wake.all {
             // More files than the set holds: every file's word changes, and
             // the files that have sleepers (counted under the mutex) are
             // woken now, before the unlock, since only here is the count
             // known. A file without sleepers costs no syscall.
-            for i in 0..high {
-                // SAFETY: as in `tables`; the mutex is held, so the
-                // sleeper count is stable while read.
-                let f = unsafe { &*(self.base.add(OFFSETS.files) as *const FileSlot).add(i as usize) };
+            // SAFETY: we hold the mutex.
+            let t = unsafe { tables_at(self.map) };
+            t.files.for_each_to(t.file_high(), &mut |_, f| {
                 f.wake.fetch_add(1, Ordering::Release);
                 if f.in_use == 1 && f.sleepers > 0 {
                     sys::futex_wake_all(&f.wake);
                 }
-            }
+            });
         }
         // SAFETY: this guard holds the mutex.
         unsafe { libc::pthread_mutex_unlock(self.mutex) };
         crate::fault::point(crate::fault::Point::AfterUnlock);
         left_registry();
-        let reg = Registry { base: self.base };
+        let reg = Registry { map: self.map };
         if !self.wake.all {
             for &f in &self.wake.files[..self.wake.n] {
-                sys::futex_wake_all(reg.wake_word(f));
+                if let Some(w) = reg.wake_word(f) {
+                    sys::futex_wake_all(w);
+                }
             }
         }
     }

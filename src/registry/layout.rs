@@ -2,16 +2,19 @@
 //! No logic lives here.
 //!
 //! ```text
-//! [Header][LifeSlot; LIVES][u32 bucket; BUCKETS][Scratch]        backed at creation
-//! [OwnerSlot; OWNERS][FileSlot; FILES][WaiterSlot; WAITERS]
-//! [MapSlot; MAPS][LockRecord; RECORDS]                          backed as they fill
+//! chunk 0:   [Header][Chunks: counts and the chunk directory]
+//! chunk 1..: table chunks, in the order they were needed
 //! ```
 //!
-//! The file is sparse: its pages cost nothing until they are backed. The
-//! fixed part is allocated (`fallocate`) when the segment is created; each
-//! table's slots are allocated in `BACK_CHUNK` steps as its high-water mark
-//! rises, before any slot there is touched. So a full `/dev/shm` makes a lock
-//! call fail with ENOLCK (lockf: ENOMEM), never a process die of SIGBUS.
+//! The segment grows in `CHUNK`-byte chunks and starts with three (the
+//! header, and one bucket and one anchor chunk): a process that maps it stays
+//! far under the default `RLIMIT_MEMLOCK`, which `mlockall(MCL_CURRENT)`
+//! compares with the whole address space. Each table is a sequence of
+//! chunks, its `k`th named by its directory entry `k`, allocated when the
+//! table's high-water mark first reaches it; a slot never moves. A chunk is
+//! allocated in the file (`fallocate`) before any slot in it is used, so a
+//! full `/dev/shm` makes a lock call fail with ENOLCK (lockf: ENOMEM), never
+//! a process die of SIGBUS.
 //!
 //! Locks legend for every field: (c) constant once the creator has published
 //! the header; (r) guarded by the registry mutex; (a) atomic, read without
@@ -27,28 +30,33 @@ pub use crate::engine::tree::LockRecord;
 /// "QNXCREG1" once the creator has finished initialising.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"QNXCREG1");
 /// Bumped whenever any struct below changes meaning.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 
 /// `Header::mode`: grants are mirrored into the kernel (`crate::mirror`).
 pub const MODE_MIRROR: u32 = 1;
 /// `Header::mode`: the registry alone decides (`QNXCOMPAT_MIRROR=off`).
 pub const MODE_PURE: u32 = 2;
 
+/// Bytes per chunk: the unit the segment grows by.
+pub const CHUNK: usize = 32 * 1024;
+
+/// Table capacities: the most slots each table can grow to.
 pub const OWNERS: u32 = 16_384;
-pub const FILES: u32 = 65_536;
-pub const BUCKETS: u32 = 65_536;
-pub const RECORDS: u32 = 1 << 20;
+pub const FILES: u32 = 262_144;
+pub const RECORDS: u32 = 1 << 21;
 /// Blocked requests registered for deadlock detection.
-pub const WAITERS: u32 = 2048;
+pub const WAITERS: u32 = 65_536;
 /// File mappings (mmap) recorded for lockf's mapped-file rule.
 pub const MAPS: u32 = 131_072;
-/// Bytes of a table backed at a time as it fills.
-pub const BACK_CHUNK: usize = 64 * 1024;
+/// Liveness anchors: process images that use the registry at once.
+pub const LIVES: u32 = 16_384;
+/// Hash buckets of the file table: `BUCKETS_MIN` at first, doubled (and the
+/// chains split) whenever there are more files in use than twice as many.
+pub const BUCKETS_MIN: u32 = 8192;
+pub const BUCKETS_MAX: u32 = 262_144;
 /// Records that only unlocks may use, so that an unlock that splits a lock
 /// still succeeds when lock requests already get ENOLCK.
 pub const UNLOCK_RESERVE: u32 = 256;
-/// Liveness anchors: process images that use the registry at once.
-pub const LIVES: u32 = 16_384;
 /// Where anchor `k`'s two bytes sit in the segment file's offset space (far
 /// beyond its end: a kernel lock needs no data under it).
 pub const ANCHOR_BASE: i64 = 1 << 40;
@@ -59,7 +67,7 @@ pub struct Header {
     pub magic: AtomicU64,
     /// (c) `LAYOUT_VERSION`.
     pub version: u32,
-    /// (c) Table sizes, checked against ours on attach.
+    /// (c) Table capacities, checked against ours on attach.
     pub owners: u32,
     pub files: u32,
     pub buckets: u32,
@@ -67,7 +75,7 @@ pub struct Header {
     /// (c) `MODE_MIRROR` or `MODE_PURE`: whether grants are mirrored into
     /// the kernel (every process on one segment must agree).
     pub mode: u32,
-    /// (c) Total segment size in bytes.
+    /// (c) `CHUNK`, checked on attach.
     pub size: u64,
     /// (a) Number of repairs after a mutex holder died (diagnostics).
     pub repairs: AtomicU32,
@@ -83,6 +91,24 @@ pub struct Header {
     pub _pad2: [u8; 24],
     /// (r) The free lists, apart from the mutex so `&mut` never spans it.
     pub free: FreeLists,
+    /// (a) Which chunks hold which table (written under the mutex, read by
+    /// anyone: atomics, so never covered by a `&mut`).
+    pub chunks: Chunks,
+}
+
+/// The chunk directory.
+#[repr(C)]
+pub struct Chunks {
+    /// (a) Chunks allocated in the file, the header's own included; the
+    /// next one allocated is chunk number `used`.
+    pub used: AtomicU32,
+    /// (a) Hash buckets in use (a power of two).
+    pub nbuckets: AtomicU32,
+    /// (a) Chunks each table has, by `Table`: its slots below
+    /// `have * per_chunk` exist.
+    pub have: [AtomicU32; TABLES],
+    /// (a) Table `t`'s chunk `k` is chunk number `dir[DIR_START[t] + k]`.
+    pub dir: [AtomicU32; DIR_TOTAL],
 }
 
 /// Slots are handed out from a free list, else from above a high-water
@@ -113,10 +139,6 @@ pub struct FreeLists {
     /// unchanged, still has none (only a creation could give it one), so
     /// it need not scan the owner table again.
     pub proc_created: u32,
-    /// (r) Slots backed (allocated in the file) per table: owners, files,
-    /// waiters, maps, records. A slot at or above its table's mark is
-    /// backed before first use.
-    pub backed: [u32; 5],
     /// (r) Owners with `unrecorded` mappings; when it drops to zero every
     /// file's `unrecorded` is cleared (see `OwnerSlot::unrecorded`).
     pub unrecorded_owners: u32,
@@ -129,9 +151,14 @@ pub struct FreeLists {
     /// knows its open file has no owner and no token, without reading
     /// fdinfo.
     pub ofd_created: u32,
+    /// (r) File slots in use (the bucket count doubles past twice as many).
+    pub files_in_use: u32,
+    /// (r) Registered waiters of open-file owners (the deadlock search
+    /// takes its faster, per-owner path while there are none).
+    pub openfile_waiters: u32,
 }
 
-/// The growable tables, as indexes into `FreeLists::backed` and `TABLES`.
+/// The growable tables, as indexes into `Chunks::have` and `DIR_START`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Table {
     Owners = 0,
@@ -139,20 +166,92 @@ pub enum Table {
     Waiters = 2,
     Maps = 3,
     Records = 4,
+    Lives = 5,
+    Buckets = 6,
 }
 
+pub const TABLES: usize = 7;
+
 impl Table {
-    /// (byte offset of the table, entry size) in the segment.
-    pub const fn span(self) -> (usize, usize) {
+    pub const ALL: [Table; TABLES] =
+        [Table::Owners, Table::Files, Table::Waiters, Table::Maps, Table::Records, Table::Lives, Table::Buckets];
+
+    /// (entry size, capacity) of the table.
+    pub const fn shape(self) -> (usize, u32) {
         match self {
-            Table::Owners => (OFFSETS.owners, size_of::<OwnerSlot>()),
-            Table::Files => (OFFSETS.files, size_of::<FileSlot>()),
-            Table::Waiters => (OFFSETS.waiters, size_of::<WaiterSlot>()),
-            Table::Maps => (OFFSETS.maps, size_of::<MapSlot>()),
-            Table::Records => (OFFSETS.records, size_of::<LockRecord>()),
+            Table::Owners => (size_of::<OwnerSlot>(), OWNERS),
+            Table::Files => (size_of::<FileSlot>(), FILES),
+            Table::Waiters => (size_of::<WaiterSlot>(), WAITERS),
+            Table::Maps => (size_of::<MapSlot>(), MAPS),
+            Table::Records => (size_of::<LockRecord>(), RECORDS),
+            Table::Lives => (size_of::<LifeSlot>(), LIVES),
+            Table::Buckets => (size_of::<u32>(), BUCKETS_MAX),
         }
     }
+
+    /// Slots in the table's first chunk (a slot never straddles two
+    /// chunks). Chunk `k` is `CHUNK << k` bytes and holds `per_chunk() << k`
+    /// slots: a table doubles as it grows, so its directory stays short
+    /// (and fits, with the header, in the segment's first page).
+    pub const fn per_chunk(self) -> u32 {
+        (CHUNK / self.shape().0) as u32
+    }
+
+    /// Slots in the table's first `k` chunks.
+    pub const fn slots_in(self, k: u32) -> u64 {
+        (self.per_chunk() as u64) * ((1u64 << k) - 1)
+    }
+
+    /// The most chunks the table can have.
+    pub const fn max_chunks(self) -> u32 {
+        let mut k = 0;
+        while self.slots_in(k) < self.shape().1 as u64 {
+            k += 1;
+        }
+        k
+    }
+
+    /// Which chunk slot `i` is in, and its index there.
+    pub const fn locate(self, i: usize) -> (u32, usize) {
+        let per = self.per_chunk() as usize;
+        let q = i / per + 1;
+        let k = usize::BITS - 1 - q.leading_zeros();
+        (k, i - per * ((1 << k) - 1))
+    }
+
+    /// Where the table's directory starts in `Chunks::dir`.
+    pub const fn dir_start(self) -> usize {
+        let mut at = 0;
+        let mut k = 0;
+        while k < self as usize {
+            at += Table::ALL[k].max_chunks() as usize;
+            k += 1;
+        }
+        at
+    }
 }
+
+/// The most chunks a segment can have: the header's and every table's.
+pub const MAX_CHUNKS: u64 = {
+    let mut n = 1;
+    let mut k = 0;
+    while k < TABLES {
+        n += (1u64 << Table::ALL[k].max_chunks()) - 1;
+        k += 1;
+    }
+    n
+};
+
+/// Directory entries for every table.
+pub const DIR_TOTAL: usize = {
+    let mut n = 0;
+    let mut k = 0;
+    while k < TABLES {
+        n += Table::ALL[k].max_chunks() as usize;
+        k += 1;
+    }
+    n
+};
 
 /// A liveness anchor (see `crate::liveness`). Anchor `k` is claimed by a
 /// process image with a kernel OFD write lock on bytes
@@ -299,16 +398,6 @@ pub struct WaiterSlot {
 /// registry must never make a live waiter look stale.
 pub const WAITER_STALE_NS: u64 = 10_000_000_000;
 
-/// Scratch space for deadlock searches, used under the mutex.
-#[repr(C)]
-pub struct Scratch {
-    pub mark: [u32; OWNERS as usize],
-    pub parent: [u32; OWNERS as usize],
-    pub stack: [u32; OWNERS as usize],
-    pub epoch: u32,
-    pub _pad: u32,
-}
-
 #[repr(C)]
 pub struct FileSlot {
     /// (r) The file's identity, `(st_dev, st_ino)`.
@@ -341,40 +430,6 @@ pub struct FileSlot {
     pub _pad: u32,
 }
 
-/// Byte offsets of each table from the start of the segment.
-pub struct Offsets {
-    /// The end of the part backed at creation.
-    pub fixed: usize,
-    pub lives: usize,
-    pub owners: usize,
-    pub files: usize,
-    pub buckets: usize,
-    pub waiters: usize,
-    pub maps: usize,
-    pub scratch: usize,
-    pub records: usize,
-    pub size: usize,
-}
-
-const fn align_up(x: usize, a: usize) -> usize {
-    (x + a - 1) & !(a - 1)
-}
-
-pub const OFFSETS: Offsets = {
-    let lives = align_up(size_of::<Header>(), 64);
-    let buckets = align_up(lives + LIVES as usize * size_of::<LifeSlot>(), 64);
-    let scratch = align_up(buckets + BUCKETS as usize * size_of::<u32>(), 64);
-    // Each growable table starts on a page of its own, so backing one never
-    // touches another's pages.
-    let owners = align_up(scratch + size_of::<Scratch>(), 4096);
-    let files = align_up(owners + OWNERS as usize * size_of::<OwnerSlot>(), 4096);
-    let waiters = align_up(files + FILES as usize * size_of::<FileSlot>(), 4096);
-    let maps = align_up(waiters + WAITERS as usize * size_of::<WaiterSlot>(), 4096);
-    let records = align_up(maps + MAPS as usize * size_of::<MapSlot>(), 4096);
-    let size = align_up(records + RECORDS as usize * size_of::<LockRecord>(), 4096);
-    Offsets { lives, owners, files, buckets, waiters, maps, scratch, records, size, fixed: owners }
-};
-
 // Layout checks (rustix's check_types): a change here must bump LAYOUT_VERSION.
 const _: () = {
     assert!(size_of::<LockRecord>() == 56);
@@ -387,14 +442,19 @@ const _: () = {
     assert!(size_of::<libc::pthread_mutex_t>() == 40);
     assert!(core::mem::offset_of!(Header, mutex) == 64);
     assert!(core::mem::offset_of!(Header, free) == 128);
-    assert!(OFFSETS.records.is_multiple_of(align_of::<LockRecord>()));
+    // The header, the free lists and the chunk directory share the first
+    // page: the part of the segment that nothing but the library writes.
+    assert!(size_of::<Header>() <= 4096);
+    assert!(CHUNK.is_multiple_of(4096));
+    assert!(BUCKETS_MIN.is_power_of_two() && BUCKETS_MAX.is_power_of_two());
+    assert!(BUCKETS_MIN == Table::Buckets.per_chunk());
     assert!(UNLOCK_RESERVE < RECORDS);
 };
 
 /// FNV-1a over the layout's every size and offset that matters, and its
 /// table sizes: two builds with equal hashes agree on the segment's shape.
 pub const ABI_HASH: u64 = {
-    let parts: [u64; 24] = [
+    let parts: [u64; 26] = [
         LAYOUT_VERSION as u64,
         size_of::<Header>() as u64,
         size_of::<LifeSlot>() as u64,
@@ -403,7 +463,7 @@ pub const ABI_HASH: u64 = {
         size_of::<WaiterSlot>() as u64,
         size_of::<MapSlot>() as u64,
         size_of::<LockRecord>() as u64,
-        size_of::<Scratch>() as u64,
+        CHUNK as u64,
         core::mem::offset_of!(OwnerSlot, life) as u64,
         core::mem::offset_of!(OwnerSlot, nonce) as u64,
         core::mem::offset_of!(OwnerSlot, anchor) as u64,
@@ -412,13 +472,15 @@ pub const ABI_HASH: u64 = {
         core::mem::offset_of!(LockRecord, owner) as u64,
         OWNERS as u64,
         FILES as u64,
-        BUCKETS as u64,
+        BUCKETS_MAX as u64,
         RECORDS as u64,
         WAITERS as u64,
         MAPS as u64,
         LIVES as u64,
         ANCHOR_BASE as u64,
-        OFFSETS.size as u64,
+        DIR_TOTAL as u64,
+        BUCKETS_MIN as u64,
+        size_of::<Header>() as u64,
     ];
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut i = 0;

@@ -7,12 +7,10 @@ impl Tables<'_> {
     /// Records that `owner` mapped `[addr, addr + len)` of `file`; ENOMEM
     /// when the mapping table is full.
     pub fn add_map(&mut self, owner: u32, file: u32, addr: u64, len: u64) -> Result<(), Errno> {
-        let maps = &*self.maps;
+        let maps = &self.maps;
         let f = &mut *self.free;
-        let m = slab_take(&mut f.map, &mut f.map_high, &mut f.backed[Table::Maps as usize], Table::Maps, MAPS, |i| {
-            maps.get(i as usize).map(|m| m.next)
-        })
-        .ok_or(Errno::NOMEM)?;
+        let m = slab_take(&mut f.map, &mut f.map_high, self.map, Table::Maps, |i| maps.get(i as usize).map(|m| m.next))
+            .ok_or(Errno::NOMEM)?;
         let (Some(o), true) = (self.owners.get_mut(owner as usize), (file as usize) < self.files.len()) else {
             return Err(Errno::NOMEM);
         };
@@ -59,7 +57,13 @@ impl Tables<'_> {
                     self.maps[m as usize].len = b - end;
                 }
                 (false, false) => {
-                    slab_relink(self.maps, &mut self.owners[owner as usize].map_head, prev, next, |m| &mut m.next);
+                    slab_relink(
+                        &mut self.maps,
+                        &mut self.owners[owner as usize].map_head,
+                        prev,
+                        next,
+                        |m: &mut MapSlot| &mut m.next,
+                    );
                     self.free_map(m, owner, file);
                     removed += 1;
                     m = next;
@@ -130,7 +134,7 @@ impl Tables<'_> {
     /// Calls `f` with each owner that has unrecorded mappings, while `f`
     /// returns true (the file marked by them may be any of theirs).
     pub fn for_each_unrecorded(&self, f: &mut dyn FnMut(u32) -> bool) {
-        for (i, o) in self.used_owners().iter().enumerate() {
+        for (i, o) in self.used_owners().enumerate() {
             if o.kind == OWNER_PROCESS && o.unrecorded != 0 && !f(i as u32) {
                 return;
             }
@@ -171,7 +175,7 @@ impl Tables<'_> {
         if self.files.get(file as usize).is_none_or(|s| s.mappings == 0) {
             return;
         }
-        for m in &self.maps[..(self.free.map_high as usize).min(self.maps.len())] {
+        for m in self.maps.iter_to(self.free.map_high as usize) {
             if m.in_use == 1 && m.file == file && !f(m.owner) {
                 return;
             }

@@ -68,6 +68,7 @@
 //! header's mutex is only ever touched through raw pointers.
 #![allow(unsafe_code)]
 
+mod chunks;
 mod files;
 mod guard;
 pub mod layout;
@@ -79,6 +80,7 @@ pub mod shm;
 mod verify;
 mod waiters;
 
+pub use chunks::{Mapping, Slab};
 pub use guard::{
     Attach, Guard, Reach, Registry, WakeSet, attach_named, attached, forget_after_fork, in_registry, reach, section,
     set_on_leave,
@@ -99,7 +101,7 @@ use layout::*;
 /// runs through `next` (the one list unlink every table uses); false when it
 /// is not on the list. The walk is bounded by the table's size, so a
 /// scribbled list ends it rather than looping.
-fn slab_unlink<T>(items: &mut [T], head: &mut u32, target: u32, next: fn(&mut T) -> &mut u32) -> bool {
+fn slab_unlink<T>(items: &mut Slab<'_, T>, head: &mut u32, target: u32, next: fn(&mut T) -> &mut u32) -> bool {
     let mut prev = NIL;
     let mut cur = *head;
     for _ in 0..items.len() {
@@ -119,7 +121,7 @@ fn slab_unlink<T>(items: &mut [T], head: &mut u32, target: u32, next: fn(&mut T)
 
 /// Makes `after` follow `prev` (or start the list at `head`, when `prev` is
 /// NIL): the second half of an unlink whose walk already knows `prev`.
-fn slab_relink<T>(items: &mut [T], head: &mut u32, prev: u32, after: u32, next: fn(&mut T) -> &mut u32) {
+fn slab_relink<T>(items: &mut Slab<'_, T>, head: &mut u32, prev: u32, after: u32, next: fn(&mut T) -> &mut u32) {
     match items.get_mut(prev as usize) {
         Some(p) => *next(p) = after,
         None => *head = after,
@@ -131,22 +133,21 @@ fn slab_relink<T>(items: &mut [T], head: &mut u32, prev: u32, after: u32, next: 
 /// the high-water mark `high`, else `None` (the table is full). Slots never
 /// move, so an index held anywhere stays valid until its slot is freed.
 ///
-/// A never-used slot is backed in the file first (`BACK_CHUNK` at a time,
-/// see `layout`); when that fails (a full `/dev/shm`) the table counts as
-/// full, and the call fails with its errno, never with SIGBUS later.
+/// A never-used slot's chunk is added to the table first (see `chunks.rs`);
+/// when that fails (a full `/dev/shm`) the table counts as full, and the
+/// call fails with its errno, never with SIGBUS later.
 fn slab_take(
     head: &mut u32,
     high: &mut u32,
-    backed: &mut u32,
+    map: &'static Mapping,
     table: Table,
-    cap: u32,
     next_of: impl Fn(u32) -> Option<u32>,
 ) -> Option<u32> {
     if *head != NIL {
         let i = *head;
         *head = next_of(i)?;
         Some(i)
-    } else if *high < cap && back_to(backed, table, cap, *high + 1) {
+    } else if *high < table.shape().1 && map.grow_to(table, *high + 1) {
         *high += 1;
         Some(*high - 1)
     } else {
@@ -154,59 +155,58 @@ fn slab_take(
     }
 }
 
-/// Backs the first `n` slots of `table`, `BACK_CHUNK` at a time; false when
-/// the file system has no room.
-fn back_to(backed: &mut u32, table: Table, cap: u32, n: u32) -> bool {
-    if n <= *backed {
-        return true;
-    }
-    let (off, size) = table.span();
-    let per = (BACK_CHUNK / size).max(1) as u32;
-    let want = n.div_ceil(per).saturating_mul(per).min(cap);
-    if !shm::back(off + *backed as usize * size, off + want as usize * size) {
-        return false;
-    }
-    *backed = want;
-    true
-}
-
 /// The mutable tables of the segment, valid while the mutex is held.
 pub struct Tables<'g> {
     pub free: &'g mut FreeLists,
-    pub owners: &'g mut [OwnerSlot],
-    pub files: &'g mut [FileSlot],
-    pub buckets: &'g mut [u32],
-    pub waiters: &'g mut [WaiterSlot],
-    pub maps: &'g mut [MapSlot],
-    pub scratch: &'g mut Scratch,
-    pub records: &'g mut [LockRecord],
+    pub owners: Slab<'g, OwnerSlot>,
+    pub files: Slab<'g, FileSlot>,
+    pub buckets: Slab<'g, u32>,
+    pub waiters: Slab<'g, WaiterSlot>,
+    pub maps: Slab<'g, MapSlot>,
+    pub records: Slab<'g, LockRecord>,
+    /// The segment as this process maps it (to grow a table).
+    pub map: &'static Mapping,
+}
+
+impl<T> Slab<'_, T> {
+    /// The slots, as an `Arena` of records.
+    fn rec_at(&self, i: u32) -> Result<&T, Corrupt> {
+        self.get(i as usize).ok_or(Corrupt)
+    }
+}
+
+impl Arena for Slab<'_, LockRecord> {
+    fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt> {
+        self.rec_at(i)
+    }
+}
+
+impl ArenaMut for Slab<'_, LockRecord> {
+    fn rec_mut(&mut self, i: u32) -> Result<&mut LockRecord, Corrupt> {
+        self.get_mut(i as usize).ok_or(Corrupt)
+    }
 }
 
 impl Arena for Tables<'_> {
-    fn records(&self) -> &[LockRecord] {
-        self.records
+    fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt> {
+        self.records.rec(i)
     }
 }
 
 impl ArenaMut for Tables<'_> {
-    fn records_mut(&mut self) -> &mut [LockRecord] {
-        self.records
+    fn rec_mut(&mut self, i: u32) -> Result<&mut LockRecord, Corrupt> {
+        self.records.rec_mut(i)
     }
 }
 
 impl Pool for Tables<'_> {
     fn alloc(&mut self, owner: u32, file: u32) -> Option<u32> {
         let head = self.owners.get(owner as usize)?.lock_head;
-        let records = &*self.records;
+        let records = &self.records;
         let f = &mut *self.free;
-        let i = slab_take(
-            &mut f.record,
-            &mut f.record_high,
-            &mut f.backed[Table::Records as usize],
-            Table::Records,
-            RECORDS,
-            |i| records.get(i as usize).map(|r| r.onext),
-        )?;
+        let i = slab_take(&mut f.record, &mut f.record_high, self.map, Table::Records, |i| {
+            records.get(i as usize).map(|r| r.onext)
+        })?;
         self.free.nrecords -= 1;
         self.records[i as usize] = LockRecord {
             owner,
@@ -263,8 +263,8 @@ impl Pool for Tables<'_> {
     /// as many stay free as there are live records, so that every live
     /// record can still be split by an unlock (an unlock never fails for
     /// lack of room while splits do not outnumber the records there were).
-    /// The records a call may take from above the high-water mark are
-    /// backed here first.
+    /// The records a call may take from above the high-water mark get their
+    /// chunks here first.
     fn can_alloc(&mut self, n: u32, for_unlock: bool) -> bool {
         let live = RECORDS - self.free.nrecords;
         let need = if for_unlock { n } else { n + live.max(UNLOCK_RESERVE) };
@@ -274,8 +274,7 @@ impl Pool for Tables<'_> {
         let above = RECORDS - self.free.record_high;
         let listed = self.free.nrecords - above;
         let fresh = n.saturating_sub(listed);
-        let f = &mut *self.free;
-        fresh == 0 || back_to(&mut f.backed[Table::Records as usize], Table::Records, RECORDS, f.record_high + fresh)
+        fresh == 0 || self.map.grow_to(Table::Records, self.free.record_high + fresh)
     }
 
     fn checkpoint(&mut self) {
@@ -283,56 +282,71 @@ impl Pool for Tables<'_> {
     }
 }
 
-fn bucket_of(dev: u64, ino: u64) -> usize {
-    let h = (dev.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ino).wrapping_mul(0xff51_afd7_ed55_8ccd);
-    (h >> 40) as usize % BUCKETS as usize
+/// The hash of a file, before it is reduced to a bucket.
+fn file_hash(dev: u64, ino: u64) -> u64 {
+    (dev.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ino).wrapping_mul(0xff51_afd7_ed55_8ccd) >> 20
 }
 
-/// The tables of the segment mapped at `base`.
+/// The bucket of a file, among `n` (a power of two).
+fn bucket_in(dev: u64, ino: u64, n: usize) -> usize {
+    file_hash(dev, ino) as usize & (n - 1)
+}
+
+/// The free lists of an empty registry: no slot is below a high-water mark.
+pub(crate) fn reset_free_lists(free: &mut FreeLists) {
+    *free = FreeLists {
+        record: NIL,
+        nrecords: RECORDS,
+        file: NIL,
+        owner: NIL,
+        waiter: NIL,
+        map: NIL,
+        record_high: 0,
+        file_high: 0,
+        owner_high: 0,
+        waiter_high: 0,
+        map_high: 0,
+        proc_created: 0,
+        unrecorded_owners: 0,
+        graph_epoch: 0,
+        ofd_created: 0,
+        files_in_use: 0,
+        openfile_waiters: 0,
+    };
+}
+
+/// The tables of the segment `map` maps.
 ///
 /// # Safety
-/// `base` maps a whole segment, and for `'a` the caller holds its mutex (or,
-/// while initialising, is its only user).
-pub(crate) unsafe fn tables_at<'a>(base: *mut u8) -> Tables<'a> {
-    // SAFETY: per the contract nobody else touches the tables; each slice
-    // lies within the mapping at the layout's offsets, and they overlap
-    // neither each other nor the mutex.
+/// For `'a` the caller holds the segment's mutex (or, while initialising, is
+/// its only user), and the mapping covers every chunk allocated.
+pub(crate) unsafe fn tables_at<'a>(map: &'static Mapping) -> Tables<'a> {
+    // SAFETY: per the contract nobody else touches the tables; the free
+    // lists are a field of the header apart from the mutex and the (atomic)
+    // directory, and each slab's type is its table's.
     unsafe {
         Tables {
-            free: &mut (*(base as *mut Header)).free,
-            owners: core::slice::from_raw_parts_mut(base.add(OFFSETS.owners) as *mut OwnerSlot, OWNERS as usize),
-            files: core::slice::from_raw_parts_mut(base.add(OFFSETS.files) as *mut FileSlot, FILES as usize),
-            buckets: core::slice::from_raw_parts_mut(base.add(OFFSETS.buckets) as *mut u32, BUCKETS as usize),
-            waiters: core::slice::from_raw_parts_mut(base.add(OFFSETS.waiters) as *mut WaiterSlot, WAITERS as usize),
-            maps: core::slice::from_raw_parts_mut(base.add(OFFSETS.maps) as *mut MapSlot, MAPS as usize),
-            scratch: &mut *(base.add(OFFSETS.scratch) as *mut Scratch),
-            records: core::slice::from_raw_parts_mut(base.add(OFFSETS.records) as *mut LockRecord, RECORDS as usize),
+            free: &mut (*(map.base() as *mut Header)).free,
+            owners: Slab::new(map, Table::Owners),
+            files: Slab::new(map, Table::Files),
+            buckets: Slab::new(map, Table::Buckets),
+            waiters: Slab::new(map, Table::Waiters),
+            maps: Slab::new(map, Table::Maps),
+            records: Slab::new(map, Table::Records),
+            map,
         }
     }
 }
 
 impl Tables<'_> {
-    /// Empties every table: no slot is below a high-water mark.
-    pub fn reset(&mut self) {
-        *self.free = FreeLists {
-            record: NIL,
-            nrecords: RECORDS,
-            file: NIL,
-            owner: NIL,
-            waiter: NIL,
-            map: NIL,
-            record_high: 0,
-            file_high: 0,
-            owner_high: 0,
-            waiter_high: 0,
-            map_high: 0,
-            proc_created: 0,
-            backed: [0; 5],
-            unrecorded_owners: 0,
-            graph_epoch: 0,
-            ofd_created: 0,
-        };
-        self.buckets.fill(NIL);
+    /// The bucket of a file.
+    pub(super) fn bucket_of(&self, dev: u64, ino: u64) -> usize {
+        bucket_in(dev, ino, self.buckets.len().max(1))
+    }
+
+    /// Empties every hash chain (the repair rebuilds them).
+    pub(super) fn clear_buckets(&mut self) {
+        self.buckets.for_each_mut_to(usize::MAX, &mut |_, b| *b = NIL);
     }
 
     /// The high-water marks, clamped: they are read from shared memory.
@@ -346,5 +360,9 @@ impl Tables<'_> {
 
     pub(super) fn record_high(&self) -> usize {
         (self.free.record_high as usize).min(self.records.len())
+    }
+
+    pub(super) fn waiter_high(&self) -> usize {
+        (self.free.waiter_high as usize).min(self.waiters.len())
     }
 }

@@ -10,8 +10,8 @@ use super::*;
 
 impl Tables<'_> {
     /// The owner slots ever used.
-    pub fn used_owners(&self) -> &[OwnerSlot] {
-        &self.owners[..self.owner_high()]
+    pub fn used_owners(&self) -> impl Iterator<Item = &OwnerSlot> + '_ {
+        self.owners.iter_to(self.owner_high())
     }
 
     /// The owner slot of the process image with `nonce`, if it has one.
@@ -26,7 +26,7 @@ impl Tables<'_> {
         if self.owners.get(hint as usize).is_some_and(is_me) {
             return Some(hint);
         }
-        let base = self.owners.as_ptr() as u64;
+        let base = self.map as *const Mapping as u64;
         let made = u64::from(self.free.proc_created);
         if ABSENT_NONCE.load(Ordering::Relaxed) == nonce
             && ABSENT_TABLE.load(Ordering::Relaxed) == base
@@ -34,7 +34,7 @@ impl Tables<'_> {
         {
             return None;
         }
-        let found = self.used_owners().iter().position(is_me).map(|i| i as u32);
+        let found = self.used_owners().position(is_me).map(|i| i as u32);
         if found.is_none() {
             ABSENT_NONCE.store(nonce, Ordering::Relaxed);
             ABSENT_TABLE.store(base, Ordering::Relaxed);
@@ -61,16 +61,11 @@ impl Tables<'_> {
     /// Takes a free owner slot for a new owner; ENOLCK when the table is
     /// full. The slot's generation moves on, so old tokens never name it.
     pub fn new_owner(&mut self, kind: u8, flavor: u8, pid: i32, nonce: u64, dev: u64, ino: u64) -> Result<u32, Errno> {
-        let owners = &*self.owners;
+        let owners = &self.owners;
         let f = &mut *self.free;
-        let i = slab_take(
-            &mut f.owner,
-            &mut f.owner_high,
-            &mut f.backed[Table::Owners as usize],
-            Table::Owners,
-            OWNERS,
-            |i| owners.get(i as usize).map(|o| o.next_free),
-        )
+        let i = slab_take(&mut f.owner, &mut f.owner_high, self.map, Table::Owners, |i| {
+            owners.get(i as usize).map(|o| o.next_free)
+        })
         .ok_or(Errno::NOLCK)?;
         // Field by field: the slot holds a mutex, which must not be moved.
         let o = &mut self.owners[i as usize];
@@ -122,7 +117,7 @@ impl Tables<'_> {
     /// The open-file owner that `token` names for the file `(dev, ino)`,
     /// if the slot still is that owner.
     pub fn openfile_owner(&self, slot: u32, generation: u32, gens: u32, dev: u64, ino: u64) -> Option<u32> {
-        let o = self.used_owners().get(slot as usize)?;
+        let o = self.owners.get(slot as usize).filter(|_| (slot as usize) < self.owner_high())?;
         (o.kind == OWNER_OPENFILE && generation == o.generation % gens && o.dev == dev && o.ino == ino).then_some(slot)
     }
 

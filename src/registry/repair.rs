@@ -31,30 +31,38 @@ impl Tables<'_> {
         }
         // Waiters: dropped; live ones register again on their next wake.
         let owner_high = self.owner_high();
-        for o in self.owners[..owner_high].iter_mut() {
+        for o in self.owners.iter_mut_to(owner_high) {
             o.waiter_head = NIL;
             o.nwaiters = 0;
         }
         self.free.waiter = NIL;
         self.free.waiter_high = 0;
+        self.free.openfile_waiters = 0;
         // Mappings: dropped and rebuilt below from the mapping table.
-        for o in self.owners[..owner_high].iter_mut() {
+        for o in self.owners.iter_mut_to(owner_high) {
             o.map_head = NIL;
             o.nmaps = 0;
         }
         // Files: keep identities, rebuild chains and the free list.
-        self.buckets.fill(NIL);
+        self.clear_buckets();
         self.free.file = NIL;
+        self.free.files_in_use = 0;
         for i in (0..self.file_high()).rev() {
-            let f = &mut self.files[i];
-            f.root = NIL;
-            f.nrecords = 0;
-            f.mappings = 0;
-            if f.in_use == 1 {
-                let b = bucket_of(f.dev, f.ino);
-                f.next = self.buckets[b];
+            let (dev, ino, in_use) = {
+                let f = &mut self.files[i];
+                f.root = NIL;
+                f.nrecords = 0;
+                f.mappings = 0;
+                (f.dev, f.ino, f.in_use == 1)
+            };
+            if in_use {
+                let b = self.bucket_of(dev, ino);
+                let head = self.buckets[b];
+                self.files[i].next = head;
                 self.buckets[b] = i as u32;
+                self.free.files_in_use += 1;
             } else {
+                let f = &mut self.files[i];
                 f.in_use = 0;
                 f.next = self.free.file;
                 self.free.file = i as u32;

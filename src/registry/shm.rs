@@ -1,8 +1,9 @@
 //! Creating, checking and mapping the registry segment. The only module that
 //! maps it.
 //!
-//! The segment is `/dev/shm/<name>`, mode 0600, mapped once at its fixed size
-//! (glibc's robust-mutex list needs the mutex to stay at one address), and
+//! The segment is `/dev/shm/<name>`, mode 0600, mapped at the size it has
+//! (it grows in chunks, see `chunks.rs`; glibc's robust-mutex list needs the
+//! mutex to stay at one address, and it does: old mappings are kept), and
 //! its descriptor is closed straight after mapping: test suites count fds.
 //!
 //! First-use races: every attacher holds the kernel's `flock(LOCK_EX)` on the
@@ -36,7 +37,8 @@ pub enum Refusal {
     Permissive { mode: u32 },
     /// A shared registry that belongs to another group.
     WrongGroup { gid: u32, want: u32 },
-    /// Its size is not ours: another layout, or truncated.
+    /// Its size is not a whole number of chunks: another layout, or
+    /// truncated.
     WrongSize { size: u64 },
     /// The header names another layout or table sizes.
     WrongVersion { version: u32 },
@@ -63,7 +65,10 @@ impl Refusal {
                 write!(w, "it belongs to group {gid}, not to the sharing group {want}")
             }
             Refusal::WrongSize { size } => {
-                write!(w, "its size {size} is not {} (another version, or truncated)", OFFSETS.size)
+                write!(
+                    w,
+                    "its size {size} is not a whole number of {CHUNK}-byte chunks (another version, or truncated)"
+                )
             }
             Refusal::WrongVersion { version } => {
                 write!(
@@ -83,9 +88,12 @@ impl Refusal {
     }
 }
 
-/// The mapped segment.
+/// The mapped segment: `len` bytes at `base` of the file `(dev, ino)`.
 pub struct Segment {
     pub base: *mut u8,
+    pub len: usize,
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// Builds `/dev/shm/<name>` into `buf`.
@@ -174,18 +182,19 @@ fn map_checked(fd: i32) -> Result<Segment, Refusal> {
     let size = st.st_size as u64;
     let fresh = size == 0;
     if fresh {
-        // Sparse to its full size; the fixed part is allocated now, so a
-        // full /dev/shm is a refusal here rather than SIGBUS at first touch.
-        sys::ftruncate(fd, OFFSETS.size as u64).map_err(Refusal::Io)?;
-        if let Err(e) = sys::fallocate(fd, 0, OFFSETS.fixed as u64) {
+        // The first chunks are allocated now, so a full /dev/shm is a
+        // refusal here rather than SIGBUS at first touch.
+        sys::ftruncate(fd, FIRST_CHUNKS as u64 * CHUNK as u64).map_err(Refusal::Io)?;
+        if let Err(e) = sys::fallocate(fd, 0, FIRST_CHUNKS as u64 * CHUNK as u64) {
             let _ = sys::ftruncate(fd, 0);
             return Err(Refusal::Io(e));
         }
-    } else if size != OFFSETS.size as u64 {
+    } else if size < FIRST_CHUNKS as u64 * CHUNK as u64 || !size.is_multiple_of(CHUNK as u64) {
         return Err(Refusal::WrongSize { size });
     }
-    let base = sys::map_shared(fd, OFFSETS.size).map_err(Refusal::Io)?;
-    // SAFETY: the mapping is OFFSETS.size bytes, page aligned, and Header
+    let len = if fresh { FIRST_CHUNKS * CHUNK } else { size as usize };
+    let base = sys::map_shared(fd, len).map_err(Refusal::Io)?;
+    // SAFETY: the mapping is at least one chunk, page aligned, and Header
     // sits at offset 0.
     let header = unsafe { &*(base as *const Header) };
     let magic = header.magic.load(Ordering::Acquire);
@@ -199,53 +208,39 @@ fn map_checked(fd: i32) -> Result<Segment, Refusal> {
         || header.abi != ABI_HASH
         || header.owners != OWNERS
         || header.files != FILES
-        || header.buckets != BUCKETS
+        || header.buckets != BUCKETS_MAX
         || header.records != RECORDS
-        || header.size != OFFSETS.size as u64
+        || header.size != CHUNK as u64
     {
         Err(Refusal::WrongVersion { version: header.version })
     } else if header.mode != our_mode() {
         Err(Refusal::WrongMode { mirrored: header.mode == MODE_MIRROR })
+    } else if header.chunks.used.load(Ordering::Acquire) as u64 * CHUNK as u64 > size {
+        Err(Refusal::WrongSize { size })
     } else {
         Ok(())
     };
     match verdict {
-        Ok(()) => Ok(Segment { base }),
+        Ok(()) => Ok(Segment { base, len, dev: st.st_dev, ino: st.st_ino }),
         Err(r) => {
             // SAFETY: nothing refers into the mapping yet.
-            unsafe { sys::unmap(base, OFFSETS.size) };
+            unsafe { sys::unmap(base, len) };
             Err(r)
         }
     }
 }
+
+/// Chunks a new segment starts with: the header, the first bucket chunk and
+/// the first anchor chunk (every user needs all three).
+pub const FIRST_CHUNKS: usize = 3;
 
 /// This process's `Header::mode`.
 fn our_mode() -> u32 {
     if crate::config::mirror() { MODE_MIRROR } else { MODE_PURE }
 }
 
-/// Allocates bytes `[from, to)` (rounded out to pages) of the calling
-/// process's registry segment file, so that touching them never raises
-/// SIGBUS; false when the file system has no room (one line on stderr, once
-/// per process). Runs with the registry mutex held: it is the one syscall
-/// sequence on storage's own file, bounded and non-blocking.
-pub fn back(from: usize, to: usize) -> bool {
-    let page = 4096;
-    let (from, to) = (from / page * page, to.div_ceil(page) * page);
-    let mut buf = [0u8; 256];
-    let Ok(path) = path_for(crate::config::registry_name(), &mut buf) else { return false };
-    let Ok(fd) = sys::open(path, libc::O_RDWR | libc::O_NOFOLLOW, 0) else { return false };
-    let r = sys::fallocate(fd, from as u64, (to - from) as u64);
-    let _ = sys::close(fd);
-    if let Err(e) = r {
-        full_message(&buf, e);
-        return false;
-    }
-    true
-}
-
 /// The one line for a segment that cannot grow (printed once per process).
-fn full_message(path: &[u8; 256], e: Errno) {
+pub(super) fn full_message(path: &[u8], e: Errno) {
     static SAID: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
     if SAID.swap(true, Ordering::Relaxed) {
         return;
@@ -253,11 +248,10 @@ fn full_message(path: &[u8; 256], e: Errno) {
     let saved = Errno::last();
     let mut buf = [0u8; 400];
     let mut c = Cursor::new(&mut buf[..399]);
-    let end = path.iter().position(|&b| b == 0).unwrap_or(0);
     let _ = writeln!(
         c,
         "qnxcompat: lock registry {} cannot grow: {}; lock calls that need room fail with ENOLCK (lockf: ENOMEM)",
-        core::str::from_utf8(&path[..end]).unwrap_or("?"),
+        core::str::from_utf8(path).unwrap_or("?"),
         e.name()
     );
     let n = c.len();
@@ -268,14 +262,14 @@ fn full_message(path: &[u8; 256], e: Errno) {
 /// Lays out an empty registry and publishes it.
 ///
 /// # Safety
-/// `base` maps `OFFSETS.size` bytes that no other process uses until the
+/// `base` maps `FIRST_CHUNKS` chunks that no other process uses until the
 /// magic is stored.
 unsafe fn initialise(base: *mut u8) -> Result<(), Refusal> {
-    // A fresh file reads as zeros already; only a segment a dead creator
-    // abandoned mid-way needs its header area cleared. Tables are only ever
-    // read below their high-water marks, which start at zero.
+    // A fresh file reads as zeros already; a segment a dead creator
+    // abandoned mid-way is cleared (its first chunks; the rest are cleared
+    // as they are added to a table).
     // SAFETY: per the contract, the whole mapping is ours to write.
-    unsafe { core::ptr::write_bytes(base, 0, OFFSETS.owners) };
+    unsafe { core::ptr::write_bytes(base, 0, FIRST_CHUNKS * CHUNK) };
     // SAFETY: offset 0 holds the header; the mapping is exclusively ours.
     let h = unsafe { &mut *(base as *mut Header) };
     h.version = LAYOUT_VERSION;
@@ -283,15 +277,24 @@ unsafe fn initialise(base: *mut u8) -> Result<(), Refusal> {
     h.mode = our_mode();
     h.owners = OWNERS;
     h.files = FILES;
-    h.buckets = BUCKETS;
+    h.buckets = BUCKETS_MAX;
     h.records = RECORDS;
-    h.size = OFFSETS.size as u64;
+    h.size = CHUNK as u64;
     // SAFETY: the mutex lives in shared memory that stays mapped at this
     // address for the life of the process; we initialise it exactly once
     // before anyone can see it.
     unsafe { init_robust_mutex(&mut h.mutex)? };
-    // SAFETY: per this function's contract we are the segment's only user.
-    unsafe { super::tables_at(base) }.reset();
+    // Chunk 1: the first buckets, all empty; chunk 2: the first anchors.
+    // SAFETY: chunk 1 is within the mapping and ours.
+    unsafe { core::slice::from_raw_parts_mut(base.add(CHUNK) as *mut u32, CHUNK / 4) }.fill(crate::engine::tree::NIL);
+    let ch = &h.chunks;
+    ch.dir[Table::Buckets.dir_start()].store(1, Ordering::Relaxed);
+    ch.have[Table::Buckets as usize].store(1, Ordering::Relaxed);
+    ch.nbuckets.store(BUCKETS_MIN, Ordering::Relaxed);
+    ch.dir[Table::Lives.dir_start()].store(2, Ordering::Relaxed);
+    ch.have[Table::Lives as usize].store(1, Ordering::Relaxed);
+    ch.used.store(FIRST_CHUNKS as u32, Ordering::Relaxed);
+    super::reset_free_lists(&mut h.free);
     h.magic.store(MAGIC, Ordering::Release);
     Ok(())
 }

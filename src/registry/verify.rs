@@ -24,9 +24,9 @@ impl Tables<'_> {
         if free + (RECORDS - rh as u32) != self.free.nrecords {
             return Err("free record count is wrong");
         }
-        c.records = self.records[..rh].iter().filter(|r| r.state == RECORD_LIVE).count() as u32;
+        c.records = self.records.iter_to(rh).filter(|r| r.state == RECORD_LIVE).count() as u32;
         let mut in_trees = 0u32;
-        for (i, f) in self.files[..self.file_high()].iter().enumerate() {
+        for (i, f) in self.files.iter_to(self.file_high()).enumerate() {
             if f.in_use != 1 {
                 continue;
             }
@@ -45,7 +45,7 @@ impl Tables<'_> {
         }
         let mut in_lists = 0u32;
         let mut maps = 0u32;
-        for (i, o) in self.used_owners().iter().enumerate() {
+        for (i, o) in self.used_owners().enumerate() {
             if o.kind == OWNER_FREE {
                 continue;
             }
@@ -79,15 +79,12 @@ impl Tables<'_> {
         if in_lists != c.records {
             return Err("a live record is on no owner's list");
         }
-        let file_maps: u32 = self.files[..self.file_high()].iter().filter(|f| f.in_use == 1).map(|f| f.mappings).sum();
+        let file_maps: u32 = self.files.iter_to(self.file_high()).filter(|f| f.in_use == 1).map(|f| f.mappings).sum();
         if file_maps != maps {
             return Err("file mapping counts disagree with the mapping lists");
         }
         c.maps = maps;
-        c.waiters = self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())]
-            .iter()
-            .filter(|w| w.in_use == 1)
-            .count() as u32;
+        c.waiters = self.waiters.iter_to(self.waiter_high()).filter(|w| w.in_use == 1).count() as u32;
         Ok(c)
     }
 }

@@ -1,4 +1,9 @@
 //! Registered waiters and the wait-for graph derived from them.
+//!
+//! # Safety
+//! The deadlock search's scratch is a process-local mapping turned into
+//! slices while the registry mutex is held (`search_scratch`).
+#![allow(unsafe_code)]
 
 use super::layout::*;
 use super::*;
@@ -16,20 +21,18 @@ impl Tables<'_> {
         proc_: u32,
         nonce: u64,
     ) -> Option<(u32, u32)> {
-        let waiters = &*self.waiters;
+        let waiters = &self.waiters;
         let f = &mut *self.free;
-        let w = slab_take(
-            &mut f.waiter,
-            &mut f.waiter_high,
-            &mut f.backed[Table::Waiters as usize],
-            Table::Waiters,
-            WAITERS,
-            |i| waiters.get(i as usize).map(|w| w.next),
-        )?;
+        let w = slab_take(&mut f.waiter, &mut f.waiter_high, self.map, Table::Waiters, |i| {
+            waiters.get(i as usize).map(|w| w.next)
+        })?;
         let o = self.owners.get_mut(owner as usize)?;
         let head = o.waiter_head;
         o.waiter_head = w;
         o.nwaiters += 1;
+        if o.kind == OWNER_OPENFILE {
+            self.free.openfile_waiters += 1;
+        }
         if let Some(f) = self.files.get_mut(file as usize) {
             f.waiters += 1;
         }
@@ -76,8 +79,11 @@ impl Tables<'_> {
     pub fn remove_waiter(&mut self, w: u32) {
         let Some(owner) = self.waiters.get(w as usize).filter(|s| s.in_use == 1).map(|s| s.owner) else { return };
         let Some(o) = self.owners.get_mut(owner as usize) else { return };
-        if slab_unlink(self.waiters, &mut o.waiter_head, w, |s| &mut s.next) {
+        if slab_unlink(&mut self.waiters, &mut o.waiter_head, w, |s: &mut WaiterSlot| &mut s.next) {
             o.nwaiters = o.nwaiters.saturating_sub(1);
+            if o.kind == OWNER_OPENFILE {
+                self.free.openfile_waiters = self.free.openfile_waiters.saturating_sub(1);
+            }
         }
         let file = self.waiters[w as usize].file;
         self.free.graph_epoch = self.free.graph_epoch.wrapping_add(1);
@@ -110,26 +116,21 @@ impl Tables<'_> {
     /// the wait-for graph.
     pub fn find_cycle(&mut self, requester: u32, file: u32, t: LockType, q: Range) -> Option<Cycle> {
         let root = self.files.get(file as usize).map_or(NIL, |f| f.root);
-        let waiters = &self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())];
-        let open_file_waits = waiters
-            .iter()
-            .any(|w| w.in_use == 1 && self.owners.get(w.owner as usize).is_some_and(|o| o.kind == OWNER_OPENFILE));
+        let high = self.waiter_high();
+        let open_file_waits = self.free.openfile_waiters > 0;
         let view = GraphView {
-            owners: self.owners,
-            waiters,
-            files: self.files,
-            records: self.records,
+            owners: &self.owners,
+            waiters: &self.waiters,
+            waiter_high: high,
+            files: &self.files,
+            records: &self.records,
             now: sys::monotonic_ns(),
             open_file_waits,
         };
-        let sc = &mut *self.scratch;
-        let mut s = deadlock::Scratch {
-            mark: &mut sc.mark,
-            parent: &mut sc.parent,
-            stack: &mut sc.stack,
-            epoch: &mut sc.epoch,
-        };
-        let records = &*self.records;
+        // The search's marks live in this process (the registry mutex makes
+        // their user unique): mapped on the first search, 12 bytes an owner.
+        let sc = search_scratch()?;
+        let records = &self.records;
         deadlock::find_cycle_from(
             &view,
             requester,
@@ -139,7 +140,7 @@ impl Tables<'_> {
                     true
                 });
             },
-            &mut s,
+            &mut deadlock::Scratch { mark: sc.0, parent: sc.1, stack: sc.2, epoch: sc.3 },
         )
     }
 
@@ -147,8 +148,8 @@ impl Tables<'_> {
     /// pid `pid` has registered.
     pub fn waiting_threads(&self, pid: i32) -> u32 {
         let now = sys::monotonic_ns();
-        self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())]
-            .iter()
+        self.waiters
+            .iter_to(self.waiter_high())
             .filter(|w| {
                 w.in_use == 1
                     && now.saturating_sub(w.heartbeat_ns) < WAITER_STALE_NS
@@ -160,10 +161,11 @@ impl Tables<'_> {
     /// Calls `f` with each fresh registered waiter of `owner`.
     pub fn waiters_of(&self, owner: u32, f: &mut dyn FnMut(u32, &WaiterSlot)) {
         GraphView {
-            owners: self.owners,
-            waiters: &self.waiters[..(self.free.waiter_high as usize).min(self.waiters.len())],
-            files: self.files,
-            records: self.records,
+            owners: &self.owners,
+            waiters: &self.waiters,
+            waiter_high: self.waiter_high(),
+            files: &self.files,
+            records: &self.records,
             now: sys::monotonic_ns(),
             open_file_waits: true,
         }
@@ -189,10 +191,12 @@ impl Tables<'_> {
 /// fcntl cannot release its flock, and a process blocked in flock cannot
 /// release its fcntl locks. So cycles through both kinds of owner are found.
 pub(super) struct GraphView<'a> {
-    pub(super) owners: &'a [OwnerSlot],
-    pub(super) waiters: &'a [WaiterSlot],
-    pub(super) files: &'a [FileSlot],
-    pub(super) records: &'a [LockRecord],
+    pub(super) owners: &'a Slab<'a, OwnerSlot>,
+    pub(super) waiters: &'a Slab<'a, WaiterSlot>,
+    /// The waiter slots ever used.
+    pub(super) waiter_high: usize,
+    pub(super) files: &'a Slab<'a, FileSlot>,
+    pub(super) records: &'a Slab<'a, LockRecord>,
     pub(super) now: u64,
     /// Whether any registered wait belongs to an open-file owner. Without
     /// one, a process owner's edges come from its own waiter list alone,
@@ -251,12 +255,41 @@ impl WaitGraph for GraphView<'_> {
             return;
         }
         let locker = self.locker_of(owner);
-        for w in self.waiters.iter().filter(|w| self.fresh(w) && (w.owner == owner || Some(w.proc_) == locker)) {
+        for w in self
+            .waiters
+            .iter_to(self.waiter_high)
+            .filter(|w| self.fresh(w) && (w.owner == owner || Some(w.proc_) == locker))
+        {
             self.blockers_of_wait(w, f);
         }
     }
 
     fn is_requester(&self, owner: u32, requester: u32) -> bool {
         owner == requester || (self.locker_of(owner).is_some() && self.locker_of(owner) == self.locker_of(requester))
+    }
+}
+
+/// The deadlock search's marks: mark, parent and stack, one entry per owner
+/// slot, and the epoch. Process-local (mapped on first use, never freed);
+/// used only under the registry mutex, which makes its user unique.
+#[allow(clippy::type_complexity)]
+fn search_scratch() -> Option<(&'static mut [u32], &'static mut [u32], &'static mut [u32], &'static mut u32)> {
+    use core::sync::atomic::AtomicPtr;
+    static SCRATCH: AtomicPtr<u32> = AtomicPtr::new(core::ptr::null_mut());
+    let n = OWNERS as usize;
+    let mut p = SCRATCH.load(Ordering::Acquire);
+    if p.is_null() {
+        p = sys::map_anon((3 * n + 1) * 4).ok()? as *mut u32;
+        SCRATCH.store(p, Ordering::Release);
+    }
+    // SAFETY: `p` maps 3n + 1 zeroed u32s for good; the registry mutex is
+    // held by this thread, so no other reference into them is live.
+    unsafe {
+        Some((
+            core::slice::from_raw_parts_mut(p, n),
+            core::slice::from_raw_parts_mut(p.add(n), n),
+            core::slice::from_raw_parts_mut(p.add(2 * n), n),
+            &mut *p.add(3 * n),
+        ))
     }
 }
