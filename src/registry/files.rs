@@ -95,10 +95,17 @@ impl Tables<'_> {
             return; // no room: longer chains, still complete
         }
         self.map.chunks().nbuckets.store(2 * n as u32, Ordering::Release);
+        // Every file is on one chain: more steps than file slots means a
+        // scribbled chain (a loop), and every chain is rebuilt instead.
+        let mut budget = self.file_high() + 1;
         for b in 0..n {
             let mut cur = self.buckets[b];
             let (mut low, mut high) = (NIL, NIL);
-            for _ in 0..FILES {
+            loop {
+                if budget == 0 {
+                    return self.rehash_files();
+                }
+                budget -= 1;
                 let Some(f) = self.files.get_mut(cur as usize) else { break };
                 let next = f.next;
                 let to = bucket_in(f.dev, f.ino, 2 * n);
@@ -113,6 +120,18 @@ impl Tables<'_> {
             }
             self.buckets[b] = low;
             self.buckets[b + n] = high;
+        }
+    }
+
+    /// Rebuilds every hash chain from the in-use file slots.
+    fn rehash_files(&mut self) {
+        self.clear_buckets();
+        for i in (0..self.file_high()).rev() {
+            let Some((dev, ino, true)) = self.files.get(i).map(|f| (f.dev, f.ino, f.in_use == 1)) else { continue };
+            let b = self.bucket_of(dev, ino);
+            let head = self.buckets[b];
+            self.files[i].next = head;
+            self.buckets[b] = i as u32;
         }
     }
 }
