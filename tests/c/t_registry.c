@@ -634,7 +634,7 @@ static void fill_up(void *arg)
         n++;
     }
     double dt = qtest_now_ms() - t0;
-    CHECK(dt < 30000, "taking %ld locks took %.0f ms", n, dt);
+    CHECK(dt < 90000, "taking %ld locks took %.0f ms", n, dt);
     CHECK(r == -1 && e == ENOLCK,
           "filling the registry: F_SETLK #%ld gave %d %s, expected -1 ENOLCK",
           n + 1, r, r == -1 ? qtest_errname(e) : "");
@@ -665,7 +665,8 @@ static void fill_up(void *arg)
     /* closing releases everything; locks work again */
     t0 = qtest_now_ms();
     CHECK_OK(close(fd));
-    CHECK(qtest_now_ms() - t0 < 5000, "close releasing %ld locks took %.0f ms",
+    /* a hang guard, not a speed test (speed is make bench's) */
+    CHECK(qtest_now_ms() - t0 < 60000, "close releasing %ld locks took %.0f ms",
           n, qtest_now_ms() - t0);
     fd = qtest_open(path, O_RDWR);
     CHECK_GETLK_FREE(fd, 0, 0);
@@ -680,12 +681,12 @@ static void fill_up(void *arg)
     close(fd);
 }
 
-/* Run fill_up in a child; allow it 30 s (the first fill takes well under
- * a second). */
+/* Run fill_up in a child; allow it 100 s (a hang guard: the fill of a
+ * million locks and its close take seconds on an idle machine). */
 static void run_fill_up(const char *path)
 {
     qtest_child c = qtest_child_start(fill_up, (void *)path);
-    int st = qtest_wait(c.pid, 30000);
+    int st = qtest_wait(c.pid, 100000);
     char d[96];
     qtest_describe_status(st, d, sizeof d);
     CHECK(qtest_exited0(st), "registry-filling child %d: %s", (int)c.pid, d);
