@@ -40,6 +40,8 @@
  * inherited descriptor or an open file of their own (struct qtest_actor):
  *   CHECK_START_HOLDER(actor)   a qtest_holder child took its lock; it
  *       releases it on CHECK_HOLDER_RELEASE(&c)
+ *   CHECK_START_HOLDERS(a, n)   one child (qtest_holder_all) took the locks
+ *       of n actors, in order; CHECK_HOLDER_RELEASE releases them all
  *   CHECK_START_WAITER(actor)   a qtest_waiter child announced its blocking
  *       call; CHECK_GRANTED(&c, t0, what) checks it was granted in time
  *
@@ -73,7 +75,8 @@
  * CHECK_RUN_SELF runs this binary with environment edits to completion (a
  * traced run: CHECK_TRACED finds its QNXCOMPAT_TRACE lines).  Also
  * qtest_make_segment / qtest_registry_name / qtest_file_snapshot for
- * planted registry segments, qtest_wait_state, qtest_count_lines;
+ * planted registry segments, qtest_registry_path (this run's own segment
+ * file in /dev/shm), qtest_wait_state, qtest_count_lines;
  * qtest_become_nobody() drops to uid/gid QTEST_NOBODY (65534).
  *
  * The kernel mirror (every lock the library grants is a kernel lock too):
@@ -98,6 +101,9 @@
  *   qtest_probe_fileset(...)           ONE other process F_SETLKs a range of
  *       each of a list of those files (a fresh open of each) and reports
  *       each result: 0 or the errno; qtest_count_eq, qtest_first_ne
+ *   qtest_probe_reqs(reqs, n, ans, res, ms)  ONE other process makes a list
+ *       of probe requests (struct qtest_req: F_GETLK queries, F_SETLK or
+ *       flock tries) and reports each answer and result
  *   qtest_fork_fn(fn, arg)             fork a child running fn(arg) then
  *       _exit(0), with its own alarm
  *   qtest_wait_flag(p, want, ms)       wait until a shared int reaches a
@@ -952,6 +958,8 @@ static inline int qtest_req_lock(const void *arg)
         if (r == 0)
             fcntl(fd, q->cmd, &fl);
     }
+    if (q->path)
+        close(fd);
     return qtest_probe_result(r, e);
 }
 
@@ -987,19 +995,32 @@ struct qtest_query {
     int answer_fd;
 };
 
+/* In a probe: the query q (cmd F_GETLK or F_OFD_GETLK about `type` on
+ * [start, start+len), l_pid prefilled -7, or 0 for F_OFD_GETLK); the
+ * answer goes to *fl.  Returns what a probe returns (255: cannot open). */
+static inline int qtest_req_query(const struct qtest_req *q, struct flock *fl)
+{
+    int fd = qtest_req_fd(q);
+    if (fd < 0)
+        return 255;
+    *fl = qtest_fl(q->type, SEEK_SET, q->start, q->len);
+    fl->l_pid = q->cmd == F_OFD_GETLK ? 0 : -7;
+    errno = 0;
+    int r = fcntl(fd, q->cmd, fl);
+    int e = errno;
+    if (q->path)
+        close(fd);
+    return qtest_probe_result(r, e);
+}
+
 static inline int qtest_query_fn(const void *arg)
 {
     const struct qtest_query *a = arg;
-    int fd = qtest_req_fd(&a->q);
-    if (fd < 0)
-        return 255;
-    struct flock fl = qtest_fl(a->q.type, SEEK_SET, a->q.start, a->q.len);
-    fl.l_pid = a->q.cmd == F_OFD_GETLK ? 0 : -7;
-    errno = 0;
-    int r = fcntl(fd, a->q.cmd, &fl);
-    int e = errno;
-    qtest_write_rec(a->answer_fd, &fl, sizeof fl);
-    return qtest_probe_result(r, e);
+    struct flock fl;
+    int r = qtest_req_query(&a->q, &fl);
+    if (r != 255)
+        qtest_write_rec(a->answer_fd, &fl, sizeof fl);
+    return r;
 }
 
 /* Another process asks fcntl(cmd) (F_GETLK or F_OFD_GETLK) about `type`
@@ -1097,6 +1118,20 @@ static inline void qtest_check_other_fcntl(const char *path, int cmd,
  * returned with rc r: exactly {want_type, SEEK_SET, want_start, want_len,
  * want_pid}, or, for want_type F_UNLCK, "free": only l_type changed (to
  * F_UNLCK) from the query, whose l_pid was upid. */
+/* 1 if the answer is what qtest_check_answer wants (below). */
+static inline int qtest_answer_ok(int r, const struct flock *fl, off_t start,
+                                  off_t len, pid_t upid, int want_type,
+                                  off_t want_start, off_t want_len,
+                                  pid_t want_pid)
+{
+    if (want_type == F_UNLCK)
+        return r == 0 && fl->l_type == F_UNLCK && fl->l_whence == SEEK_SET &&
+               fl->l_start == start && fl->l_len == len && fl->l_pid == upid;
+    return r == 0 && fl->l_type == want_type && fl->l_whence == SEEK_SET &&
+           fl->l_start == want_start && fl->l_len == want_len &&
+           fl->l_pid == want_pid;
+}
+
 static inline void qtest_check_answer(const char *who, int r,
                                       const struct flock *fl, off_t start,
                                       off_t len, pid_t upid, int want_type,
@@ -1104,22 +1139,17 @@ static inline void qtest_check_answer(const char *who, int r,
                                       pid_t want_pid, const char *file,
                                       int line)
 {
-    int ok;
+    int ok = qtest_answer_ok(r, fl, start, len, upid, want_type, want_start,
+                             want_len, want_pid);
     char want[160];
-    if (want_type == F_UNLCK) {
-        ok = r == 0 && fl->l_type == F_UNLCK && fl->l_whence == SEEK_SET &&
-             fl->l_start == start && fl->l_len == len && fl->l_pid == upid;
+    if (want_type == F_UNLCK)
         snprintf(want, sizeof want, "no lock {F_UNLCK, whence=0, start=%lld, "
                  "len=%lld, pid=%d (unchanged)}", (long long)start,
                  (long long)len, (int)upid);
-    } else {
-        ok = r == 0 && fl->l_type == want_type && fl->l_whence == SEEK_SET &&
-             fl->l_start == want_start && fl->l_len == want_len &&
-             fl->l_pid == want_pid;
+    else
         snprintf(want, sizeof want, "{%s, whence=0, start=%lld, len=%lld, "
                  "pid=%d}", qtest_typename(want_type), (long long)want_start,
                  (long long)want_len, (int)want_pid);
-    }
     qtest_record(ok, file, line,
                  "%s start=%lld len=%lld: expected %s, got rc=%s {%s, "
                  "whence=%d, start=%lld, len=%lld, pid=%d}",
@@ -1332,41 +1362,85 @@ static inline int qtest_actor_fd(const struct qtest_actor *a)
     return a->path ? qtest_open(a->path, O_RDWR) : a->fd;
 }
 
-/* Child: take the lock, report 'L' (result, errno); on 'U' undo it and
- * report 'u'; return on 'Q' (or EOF, or 30 s without a word). */
-static inline void qtest_holder(void *arg)
+/* Several lock calls that one holder child makes, in order. */
+#define QTEST_MAX_HELD 16
+struct qtest_actors {
+    const struct qtest_actor *a;
+    int n; /* 1 .. QTEST_MAX_HELD */
+};
+
+/* Child: make each call in turn and report 'L' (result, errno) for each;
+ * on 'U' undo them all and report one 'u' (0, or the first failed undo's
+ * result and errno); return on 'Q' (or EOF, or 30 s without a word). */
+static inline void qtest_holder_all(void *arg)
 {
-    const struct qtest_actor *a = arg;
-    int fd = qtest_actor_fd(a);
-    errno = 0;
-    int r = qtest_call_run(fd, &a->call, 0);
-    child_report('L', r, errno);
+    const struct qtest_actors *s = arg;
+    int fds[QTEST_MAX_HELD];
+    if (s->n < 1 || s->n > QTEST_MAX_HELD)
+        qtest_fatal("qtest_holder_all: number of calls");
+    for (int i = 0; i < s->n; i++) {
+        fds[i] = qtest_actor_fd(&s->a[i]);
+        errno = 0;
+        int r = qtest_call_run(fds[i], &s->a[i].call, 0);
+        child_report('L', r, errno);
+    }
     for (;;) {
         struct qtest_msg m;
         if (qtest_get(qtest_down_fd, 30000, &m) != 1 || m.tag == 'Q')
             return;
         if (m.tag == 'U') {
-            errno = 0;
-            r = qtest_call_run(fd, &a->call, 1);
-            child_report('u', r, errno);
+            int r = 0, e = 0;
+            for (int i = 0; i < s->n; i++) {
+                errno = 0;
+                int ri = qtest_call_run(fds[i], &s->a[i].call, 1);
+                if (ri != 0 && r == 0) {
+                    r = ri;
+                    e = errno;
+                }
+            }
+            child_report('u', r, e);
         }
     }
+}
+
+/* Child: take the lock of one actor (qtest_holder_all with one call). */
+static inline void qtest_holder(void *arg)
+{
+    struct qtest_actors s = {arg, 1};
+    qtest_holder_all(&s);
+}
+
+/* Start a holder child of n locks (qtest_holder_all) and CHECK that it got
+ * each of them. */
+static inline qtest_child qtest_start_holders(const struct qtest_actor *a,
+                                              int n, const char *file,
+                                              int line)
+{
+    struct qtest_actors s = {a, n};
+    qtest_child c = qtest_child_start(qtest_holder_all, &s);
+    for (int i = 0; i < n; i++) {
+        struct qtest_msg m;
+        char name[96];
+        if (!qtest_check_hear(&c, 'L', 5000, &m, file, line))
+            break;
+        qtest_record(m.val == 0, file, line,
+                     "holder: taking lock %d of %d (%s) gave %lld %s", i + 1,
+                     n, qtest_call_name(&a[i].call, name, sizeof name), m.val,
+                     qtest_errname(m.err));
+    }
+    return c;
 }
 
 /* Start a holder child (qtest_holder) and CHECK that it got its lock. */
 static inline qtest_child qtest_start_holder(struct qtest_actor a,
                                              const char *file, int line)
 {
-    struct qtest_msg m;
-    qtest_child c = qtest_child_start(qtest_holder, &a);
-    if (qtest_check_hear(&c, 'L', 5000, &m, file, line))
-        qtest_record(m.val == 0, file, line,
-                     "holder: taking its lock gave %lld %s", m.val,
-                     qtest_errname(m.err));
-    return c;
+    return qtest_start_holders(&a, 1, file, line);
 }
 
 #define CHECK_START_HOLDER(actor) qtest_start_holder((actor), __FILE__, __LINE__)
+/* ... of the n calls of actors a[0..n) (CHECK_HOLDER_RELEASE undoes all). */
+#define CHECK_START_HOLDERS(a, n) qtest_start_holders((a), (n), __FILE__, __LINE__)
 
 /* Tell a holder to release its lock, and CHECK that it did. */
 #define CHECK_HOLDER_RELEASE(c)                                               \
@@ -1825,6 +1899,31 @@ static inline void qtest_registry_name(char *name, size_t n, const char *tag)
         snprintf(name, n, "qnxcompat-test-%d-%s", (int)getpid(), tag);
 }
 
+/* The file of this run's registry segment when it is private to the test
+ * (run.sh's shim runs: QNXCOMPAT_REGISTRY=qnxcompat-test-..., no
+ * QNXCOMPAT_REGISTRY_GROUP): "/dev/shm/" + the name, as the library's
+ * path_for (src/registry/shm.rs) makes it, into buf.  NULL when that
+ * cannot be said (natively, a default or shared registry, an odd name);
+ * *why then says why. */
+static inline const char *qtest_registry_path(char *buf, size_t n,
+                                              const char **why)
+{
+    const char *reg = getenv("QNXCOMPAT_REGISTRY");
+    const char *grp = getenv("QNXCOMPAT_REGISTRY_GROUP");
+    *why = !qtest_mode_shim() ? "not under the shim"
+           : !reg || !*reg ? "QNXCOMPAT_REGISTRY is not set (default registry)"
+           : strncmp(reg, "qnxcompat-test-", 15) != 0
+               ? "QNXCOMPAT_REGISTRY is not a qnxcompat-test-* name of run.sh's"
+           : strchr(reg, '/') || strlen(reg) > 200
+               ? "QNXCOMPAT_REGISTRY is no plain name"
+           : grp && *grp ? "the registry is shared (QNXCOMPAT_REGISTRY_GROUP)"
+                         : NULL;
+    if (*why)
+        return NULL;
+    snprintf(buf, n, "/dev/shm/%s", reg);
+    return buf;
+}
+
 /* Wait (up to timeout_ms) until process pid is in scheduler state `state`
  * ('S', 'T', 'Z' ...); returns 1 if it got there. */
 static inline int qtest_wait_state(pid_t pid, char state, int timeout_ms)
@@ -2098,6 +2197,59 @@ static inline int qtest_probe_fileset(const struct qtest_fileset *fs,
     int st = qtest_wait(pid, timeout_ms);
     int ok = st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 && *done == 1;
     memcpy(res, shared, (size_t)n);
+    munmap(shared, sz);
+    return ok ? 0 : -1;
+}
+
+struct qtest_reqs_job {
+    const struct qtest_req *reqs;
+    int n;
+    int *res;           /* shared */
+    struct flock *ans;  /* shared */
+    volatile int *done; /* shared */
+};
+
+static inline void qtest_reqs_child(void *arg)
+{
+    struct qtest_reqs_job *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        const struct qtest_req *q = &j->reqs[i];
+        int r = !q->op && (q->cmd == F_GETLK || q->cmd == F_OFD_GETLK)
+                    ? qtest_req_query(q, &j->ans[i])
+                    : qtest_req_lock(q);
+        j->res[i] = r == 255 ? -1 : r;
+    }
+    __atomic_store_n(j->done, 1, __ATOMIC_SEQ_CST);
+}
+
+/* ONE other process makes the requests reqs[0..n) in turn (struct
+ * qtest_req, on an inherited descriptor or an open of a path of its own):
+ * a query (cmd F_GETLK or F_OFD_GETLK, as in qtest_probe_query) puts its
+ * answer in ans[i]; any other (flock(op), fcntl(cmd)) is a lock call that
+ * is undone again if it succeeds (as in qtest_probe_setlk).  res[i]
+ * receives 0, the errno, or -1 (could not open, or never reached).  For
+ * checking thousands of locks with one fork.  Returns 0, or -1 if the
+ * probe did not finish within timeout_ms. */
+static inline int qtest_probe_reqs(const struct qtest_req *reqs, int n,
+                                   struct flock *ans, int *res,
+                                   int timeout_ms)
+{
+    size_t nn = n > 0 ? (size_t)n : 0;
+    size_t sz = nn * (sizeof *res + sizeof *ans) + 64;
+    unsigned char *shared = qtest_shared(sz);
+    struct flock *sans = (struct flock *)shared;
+    int *sres = (int *)(shared + nn * sizeof *ans);
+    volatile int *done = (volatile int *)(sres + nn);
+    for (size_t i = 0; i < nn; i++) {
+        sres[i] = -1;
+        sans[i].l_type = -1;
+    }
+    struct qtest_reqs_job j = {reqs, n, sres, sans, done};
+    pid_t pid = qtest_fork_fn(qtest_reqs_child, &j);
+    int st = qtest_wait(pid, timeout_ms);
+    int ok = qtest_exited0(st) && *done == 1;
+    memcpy(res, sres, nn * sizeof *res);
+    memcpy(ans, sans, nn * sizeof *ans);
     munmap(shared, sz);
     return ok ? 0 : -1;
 }
