@@ -411,24 +411,6 @@ impl<'g, T> Slab<'g, T> {
         // distinct slots, and `&mut self` is borrowed while they live.
         (0..n.min(self.len())).filter_map(move |i| map.slot_ptr(table, i).map(|p| unsafe { &mut *(p as *mut T) }))
     }
-
-    /// Calls `f(i, slot)` for every slot below `n`.
-    pub fn for_each_to(&self, n: usize, f: &mut dyn FnMut(usize, &T)) {
-        for i in 0..n.min(self.len()) {
-            if let Some(x) = self.get(i) {
-                f(i, x);
-            }
-        }
-    }
-
-    /// Calls `f(i, slot)` for every slot below `n`, mutably.
-    pub fn for_each_mut_to(&mut self, n: usize, f: &mut dyn FnMut(usize, &mut T)) {
-        for i in 0..n.min(self.len()) {
-            if let Some(x) = self.get_mut(i) {
-                f(i, x);
-            }
-        }
-    }
 }
 
 /// A slot that does not exist, for an index that a broken invariant (or a

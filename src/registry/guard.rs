@@ -441,12 +441,12 @@ impl Drop for Guard {
             // known. A file without sleepers costs no syscall.
             // SAFETY: we hold the mutex.
             let t = unsafe { tables_at(self.map) };
-            t.files.for_each_to(t.file_high(), &mut |_, f| {
+            for f in t.files.iter_to(t.file_high()) {
                 f.wake.fetch_add(1, Ordering::Release);
                 if f.in_use == 1 && f.sleepers > 0 {
                     sys::futex_wake_all(&f.wake);
                 }
-            });
+            }
         }
         // SAFETY: this guard holds the mutex.
         unsafe { libc::pthread_mutex_unlock(self.mutex) };

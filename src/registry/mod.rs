@@ -168,16 +168,9 @@ pub struct Tables<'g> {
     pub map: &'static Mapping,
 }
 
-impl<T> Slab<'_, T> {
-    /// The slots, as an `Arena` of records.
-    fn rec_at(&self, i: u32) -> Result<&T, Corrupt> {
-        self.get(i as usize).ok_or(Corrupt)
-    }
-}
-
 impl Arena for Slab<'_, LockRecord> {
     fn rec(&self, i: u32) -> Result<&LockRecord, Corrupt> {
-        self.rec_at(i)
+        self.get(i as usize).ok_or(Corrupt)
     }
 }
 
@@ -346,7 +339,7 @@ impl Tables<'_> {
 
     /// Empties every hash chain (the repair rebuilds them).
     pub(super) fn clear_buckets(&mut self) {
-        self.buckets.for_each_mut_to(usize::MAX, &mut |_, b| *b = NIL);
+        self.buckets.iter_mut_to(usize::MAX).for_each(|b| *b = NIL);
     }
 
     /// The high-water marks, clamped: they are read from shared memory.
