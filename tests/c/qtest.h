@@ -76,7 +76,8 @@
  * traced run: CHECK_TRACED finds its QNXCOMPAT_TRACE lines).  Also
  * qtest_make_segment / qtest_registry_name / qtest_file_snapshot for
  * planted registry segments, qtest_registry_path (this run's own segment
- * file in /dev/shm), qtest_wait_state, qtest_count_lines;
+ * file in /dev/shm), qtest_wait_state, qtest_count_lines,
+ * qtest_status_field (a number of /proc/PID/status: voluntary_ctxt_switches);
  * qtest_become_nobody() drops to uid/gid QTEST_NOBODY (65534).
  *
  * The kernel mirror (every lock the library grants is a kernel lock too):
@@ -1558,6 +1559,31 @@ static inline char *qtest_slurp(const char *path)
     s[len] = 0;
     fclose(f);
     return s;
+}
+
+/* The number after field `name` (with its colon: "voluntary_ctxt_switches:",
+ * "VmLck:") at the start of a line of /proc/PID/status (pid 0: this
+ * process), or -1 if there is no such field. */
+static inline long long qtest_status_field(pid_t pid, const char *name)
+{
+    char path[64];
+    if (pid == 0)
+        snprintf(path, sizeof path, "/proc/self/status");
+    else
+        snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    char *text = qtest_slurp(path);
+    long long v = -1;
+    size_t n = strlen(name);
+    for (char *line = text; line && *line;) {
+        if (strncmp(line, name, n) == 0) {
+            v = strtoll(line + n, NULL, 10);
+            break;
+        }
+        char *eol = strchr(line, '\n');
+        line = eol ? eol + 1 : NULL;
+    }
+    free(text);
+    return v;
 }
 
 /* 1 if some line of text contains `a` and (if not NULL) `b` after it. */

@@ -148,7 +148,7 @@ VERIFY_TESTS=(
     t_fork_exec_threads t_errors t_flock t_flock_share t_ofd t_deadlock
     t_mmap_lockf t_pidns t_mainexit t_exec_nolib t_slot_reuse t_idle_token
     t_failclosed t_signal_steps t_repair_shared t_cancel_threads t_intercept
-    t_mirror t_mirror_peer t_mirror_clone
+    t_mirror t_mirror_peer t_mirror_clone t_handoff
 )
 
 # listed NAME WORD...: NAME is one of the WORDs
@@ -169,7 +169,7 @@ MIRROR_OFF_TESTS=(
     t_mirror t_mirror_peer t_mirror_clone t_registry t_group t_hostile
     t_setlk_getlk t_lockf t_blocking t_close_release t_flock t_ofd
     t_exec_nolib t_idle_token t_unlock_reserve t_exit_wakes t_scale
-    t_waiters_10k t_mlockall_limit programs
+    t_waiters_10k t_mlockall_limit t_handoff programs
 )
 
 if [ $# -gt 0 ]; then
