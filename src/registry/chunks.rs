@@ -328,75 +328,82 @@ impl Default for Mapping {
 
 /// A table seen through its chunk directory: slot `i` is reached in two
 /// loads, and the slots that exist are `0..len()`. It borrows the tables as
-/// a slice would (`'g`: while the registry mutex is held).
+/// a slice would (`'g`: while the registry mutex is held). The slot type
+/// names the table ([`SlotOf`]), so the geometry is constant.
 pub struct Slab<'g, T> {
     map: &'static Mapping,
-    table: Table,
     _tables: PhantomData<&'g mut [T]>,
 }
 
-impl<'g, T> Slab<'g, T> {
+impl<'g, T: SlotOf> Slab<'g, T> {
     /// # Safety
-    /// `T` is `table`'s slot type (plain `repr(C)` data, valid all-zero),
-    /// and for `'g` the caller holds the
-    /// registry mutex (or is the segment's only user).
-    pub unsafe fn new(map: &'static Mapping, table: Table) -> Self {
-        Slab { map, table, _tables: PhantomData }
+    /// `T` is plain `repr(C)` data, valid all-zero, and for `'g` the caller
+    /// holds the registry mutex (or is the segment's only user).
+    pub unsafe fn new(map: &'static Mapping) -> Self {
+        Slab { map, _tables: PhantomData }
     }
 
     /// How many slots exist (buckets: how many are in use).
     pub fn len(&self) -> usize {
         let ch = self.map.chunks();
-        if self.table == Table::Buckets {
-            return ch.nbuckets.load(Ordering::Acquire) as usize;
+        let t = T::TABLE;
+        if t == Table::Buckets {
+            return (ch.nbuckets.load(Ordering::Acquire) as usize).min(t.shape().1 as usize);
         }
-        let have = ch.have[self.table as usize].load(Ordering::Acquire) as usize;
-        (self.table.slots_in(have.min(self.table.max_chunks() as usize) as u32) as usize)
-            .min(self.table.shape().1 as usize)
+        let have = ch.have[t as usize].load(Ordering::Acquire) as usize;
+        (t.slots_in(have.min(t.max_chunks() as usize) as u32) as usize).min(t.shape().1 as usize)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    #[inline]
     pub fn get(&self, i: usize) -> Option<&T> {
-        if let Some(p) = self.fast(i) {
-            // SAFETY: as below.
-            return Some(unsafe { &*(p as *const T) });
-        }
-        if i >= self.len() {
-            return None;
-        }
-        // SAFETY: the slot exists (see `Mapping::slot_ptr`), holds a `T`
-        // (the table's type, per `new`), and we hold the mutex.
-        self.map.slot_ptr(self.table, i).map(|p| unsafe { &*(p as *const T) })
+        // SAFETY: the slot exists (see `fast` and `Mapping::slot_ptr`),
+        // holds a `T` (the table's type), and we hold the mutex.
+        self.ptr(i).map(|p| unsafe { &*(p as *const T) })
     }
 
+    #[inline]
     pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        // SAFETY: as in `get`; `&mut self` makes the reference unique.
+        self.ptr(i).map(|p| unsafe { &mut *(p as *mut T) })
+    }
+
+    #[inline]
+    fn ptr(&self, i: usize) -> Option<*mut u8> {
         if let Some(p) = self.fast(i) {
-            // SAFETY: as below.
-            return Some(unsafe { &mut *(p as *mut T) });
+            return Some(p);
         }
+        self.slow(i)
+    }
+
+    #[inline(never)]
+    fn slow(&self, i: usize) -> Option<*mut u8> {
         if i >= self.len() {
             return None;
         }
-        // SAFETY: as in `get`; `&mut self` makes the reference unique.
-        self.map.slot_ptr(self.table, i).map(|p| unsafe { &mut *(p as *mut T) })
+        self.map.slot_ptr(T::TABLE, i)
     }
 
     /// Slot `i` through the chunk-address cache alone: a cached chunk
-    /// exists, so every slot in it does (buckets apart: only the first
-    /// `nbuckets` are in use, and go the long way).
-    #[inline]
+    /// exists, so every slot in it does (buckets: only the first
+    /// `nbuckets` are in use, so the index is checked against that first).
+    #[inline(always)]
     fn fast(&self, i: usize) -> Option<*mut u8> {
-        if self.table == Table::Buckets || i >= self.table.shape().1 as usize {
+        let t = T::TABLE;
+        if i >= t.shape().1 as usize {
             return None;
         }
-        let (k, at) = self.table.locate(i);
-        let p = self.map.cache.get(self.table.dir_start() + k as usize)?.load(Ordering::Acquire);
+        if t == Table::Buckets && i >= self.map.chunks().nbuckets.load(Ordering::Acquire) as usize {
+            return None;
+        }
+        let (k, at) = t.locate(i);
+        let p = self.map.cache.get(t.dir_start() + k as usize)?.load(Ordering::Acquire);
         // SAFETY: a cached chunk lies within a live mapping for good, and
         // `at` is within chunk `k`.
-        (!p.is_null()).then(|| unsafe { p.add(at * self.table.shape().0) })
+        (!p.is_null()).then(|| unsafe { p.add(at * t.shape().0) })
     }
 
     /// The slots below `n`, in order.
@@ -406,10 +413,10 @@ impl<'g, T> Slab<'g, T> {
 
     /// The slots below `n`, in order, mutably.
     pub fn iter_mut_to(&mut self, n: usize) -> impl Iterator<Item = &mut T> + '_ {
-        let (map, table) = (self.map, self.table);
+        let this: &Self = self;
         // SAFETY: every index is visited once, so the references are to
         // distinct slots, and `&mut self` is borrowed while they live.
-        (0..n.min(self.len())).filter_map(move |i| map.slot_ptr(table, i).map(|p| unsafe { &mut *(p as *mut T) }))
+        (0..n.min(this.len())).filter_map(move |i| this.ptr(i).map(|p| unsafe { &mut *(p as *mut T) }))
     }
 }
 
@@ -426,29 +433,27 @@ fn missing<T>(table: Table, i: usize) -> *mut T {
     }
 }
 
-impl<T> core::ops::Index<usize> for Slab<'_, T> {
+impl<T: SlotOf> core::ops::Index<usize> for Slab<'_, T> {
     type Output = T;
+    #[inline]
     fn index(&self, i: usize) -> &T {
         match self.get(i) {
             Some(x) => x,
             // SAFETY: a fresh zeroed page; every slot type is repr(C) plain
             // data for which all-zero is valid.
-            None => unsafe { &*missing::<T>(self.table, i) },
+            None => unsafe { &*missing::<T>(T::TABLE, i) },
         }
     }
 }
 
-impl<T> core::ops::IndexMut<usize> for Slab<'_, T> {
+impl<T: SlotOf> core::ops::IndexMut<usize> for Slab<'_, T> {
+    #[inline]
     fn index_mut(&mut self, i: usize) -> &mut T {
-        let t = self.table;
-        if self.get(i).is_none() {
+        match self.ptr(i) {
+            // SAFETY: as in `get_mut`.
+            Some(p) => unsafe { &mut *(p as *mut T) },
             // SAFETY: as in `index`; the page is this reference's alone.
-            return unsafe { &mut *missing::<T>(t, i) };
-        }
-        match self.get_mut(i) {
-            Some(x) => x,
-            // SAFETY: as above.
-            None => unsafe { &mut *missing::<T>(t, i) },
+            None => unsafe { &mut *missing::<T>(T::TABLE, i) },
         }
     }
 }

@@ -177,6 +177,7 @@ impl Table {
         [Table::Owners, Table::Files, Table::Waiters, Table::Maps, Table::Records, Table::Lives, Table::Buckets];
 
     /// (entry size, capacity) of the table.
+    #[inline]
     pub const fn shape(self) -> (usize, u32) {
         match self {
             Table::Owners => (size_of::<OwnerSlot>(), OWNERS),
@@ -193,6 +194,7 @@ impl Table {
     /// chunks). Chunk `k` is `CHUNK << k` bytes and holds `per_chunk() << k`
     /// slots: a table doubles as it grows, so its directory stays short
     /// (and fits, with the header, in the segment's first page).
+    #[inline]
     pub const fn per_chunk(self) -> u32 {
         (CHUNK / self.shape().0) as u32
     }
@@ -202,8 +204,14 @@ impl Table {
         (self.per_chunk() as u64) * ((1u64 << k) - 1)
     }
 
-    /// The most chunks the table can have.
+    /// The most chunks the table can have (a table of constants: the
+    /// slot look-up runs this on every access).
+    #[inline]
     pub const fn max_chunks(self) -> u32 {
+        GEOMETRY.max_chunks[self as usize]
+    }
+
+    const fn count_max_chunks(self) -> u32 {
         let mut k = 0;
         while self.slots_in(k) < self.shape().1 as u64 {
             k += 1;
@@ -212,6 +220,7 @@ impl Table {
     }
 
     /// Which chunk slot `i` is in, and its index there.
+    #[inline]
     pub const fn locate(self, i: usize) -> (u32, usize) {
         let per = self.per_chunk() as usize;
         let q = i / per + 1;
@@ -220,16 +229,59 @@ impl Table {
     }
 
     /// Where the table's directory starts in `Chunks::dir`.
+    #[inline]
     pub const fn dir_start(self) -> usize {
-        let mut at = 0;
-        let mut k = 0;
-        while k < self as usize {
-            at += Table::ALL[k].max_chunks() as usize;
-            k += 1;
-        }
-        at
+        GEOMETRY.dir_start[self as usize]
     }
 }
+
+/// The table a slot type lives in: each table has a type of its own, so a
+/// `Slab<T>` knows its table's geometry at compile time.
+pub trait SlotOf {
+    const TABLE: Table;
+}
+
+impl SlotOf for OwnerSlot {
+    const TABLE: Table = Table::Owners;
+}
+impl SlotOf for FileSlot {
+    const TABLE: Table = Table::Files;
+}
+impl SlotOf for WaiterSlot {
+    const TABLE: Table = Table::Waiters;
+}
+impl SlotOf for MapSlot {
+    const TABLE: Table = Table::Maps;
+}
+impl SlotOf for LockRecord {
+    const TABLE: Table = Table::Records;
+}
+impl SlotOf for LifeSlot {
+    const TABLE: Table = Table::Lives;
+}
+/// A hash bucket: the head of a chain of file slots.
+impl SlotOf for u32 {
+    const TABLE: Table = Table::Buckets;
+}
+
+/// Each table's chunk count and directory start, computed once.
+struct Geometry {
+    max_chunks: [u32; TABLES],
+    dir_start: [usize; TABLES],
+}
+
+const GEOMETRY: Geometry = {
+    let mut g = Geometry { max_chunks: [0; TABLES], dir_start: [0; TABLES] };
+    let mut at = 0;
+    let mut k = 0;
+    while k < TABLES {
+        g.max_chunks[k] = Table::ALL[k].count_max_chunks();
+        g.dir_start[k] = at;
+        at += g.max_chunks[k] as usize;
+        k += 1;
+    }
+    g
+};
 
 /// The most chunks a segment can have: the header's and every table's.
 pub const MAX_CHUNKS: u64 = {
@@ -449,6 +501,20 @@ const _: () = {
     assert!(BUCKETS_MIN.is_power_of_two() && BUCKETS_MAX.is_power_of_two());
     assert!(BUCKETS_MIN == Table::Buckets.per_chunk());
     assert!(UNLOCK_RESERVE < RECORDS);
+    // The geometry table agrees with the tables it describes: each table's
+    // chunks just hold its capacity, and the directories follow each other.
+    let mut k = 0;
+    let mut at = 0;
+    while k < TABLES {
+        let t = Table::ALL[k];
+        assert!(t as usize == k);
+        let n = t.max_chunks();
+        assert!(n > 0 && t.slots_in(n) >= t.shape().1 as u64 && t.slots_in(n - 1) < t.shape().1 as u64);
+        assert!(t.dir_start() == at);
+        at += n as usize;
+        k += 1;
+    }
+    assert!(at == DIR_TOTAL);
 };
 
 /// FNV-1a over the layout's every size and offset that matters, and its

@@ -101,7 +101,12 @@ use layout::*;
 /// runs through `next` (the one list unlink every table uses); false when it
 /// is not on the list. The walk is bounded by the table's size, so a
 /// scribbled list ends it rather than looping.
-fn slab_unlink<T>(items: &mut Slab<'_, T>, head: &mut u32, target: u32, next: fn(&mut T) -> &mut u32) -> bool {
+fn slab_unlink<T: layout::SlotOf>(
+    items: &mut Slab<'_, T>,
+    head: &mut u32,
+    target: u32,
+    next: fn(&mut T) -> &mut u32,
+) -> bool {
     let mut prev = NIL;
     let mut cur = *head;
     for _ in 0..items.len() {
@@ -121,7 +126,13 @@ fn slab_unlink<T>(items: &mut Slab<'_, T>, head: &mut u32, target: u32, next: fn
 
 /// Makes `after` follow `prev` (or start the list at `head`, when `prev` is
 /// NIL): the second half of an unlink whose walk already knows `prev`.
-fn slab_relink<T>(items: &mut Slab<'_, T>, head: &mut u32, prev: u32, after: u32, next: fn(&mut T) -> &mut u32) {
+fn slab_relink<T: layout::SlotOf>(
+    items: &mut Slab<'_, T>,
+    head: &mut u32,
+    prev: u32,
+    after: u32,
+    next: fn(&mut T) -> &mut u32,
+) {
     match items.get_mut(prev as usize) {
         Some(p) => *next(p) = after,
         None => *head = after,
@@ -320,12 +331,12 @@ pub(crate) unsafe fn tables_at<'a>(map: &'static Mapping) -> Tables<'a> {
     unsafe {
         Tables {
             free: &mut (*(map.base() as *mut Header)).free,
-            owners: Slab::new(map, Table::Owners),
-            files: Slab::new(map, Table::Files),
-            buckets: Slab::new(map, Table::Buckets),
-            waiters: Slab::new(map, Table::Waiters),
-            maps: Slab::new(map, Table::Maps),
-            records: Slab::new(map, Table::Records),
+            owners: Slab::new(map),
+            files: Slab::new(map),
+            buckets: Slab::new(map),
+            waiters: Slab::new(map),
+            maps: Slab::new(map),
+            records: Slab::new(map),
             map,
         }
     }
