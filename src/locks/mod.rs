@@ -250,7 +250,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         }
         if passes > MAX_PASSES {
             if let Some(w) = call.waiter() {
-                t.remove_waiter_if(w, call.waiter_gen);
+                t.remove_waiter_if(w, call.waiter_gen, false);
                 call.waiter = 0;
             }
             return Outcome::Failed(r.nomem);
@@ -258,15 +258,18 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         // Every exit taken with the mutex held ends the call's registration.
         let finish = |t: &mut Tables, call: &mut CallState, out: Outcome| {
             if let Some(w) = call.waiter() {
-                t.remove_waiter_if(w, call.waiter_gen);
+                t.remove_waiter_if(w, call.waiter_gen, matches!(out, Outcome::Done(_)));
                 call.waiter = 0;
             }
             out
         };
-        if let Some(s) = slept_on.take()
-            && let Some(f) = t.files.get_mut(s as usize)
-        {
-            f.sleepers = f.sleepers.saturating_sub(1);
+        if let Some(s) = slept_on.take() {
+            if let Some(f) = t.files.get_mut(s as usize) {
+                f.sleepers = f.sleepers.saturating_sub(1);
+            }
+            if let Some(w) = call.waiter() {
+                t.waiter_woke(w, call.waiter_gen);
+            }
         }
         if interrupted {
             return finish(&mut t, call, Outcome::Interrupted);
@@ -545,13 +548,18 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
             call.slices += 1;
             return Outcome::Again;
         }
-        // Read the futex word and count ourselves a sleeper under the mutex:
-        // a release after this point changes the word and wakes us, so the
-        // sleep below cannot miss it. The slot is not freed while we sleep.
-        let Some(word) = reg.wake_word(slot) else {
+        // Read our waiter's futex word and mark it asleep under the mutex: a
+        // release after this point that can grant us picks us, which changes
+        // the word and wakes us, so the sleep below cannot miss it. The file
+        // slot is not freed while we sleep (we are counted a sleeper).
+        let (Some(w), Some(word)) = (call.waiter(), call.waiter().and_then(|w| reg.waiter_word(w))) else {
             return finish(&mut t, call, Outcome::Failed(r.nomem));
         };
-        let seen = word.load(core::sync::atomic::Ordering::Acquire);
+        let Some(seen) = t.waiter_sleeps(w, call.waiter_gen) else {
+            // Dropped meanwhile (a repair): register again.
+            call.waiter = 0;
+            continue;
+        };
         // A crowd of sleepers on one file sleeps longer slices (one more
         // slice per 64 sleepers, at most 2 s): their slices only serve to
         // notice a holder that died without a wake (SIGKILL), which any one
@@ -668,7 +676,7 @@ pub fn abandon(call: &mut CallState) {
     call.waiter = 0;
     let Some(reg) = registry::attached() else { return };
     let Ok(mut g) = reg.lock() else { return };
-    g.tables().remove_waiter_if(w, call.waiter_gen);
+    g.tables().remove_waiter_if(w, call.waiter_gen, false);
 }
 
 /// Keeps the process-local summary in step with the process's own records.

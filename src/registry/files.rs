@@ -45,6 +45,8 @@ impl Tables<'_> {
             sleepers: 0,
             waiters: 0,
             unrecorded: 0,
+            whead: NIL,
+            wtail: NIL,
             _pad: 0,
         };
         self.buckets[b] = i;

@@ -338,21 +338,26 @@ impl Registry {
         &self.map.header().nonce
     }
 
-    /// The futex word of file slot `i` (it lives as long as the process).
-    pub fn wake_word(&self, i: u32) -> Option<&'static AtomicU32> {
-        let p = self.map.slot_ptr(Table::Files, i as usize)?;
+    /// The futex word of waiter slot `i` (it lives as long as the process).
+    pub fn waiter_word(&self, i: u32) -> Option<&'static AtomicU32> {
+        let p = self.map.slot_ptr(Table::Waiters, i as usize)?;
         // SAFETY: the slot exists and is mapped for good; only the atomic
         // field is referenced.
-        Some(unsafe { &(*(p as *const FileSlot)).wake })
+        Some(unsafe { &(*(p as *const WaiterSlot)).wake })
     }
 }
 
-/// Files whose waiters to wake once the mutex is dropped.
-#[derive(Default)]
+/// Files whose waiters to pick (and wake, once the mutex is dropped).
 pub struct WakeSet {
-    files: [u32; 32],
+    files: [u32; 128],
     n: usize,
     all: bool,
+}
+
+impl Default for WakeSet {
+    fn default() -> Self {
+        WakeSet { files: [NIL; 128], n: 0, all: false }
+    }
 }
 
 impl WakeSet {
@@ -362,7 +367,7 @@ impl WakeSet {
     pub fn notify(&mut self, files: &Slab<'_, FileSlot>, f: u32) {
         if let Some(slot) = files.get(f as usize) {
             slot.wake.fetch_add(1, Ordering::Release);
-            if slot.sleepers > 0 {
+            if slot.whead != NIL {
                 self.add(f);
             }
         }
@@ -434,17 +439,51 @@ impl Drop for Guard {
                 unsafe { libc::abort() };
             }
         }
-        if self.wake.all {
-            // More files than the set holds: every file's word changes, and
-            // the files that have sleepers (counted under the mutex) are
-            // woken now, before the unlock, since only here is the count
-            // known. A file without sleepers costs no syscall.
-            // SAFETY: we hold the mutex.
-            let t = unsafe { tables_at(self.map) };
-            for f in t.files.iter_to(t.file_high()) {
-                f.wake.fetch_add(1, Ordering::Release);
-                if f.in_use == 1 && f.sleepers > 0 {
-                    sys::futex_wake_all(&f.wake);
+        // Pick the waiters that the changes grant, under the mutex; wake
+        // them once it is dropped. Too many to remember: wake them now.
+        let mut woken = [NIL; 64];
+        let mut n = 0;
+        {
+            // SAFETY: we still hold the mutex.
+            let mut t = unsafe { tables_at(self.map) };
+            let mut wake = |t: &Tables, w: u32| {
+                if n < woken.len() {
+                    woken[n] = w;
+                    n += 1;
+                } else if let Some(s) = t.waiters.get(w as usize) {
+                    sys::futex_wake_all(&s.wake);
+                }
+            };
+            let mut pick = |t: &mut Tables, f: u32| {
+                let mut picked = [NIL; 32];
+                let mut k = 0;
+                let mut more = false;
+                t.pick_waiters(f, &mut |w| {
+                    if k < picked.len() {
+                        picked[k] = w;
+                        k += 1;
+                    } else {
+                        more = true;
+                    }
+                });
+                for &w in &picked[..k] {
+                    wake(t, w);
+                }
+                if more {
+                    t.wake_file_waiters(f);
+                }
+            };
+            if self.wake.all {
+                // More files than the set holds: every file with waiters
+                // (a repair, or a release across more than 128 files).
+                for f in 0..t.file_high() as u32 {
+                    if t.files.get(f as usize).is_some_and(|s| s.in_use == 1 && s.whead != NIL) {
+                        pick(&mut t, f);
+                    }
+                }
+            } else {
+                for &f in &self.wake.files[..self.wake.n] {
+                    pick(&mut t, f);
                 }
             }
         }
@@ -453,11 +492,9 @@ impl Drop for Guard {
         crate::fault::point(crate::fault::Point::AfterUnlock);
         left_registry();
         let reg = Registry { map: self.map };
-        if !self.wake.all {
-            for &f in &self.wake.files[..self.wake.n] {
-                if let Some(w) = reg.wake_word(f) {
-                    sys::futex_wake_all(w);
-                }
+        for &w in &woken[..n] {
+            if let Some(word) = reg.waiter_word(w) {
+                sys::futex_wake_all(word);
             }
         }
     }

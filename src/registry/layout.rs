@@ -30,7 +30,7 @@ pub use crate::engine::tree::LockRecord;
 /// "QNXCREG1" once the creator has finished initialising.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"QNXCREG1");
 /// Bumped whenever any struct below changes meaning.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 
 /// `Header::mode`: grants are mirrored into the kernel (`crate::mirror`).
 pub const MODE_MIRROR: u32 = 1;
@@ -428,7 +428,13 @@ pub struct WaiterSlot {
     pub ltype: u8,
     /// (r) 1 while registered.
     pub in_use: u8,
-    pub _pad: [u8; 2],
+    /// (r) 1 while its thread sleeps on `wake` (set under the mutex just
+    /// before the sleep, cleared at its next pass).
+    pub sleeping: u8,
+    /// (r) 1 once a release picked it to be woken (see
+    /// `Tables::pick_waiters`), until it sleeps again: a picked waiter that
+    /// leaves without the lock passes the wake on.
+    pub picked: u8,
     pub start: i64,
     pub end: i64,
     /// (r) The process owner slot of the waiting process, and its nonce:
@@ -441,6 +447,16 @@ pub struct WaiterSlot {
     /// (r) CLOCK_MONOTONIC of its last wake; a registration not refreshed
     /// for `WAITER_STALE_NS` belongs to a thread that was cancelled.
     pub heartbeat_ns: u64,
+    /// (a) The waiting thread's futex word: bumped under the mutex when
+    /// the waiter is picked, woken once the mutex is dropped. Each waiter
+    /// sleeps on its own word, so a release wakes only the waiters it can
+    /// grant (one writer, or every compatible reader), never the crowd.
+    pub wake: AtomicU32,
+    /// (r) The file's waiters in arrival order: the next and previous
+    /// waiter of the same file (`FileSlot::whead`), NIL at the ends.
+    pub fnext: u32,
+    pub fprev: u32,
+    pub _pad: u32,
 }
 
 /// How long a registered waiter may go without waking before it is ignored.
@@ -463,8 +479,9 @@ pub struct FileSlot {
     pub nrecords: u32,
     /// (r) 1 while the slot names a file.
     pub in_use: u32,
-    /// (a) Futex word: bumped under the mutex whenever locks on this file
-    /// are released, woken after the mutex is dropped.
+    /// (a) Bumped under the mutex whenever locks on this file are released:
+    /// a change count (the waiters sleep on their own words,
+    /// `WaiterSlot::wake`).
     pub wake: AtomicU32,
     /// (r) Recorded mmap() mappings of the file, by any process.
     pub mappings: u32,
@@ -479,6 +496,10 @@ pub struct FileSlot {
     /// (see `OwnerSlot::unrecorded`): the file counts as mapped while any
     /// owner with such mappings lives.
     pub unrecorded: u32,
+    /// (r) The first and last of the file's registered waiters, in arrival
+    /// order (`WaiterSlot::fnext`), NIL when none.
+    pub whead: u32,
+    pub wtail: u32,
     pub _pad: u32,
 }
 
@@ -488,9 +509,9 @@ const _: () = {
     assert!(size_of::<OwnerSlot>() == 120);
     assert!(core::mem::offset_of!(OwnerSlot, life) % 8 == 0);
     assert!(size_of::<MapSlot>() == 32);
-    assert!(size_of::<WaiterSlot>() == 56);
+    assert!(size_of::<WaiterSlot>() == 72);
     assert!(size_of::<LifeSlot>() == 16);
-    assert!(size_of::<FileSlot>() == 56);
+    assert!(size_of::<FileSlot>() == 64);
     assert!(size_of::<libc::pthread_mutex_t>() == 40);
     assert!(core::mem::offset_of!(Header, mutex) == 64);
     assert!(core::mem::offset_of!(Header, free) == 128);
@@ -520,7 +541,7 @@ const _: () = {
 /// FNV-1a over the layout's every size and offset that matters, and its
 /// table sizes: two builds with equal hashes agree on the segment's shape.
 pub const ABI_HASH: u64 = {
-    let parts: [u64; 26] = [
+    let parts: [u64; 28] = [
         LAYOUT_VERSION as u64,
         size_of::<Header>() as u64,
         size_of::<LifeSlot>() as u64,
@@ -535,6 +556,8 @@ pub const ABI_HASH: u64 = {
         core::mem::offset_of!(OwnerSlot, anchor) as u64,
         core::mem::offset_of!(WaiterSlot, nonce) as u64,
         core::mem::offset_of!(FileSlot, wake) as u64,
+        core::mem::offset_of!(FileSlot, whead) as u64,
+        core::mem::offset_of!(WaiterSlot, wake) as u64,
         core::mem::offset_of!(LockRecord, owner) as u64,
         OWNERS as u64,
         FILES as u64,

@@ -29,7 +29,17 @@ impl Tables<'_> {
                 self.free.owner = i as u32;
             }
         }
-        // Waiters: dropped; live ones register again on their next wake.
+        // Waiters: dropped; live ones register again on their next wake,
+        // which is now (each sleeps on its own word).
+        for w in self.waiters.iter_mut_to(self.free.waiter_high as usize) {
+            w.wake.fetch_add(1, Ordering::Release);
+            if w.in_use == 1 && w.sleeping == 1 {
+                sys::futex_wake_all(&w.wake);
+            }
+            w.in_use = 0;
+            w.fnext = NIL;
+            w.fprev = NIL;
+        }
         let owner_high = self.owner_high();
         for o in self.owners.iter_mut_to(owner_high) {
             o.waiter_head = NIL;
@@ -53,6 +63,9 @@ impl Tables<'_> {
                 f.root = NIL;
                 f.nrecords = 0;
                 f.mappings = 0;
+                f.waiters = 0;
+                f.whead = NIL;
+                f.wtail = NIL;
                 (f.dev, f.ino, f.in_use == 1)
             };
             if in_use {

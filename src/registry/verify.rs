@@ -85,6 +85,31 @@ impl Tables<'_> {
         }
         c.maps = maps;
         c.waiters = self.waiters.iter_to(self.waiter_high()).filter(|w| w.in_use == 1).count() as u32;
+        // Waiters: each file's arrival list holds exactly its registered
+        // waiters, linked both ways.
+        let mut listed = 0u32;
+        for (i, f) in self.files.iter_to(self.file_high()).enumerate() {
+            if f.in_use != 1 {
+                continue;
+            }
+            let (mut n, mut prev, mut w) = (0u32, NIL, f.whead);
+            while w != NIL {
+                let Some(s) = self.waiters.get(w as usize) else { return Err("a file's waiter list is broken") };
+                if s.in_use != 1 || s.file != i as u32 || s.fprev != prev || n > WAITERS {
+                    return Err("a file's waiter list is broken");
+                }
+                n += 1;
+                prev = w;
+                w = s.fnext;
+            }
+            if prev != f.wtail || n != f.waiters {
+                return Err("a file's waiter count or tail is wrong");
+            }
+            listed += n;
+        }
+        if listed != c.waiters {
+            return Err("a registered waiter is on no file's list");
+        }
         Ok(c)
     }
 }

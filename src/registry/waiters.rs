@@ -33,10 +33,26 @@ impl Tables<'_> {
         if o.kind == OWNER_OPENFILE {
             self.free.openfile_waiters += 1;
         }
-        if let Some(f) = self.files.get_mut(file as usize) {
-            f.waiters += 1;
+        // Appended to the file's waiters: picks go in arrival order.
+        let tail = match self.files.get_mut(file as usize) {
+            Some(f) => {
+                f.waiters += 1;
+                let tail = f.wtail;
+                f.wtail = w;
+                if tail == NIL {
+                    f.whead = w;
+                }
+                tail
+            }
+            None => NIL,
+        };
+        if let Some(p) = self.waiters.get_mut(tail as usize) {
+            p.fnext = w;
         }
         let generation = self.waiters[w as usize].generation.wrapping_add(1);
+        // A thread of the slot's last registration may still sleep on the
+        // word: it moves on, so that sleep ends at its next wake-up check.
+        let word = self.waiters[w as usize].wake.load(Ordering::Relaxed).wrapping_add(1);
         self.free.graph_epoch = self.free.graph_epoch.wrapping_add(1);
         self.waiters[w as usize] = WaiterSlot {
             owner,
@@ -44,15 +60,84 @@ impl Tables<'_> {
             file,
             ltype: t as u8,
             in_use: 1,
-            _pad: [0; 2],
+            sleeping: 0,
+            picked: 0,
             start: q.start,
             end: q.end,
             proc_,
             generation,
             nonce,
             heartbeat_ns: sys::monotonic_ns(),
+            wake: AtomicU32::new(word),
+            fnext: NIL,
+            fprev: tail,
+            _pad: 0,
         };
         Some((w, generation))
+    }
+
+    /// The futex word waiter `w` sleeps on, marked asleep: called under the
+    /// mutex just before the sleep, with the word's value to sleep on. A
+    /// pick after this changes the word, so the sleep cannot miss it.
+    pub fn waiter_sleeps(&mut self, w: u32, generation: u32) -> Option<u32> {
+        let s = self.waiters.get_mut(w as usize).filter(|s| s.in_use == 1 && s.generation == generation)?;
+        s.sleeping = 1;
+        s.picked = 0;
+        Some(s.wake.load(Ordering::Acquire))
+    }
+
+    /// Waiter `w` is awake again (its next pass, under the mutex).
+    pub fn waiter_woke(&mut self, w: u32, generation: u32) {
+        if let Some(s) = self.waiters.get_mut(w as usize).filter(|s| s.in_use == 1 && s.generation == generation) {
+            s.sleeping = 0;
+        }
+    }
+
+    /// Picks the waiters of `file` that its lock list now grants, in
+    /// arrival order, each unless it conflicts with one picked before it:
+    /// one writer, or every compatible reader, or every waiter of a range
+    /// that is free, never the crowd behind a picked writer. A picked
+    /// waiter's word changes (under the mutex) and `wake` is called for
+    /// those asleep, to wake once the mutex is dropped.
+    ///
+    /// No lost wake-up: a waiter left asleep conflicts with a picked one,
+    /// which either takes the lock (and wakes the next on its release),
+    /// leaves without it (and passes the wake on, `remove_waiter_if`), or
+    /// meets a lock taken meanwhile and sleeps again (whose release picks
+    /// again). A picked waiter killed before it runs leaves the others to
+    /// their wait slices, as a SIGKILLed holder does.
+    pub fn pick_waiters(&mut self, file: u32, wake: &mut dyn FnMut(u32)) {
+        let Some(f) = self.files.get(file as usize).filter(|f| f.in_use == 1) else { return };
+        let mut w = f.whead;
+        // What was picked, for the conflict test against later waiters;
+        // past its size every waiter the lock list grants is picked too (a
+        // superset: waking too many is safe).
+        let mut picked = [(NIL, LockType::Read, Range::WHOLE); 32];
+        let mut n = 0;
+        let mut steps = 0usize;
+        while w != NIL && steps <= WAITERS as usize {
+            steps += 1;
+            let Some(s) = self.waiters.get(w as usize).filter(|s| s.in_use == 1 && s.file == file) else { break };
+            let next = s.fnext;
+            let (owner, t, q) =
+                (s.owner, LockType::from_raw(s.ltype).unwrap_or(LockType::Write), Range { start: s.start, end: s.end });
+            let behind_pick =
+                picked[..n].iter().any(|&(o, pt, pq)| o != owner && pq.overlaps(q) && pt.conflicts_with(t));
+            // A broken list (Err) picks: the waiter finds out for itself.
+            if !behind_pick && !matches!(self.first_conflict(file, owner, t, q), Ok(Some(_))) {
+                if n < picked.len() {
+                    picked[n] = (owner, t, q);
+                    n += 1;
+                }
+                let s = &mut self.waiters[w as usize];
+                s.picked = 1;
+                s.wake.fetch_add(1, Ordering::Release);
+                if s.sleeping == 1 {
+                    wake(w);
+                }
+            }
+            w = next;
+        }
     }
 
     /// Whether waiter `w` of generation `generation` is still the
@@ -69,15 +154,78 @@ impl Tables<'_> {
     }
 
     /// Unregisters waiter `w` if it still is generation `generation`.
-    pub fn remove_waiter_if(&mut self, w: u32, generation: u32) {
+    /// `granted`: its call took the lock; otherwise a pick it had is passed
+    /// on to the file's next waiters.
+    pub fn remove_waiter_if(&mut self, w: u32, generation: u32, granted: bool) {
         if self.waiters.get(w as usize).is_some_and(|s| s.in_use == 1 && s.generation == generation) {
-            self.remove_waiter(w);
+            self.drop_waiter(w, !granted);
         }
     }
 
-    /// Unregisters waiter `w`.
+    /// Picks again among `file`'s waiters, waking them at once (the mutex
+    /// held: this is the rare path of a picked waiter that left without the
+    /// lock, or was dropped).
+    fn pass_on(&mut self, file: u32) {
+        let mut woken = [NIL; 32];
+        let mut n = 0;
+        self.pick_waiters(file, &mut |w| {
+            if n < woken.len() {
+                woken[n] = w;
+                n += 1;
+            }
+        });
+        for &w in &woken[..n] {
+            if let Some(s) = self.waiters.get(w as usize) {
+                sys::futex_wake_all(&s.wake);
+            }
+        }
+        if n == woken.len() {
+            // More than the array holds: wake every sleeper of the file.
+            self.wake_file_waiters(file);
+        }
+    }
+
+    /// Changes the word of every registered waiter of `file` and wakes
+    /// those asleep (mutex held; for repairs and overflows).
+    pub fn wake_file_waiters(&mut self, file: u32) {
+        let Some(f) = self.files.get(file as usize).filter(|f| f.in_use == 1) else { return };
+        let mut w = f.whead;
+        let mut steps = 0usize;
+        while let Some(s) = self.waiters.get(w as usize).filter(|s| s.in_use == 1 && s.file == file) {
+            steps += 1;
+            if steps > WAITERS as usize {
+                break;
+            }
+            s.wake.fetch_add(1, Ordering::Release);
+            if s.sleeping == 1 {
+                sys::futex_wake_all(&s.wake);
+            }
+            w = s.fnext;
+        }
+    }
+
+    /// Unregisters waiter `w`, whose call did not take the lock (a reap, a
+    /// stale registration): a pick it had is passed on.
     pub fn remove_waiter(&mut self, w: u32) {
-        let Some(owner) = self.waiters.get(w as usize).filter(|s| s.in_use == 1).map(|s| s.owner) else { return };
+        self.drop_waiter(w, true);
+    }
+
+    fn drop_waiter(&mut self, w: u32, pass: bool) {
+        let Some((owner, file, picked)) =
+            self.waiters.get(w as usize).filter(|s| s.in_use == 1).map(|s| (s.owner, s.file, s.picked == 1))
+        else {
+            return;
+        };
+        self.unlink_file_waiter(w);
+        if pass && picked {
+            self.drop_registration(w, owner);
+            self.pass_on(file);
+        } else {
+            self.drop_registration(w, owner);
+        }
+    }
+
+    fn drop_registration(&mut self, w: u32, owner: u32) {
         let Some(o) = self.owners.get_mut(owner as usize) else { return };
         if slab_unlink(&mut self.waiters, &mut o.waiter_head, w, |s: &mut WaiterSlot| &mut s.next) {
             o.nwaiters = o.nwaiters.saturating_sub(1);
@@ -95,6 +243,38 @@ impl Tables<'_> {
         s.next = self.free.waiter;
         self.free.waiter = w;
         self.release_file_if_empty(file);
+    }
+
+    /// Takes waiter `w` out of its file's arrival list. A sleeper is woken:
+    /// its registration is gone (a reap or a stale drop), so it must look
+    /// again.
+    fn unlink_file_waiter(&mut self, w: u32) {
+        let Some(s) = self.waiters.get(w as usize) else { return };
+        let (file, next, prev, asleep) = (s.file, s.fnext, s.fprev, s.sleeping == 1);
+        if asleep {
+            s.wake.fetch_add(1, Ordering::Release);
+            sys::futex_wake_all(&s.wake);
+        }
+        let linked = |x: &WaiterSlot| x.in_use == 1 && x.file == file;
+        match self.waiters.get_mut(prev as usize).filter(|p| linked(p) && p.fnext == w) {
+            Some(p) => p.fnext = next,
+            None => {
+                if let Some(f) = self.files.get_mut(file as usize).filter(|f| f.whead == w) {
+                    f.whead = next;
+                }
+            }
+        }
+        match self.waiters.get_mut(next as usize).filter(|n| linked(n) && n.fprev == w) {
+            Some(n) => n.fprev = prev,
+            None => {
+                if let Some(f) = self.files.get_mut(file as usize).filter(|f| f.wtail == w) {
+                    f.wtail = prev;
+                }
+            }
+        }
+        let s = &mut self.waiters[w as usize];
+        s.fnext = NIL;
+        s.fprev = NIL;
     }
 
     /// Unregisters every waiter of `owner`.

@@ -29,7 +29,7 @@
 #include "qtest.h"
 
 /* The registry layout this build of the library uses (src/registry/layout.rs). */
-#define QNXCOMPAT_LAYOUT_VERSION 4
+#define QNXCOMPAT_LAYOUT_VERSION 5
 /* The segment grows in chunks of this many bytes (src/registry/layout.rs). */
 #define QNXCOMPAT_CHUNK 32768
 
