@@ -205,6 +205,56 @@ pub fn remove<A: ArenaMut + ?Sized>(a: &mut A, root: &mut u32, i: u32) -> Result
     Ok(())
 }
 
+/// Takes every record that `drop` selects out of the treap at `*root` in one
+/// pass over it (O(n): each record is read once, and each taken one costs a
+/// merge of its two remaining subtrees). Returns the taken records chained
+/// through `left` (NIL-terminated, `right` NIL); the rest keep their order.
+pub fn extract<A: ArenaMut + ?Sized>(
+    a: &mut A,
+    root: &mut u32,
+    drop: &mut dyn FnMut(&LockRecord) -> bool,
+) -> Result<u32, Corrupt> {
+    let mut gone = NIL;
+    *root = extract_from(a, *root, drop, &mut gone, 0)?;
+    Ok(gone)
+}
+
+fn extract_from<A: ArenaMut + ?Sized>(
+    a: &mut A,
+    t: u32,
+    drop: &mut dyn FnMut(&LockRecord) -> bool,
+    gone: &mut u32,
+    depth: u32,
+) -> Result<u32, Corrupt> {
+    if t == NIL {
+        return Ok(NIL);
+    }
+    if depth > MAX_DEPTH {
+        return Err(Corrupt);
+    }
+    let (l, r) = {
+        let n = a.rec(t)?;
+        (n.left, n.right)
+    };
+    let l = extract_from(a, l, drop, gone, depth + 1)?;
+    let r = extract_from(a, r, drop, gone, depth + 1)?;
+    if drop(a.rec(t)?) {
+        let n = a.rec_mut(t)?;
+        n.left = *gone;
+        n.right = NIL;
+        *gone = t;
+        // Both subtrees keep the heap order, and every key of `l` is below
+        // every key of `r`.
+        merge(a, l, r, 0)
+    } else {
+        let n = a.rec_mut(t)?;
+        n.left = l;
+        n.right = r;
+        update(a, t)?;
+        Ok(t)
+    }
+}
+
 /// The first record in `(start, index)` order that overlaps `q` and satisfies
 /// `pred`.
 pub fn find<A: Arena + ?Sized>(

@@ -101,8 +101,9 @@ impl Tables<'_> {
 
     /// Removes all of `owner`'s locks in `file`; returns how many went.
     pub fn remove_owner_in_file(&mut self, file: u32, owner: u32) -> Result<u32, Corrupt> {
-        let mut root = self.files.get(file as usize).ok_or(Corrupt)?.root;
-        let r = lockset::remove_owner(self, &mut root, owner);
+        let f = self.files.get(file as usize).ok_or(Corrupt)?;
+        let (mut root, n) = (f.root, f.nrecords);
+        let r = lockset::remove_owner(self, &mut root, owner, n);
         self.files[file as usize].root = root;
         r
     }
