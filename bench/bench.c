@@ -8,7 +8,7 @@
  *                       (scenario 9 also behaves differently, see below)
  *   DIR                 a directory for scratch files (removed by the caller)
  *   SCENARIO            s1 s2_1000 s2_10000 s2_100000 s3 s4 s5 s6 s7 s8 s9 s10
- *                       s11, or "all"
+ *                       s11 s12 s13 s14 s15, or "all"
  *
  * Output, one line each, machine readable:
  *   RESULT <id> <value> <unit>   the median of the measurements
@@ -37,6 +37,9 @@
 #include <sched.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
+#include <linux/futex.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -1328,6 +1331,233 @@ static void s12(void)
     done_file(c.fd, path);
 }
 
+/* close() releasing M = 20,000 records of this process that sit behind (to
+ * the right of) N = 20,000 records of another process in one file: the time
+ * of the close alone, median of BENCH_REPS rounds (each round takes the
+ * 20,000 locks again, untimed). */
+static void s14(void)
+{
+    enum { N = 20000, M = 20000 };
+    char path[512];
+    int fd = scratch("s14", 0, path, sizeof path);
+    if (fd < 0)
+        return;
+    int hold[2], ready[2];
+    if (pipe(hold) != 0 || pipe(ready) != 0) {
+        fail("s14", "pipe: %s", strerror(errno));
+        return;
+    }
+    pid_t other = fork();
+    if (other == 0) {
+        close(hold[1]);
+        close(ready[0]);
+        for (int i = 0; i < N; i++) /* every other byte: 20,000 records */
+            if (lk(fd, F_SETLK, F_WRLCK, 2 * i, 1) != 0)
+                _exit(1);
+        (void)!write(ready[1], "r", 1);
+        char b;
+        (void)!read(hold[0], &b, 1);
+        _exit(0);
+    }
+    close(hold[0]);
+    close(ready[1]);
+    char b;
+    if (read(ready[0], &b, 1) != 1) {
+        fail("s14", "the other owner did not take its %d locks", N);
+        close(hold[1]);
+        waitpid(other, NULL, 0);
+        done_file(fd, path);
+        return;
+    }
+    double v[MAXREPS];
+    int reps = 0;
+    for (int r = 0; r < g_warmup + g_reps; r++) {
+        int f2 = open(path, O_RDWR);
+        if (f2 < 0) {
+            fail("s14", "open: %s", strerror(errno));
+            break;
+        }
+        int ok = 1;
+        for (int i = 0; i < M && ok; i++)
+            ok = lk(f2, F_SETLK, F_WRLCK, 2 * N + 2 * i, 1) == 0;
+        if (!ok) {
+            fail("s14", "lock %d: %s", r, strerror(errno));
+            close(f2);
+            break;
+        }
+        double t0 = now_ns();
+        close(f2);
+        double t1 = now_ns();
+        /* the close released them all: the range is free for this process
+         * (the other owner's records are still there) */
+        int probe = open(path, O_RDWR);
+        struct flock fl = flock_of(F_WRLCK, 2 * N, 2 * M);
+        if (probe < 0 || fcntl(probe, F_GETLK, &fl) != 0) {
+            fail("s14", "probe: %s", strerror(errno));
+        }
+        if (probe >= 0)
+            close(probe);
+        if (r >= g_warmup)
+            v[reps++] = t1 - t0;
+    }
+    close(hold[1]);
+    waitpid(other, NULL, 0);
+    if (reps > 0) {
+        qsort(v, reps, sizeof v[0], cmp_double);
+        detail("s14", "close releasing %d records behind %d others: min %.0f median %.0f max %.0f ns over %d", M, N,
+               v[0], v[reps / 2], v[reps - 1], reps);
+        result("s14", v[reps / 2], "ns/close");
+    }
+    done_file(fd, path);
+}
+
+#if defined(__x86_64__)
+/* Runs body() in a traced child and counts the FUTEX_WAKE (and WAKE_OP,
+ * WAKE_BITSET) system calls it makes in its whole life, exit included;
+ * -1 if tracing is not possible here. */
+static long futex_wakes_of(void (*body)(void *), void *arg)
+{
+    pid_t p = fork();
+    if (p < 0)
+        return -1;
+    if (p == 0) {
+        if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0)
+            _exit(99);
+        raise(SIGSTOP);
+        body(arg);
+        exit(0); /* a normal exit: atexit handlers and destructors run */
+    }
+    int st;
+    if (waitpid(p, &st, 0) != p || !WIFSTOPPED(st)) {
+        return -1;
+    }
+    ptrace(PTRACE_SETOPTIONS, p, NULL, (void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL));
+    long wakes = 0;
+    int inside = 0, sig = 0;
+    for (;;) {
+        if (ptrace(PTRACE_SYSCALL, p, NULL, (void *)(long)sig) != 0)
+            break;
+        sig = 0;
+        if (waitpid(p, &st, 0) != p)
+            break;
+        if (WIFEXITED(st) || WIFSIGNALED(st))
+            return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? wakes : -1;
+        if (!WIFSTOPPED(st))
+            continue;
+        if (WSTOPSIG(st) == (SIGTRAP | 0x80)) {
+            if (!inside) {
+                struct user_regs_struct regs;
+                if (ptrace(PTRACE_GETREGS, p, NULL, &regs) == 0 && regs.orig_rax == SYS_futex) {
+                    int op = (int)regs.rsi & FUTEX_CMD_MASK;
+                    if (op == FUTEX_WAKE || op == FUTEX_WAKE_OP || op == FUTEX_WAKE_BITSET)
+                        wakes++;
+                }
+            }
+            inside = !inside;
+        } else {
+            sig = WSTOPSIG(st);
+        }
+    }
+    waitpid(p, &st, 0);
+    return -1;
+}
+#endif
+
+struct s15ctx {
+    char (*paths)[512];
+    int nfiles;
+};
+
+static void s15_body(void *arg)
+{
+    struct s15ctx *c = arg;
+    for (int i = 0; i < c->nfiles; i++) {
+        int fd = open(c->paths[i], O_RDWR);
+        if (fd < 0 || lk(fd, F_SETLK, F_WRLCK, 0, 10) != 0)
+            _exit(1);
+    }
+    /* the waiters see the locks and go to sleep; then exit(0) follows,
+     * with the 100 files locked */
+    usleep(500000);
+}
+
+/* A process with locks on 100 files exits while 20 other processes wait
+ * for 20 of those files and 20 more wait on 20 files that it does not
+ * touch: the FUTEX_WAKE calls of the exiting process, counted with ptrace.
+ * The 20 waiters it frees need about 20; a herd or an overflow to "wake
+ * everything" shows as many more. */
+static void s15(void)
+{
+    enum { F = 100, W = 20 };
+    static char paths[F + W][512];
+    int fds[F + W];
+    for (int i = 0; i < F + W; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "s15_%d", i);
+        fds[i] = scratch(name, 0, paths[i], sizeof paths[i]);
+        if (fds[i] < 0)
+            return;
+    }
+#if defined(__x86_64__)
+    /* holders of the W untouched files (this process's locks) */
+    for (int i = F; i < F + W; i++)
+        if (lk(fds[i], F_SETLK, F_WRLCK, 0, 10) != 0)
+            fail("s15", "lock untouched file %d: %s", i, strerror(errno));
+    /* the exiting process, traced: it locks the F files, pauses while the
+     * waiters queue (they block on its locks), then exits */
+    struct s15ctx c = {paths, F};
+    pid_t waiters[2 * W];
+    int nw = 0;
+    /* The waiters start once the files are locked: each polls F_GETLK until
+     * it sees a lock, then blocks with F_SETLKW. */
+    for (int k = 0; k < 2 * W; k++) {
+        int target = k < W ? k * (F / W) : F + (k - W);
+        pid_t p = fork();
+        if (p == 0) {
+            int fd = open(paths[target], O_RDWR);
+            if (fd < 0)
+                _exit(1);
+            for (int tries = 0; tries < 200000; tries++) {
+                struct flock fl = flock_of(F_WRLCK, 0, 10);
+                if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type != F_UNLCK)
+                    break;
+                usleep(100);
+            }
+            watchdog(120);
+            if (lk(fd, F_SETLKW, F_WRLCK, 0, 10) != 0)
+                _exit(2);
+            _exit(0);
+        }
+        if (p > 0)
+            waiters[nw++] = p;
+    }
+    long wakes = futex_wakes_of(s15_body, &c);
+    /* The W waiters on its files are granted now; the other W still wait:
+     * release those. */
+    for (int i = F; i < F + W; i++)
+        lk(fds[i], F_SETLK, F_UNLCK, 0, 10);
+    int bad = 0;
+    for (int k = 0; k < nw; k++) {
+        int st;
+        if (waitpid(waiters[k], &st, 0) != waiters[k] || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            bad++;
+    }
+    if (bad)
+        fail("s15", "%d of %d waiters were not granted", bad, nw);
+    if (wakes < 0) {
+        fail("s15", "could not trace the exiting process");
+    } else {
+        detail("s15", "exit with locks on %d files, %d waiters on them, %d on other files: %ld FUTEX_WAKE calls", F, W, W,
+               wakes);
+        result("s15", (double)wakes, "wakes");
+    }
+#else
+    detail("s15", "skipped: the futex count uses x86-64 ptrace registers");
+#endif
+    for (int i = 0; i < F + W; i++)
+        done_file(fds[i], paths[i]);
+}
+
 static void run(const char *s)
 {
     if (!strcmp(s, "s1"))
@@ -1360,6 +1590,10 @@ static void run(const char *s)
         s12();
     else if (!strcmp(s, "s13"))
         s13();
+    else if (!strcmp(s, "s14"))
+        s14();
+    else if (!strcmp(s, "s15"))
+        s15();
     else {
         fprintf(stderr, "bench: unknown scenario %s\n", s);
         exit(2);
@@ -1369,7 +1603,7 @@ static void run(const char *s)
 /* s2_100000 first: its registry-memory reading is then taken on a registry
  * that earlier scenarios have barely touched. */
 static const char *const ALL[] = {"s2_100000", "s2_10000", "s2_1000", "s1", "s3", "s4", "s5",
-                                  "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13"};
+                                  "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15"};
 
 int main(int argc, char **argv)
 {
