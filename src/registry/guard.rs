@@ -79,6 +79,8 @@ fn left_registry() {
 /// In a fork child: the thread that forked is not inside the registry.
 pub fn forget_after_fork() {
     set_in_registry(false);
+    // A thread that was waking from the overflow list is not in the child.
+    SPILL_BUSY.store(false, Ordering::Release);
     LIFE_SLOT.store(NIL, Ordering::Relaxed);
 }
 
@@ -347,6 +349,12 @@ impl Registry {
     }
 }
 
+/// Waiters picked beyond a guard's own 64, to wake once its mutex is dropped
+/// (a release that frees thousands at once); one guard of the process uses
+/// it at a time (`SPILL_BUSY`). Lazily mapped, so it costs nothing unused.
+static SPILL: crate::lazy::LazyU32 = crate::lazy::LazyU32::new();
+static SPILL_BUSY: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
 /// Files whose waiters to pick (and wake, once the mutex is dropped).
 pub struct WakeSet {
     files: [u32; 128],
@@ -443,47 +451,43 @@ impl Drop for Guard {
         // them once it is dropped. Too many to remember: wake them now.
         let mut woken = [NIL; 64];
         let mut n = 0;
+        // Past 64, the process-wide overflow list, when no other guard of
+        // this process uses it (a thread or a handler of this thread may be
+        // waking from it): else the wake happens now, under the mutex.
+        let mut spill = 0usize;
+        let mut spilling = false;
         {
-            // SAFETY: we still hold the mutex.
-            let mut t = unsafe { tables_at(self.map) };
-            let mut wake = |t: &Tables, w: u32| {
+            let map = self.map;
+            let mut wake = |w: u32| {
                 if n < woken.len() {
                     woken[n] = w;
                     n += 1;
-                } else if let Some(s) = t.waiters.get(w as usize) {
-                    sys::futex_wake_all(&s.wake);
+                    return;
                 }
-            };
-            let mut pick = |t: &mut Tables, f: u32| {
-                let mut picked = [NIL; 32];
-                let mut k = 0;
-                let mut more = false;
-                t.pick_waiters(f, &mut |w| {
-                    if k < picked.len() {
-                        picked[k] = w;
-                        k += 1;
-                    } else {
-                        more = true;
+                if !spilling && spill == 0 {
+                    spilling = !SPILL_BUSY.swap(true, Ordering::Acquire);
+                }
+                match SPILL.get_or_map(spill).filter(|_| spilling) {
+                    Some(e) => {
+                        e.store(w, Ordering::Relaxed);
+                        spill += 1;
                     }
-                });
-                for &w in &picked[..k] {
-                    wake(t, w);
-                }
-                if more {
-                    t.wake_file_waiters(f);
+                    None => super::waiters::wake_waiter(map, w),
                 }
             };
+            // SAFETY: we still hold the mutex.
+            let mut t = unsafe { tables_at(self.map) };
             if self.wake.all {
                 // More files than the set holds: every file with waiters
                 // (a repair, or a release across more than 128 files).
                 for f in 0..t.file_high() as u32 {
                     if t.files.get(f as usize).is_some_and(|s| s.in_use == 1 && s.whead != NIL) {
-                        pick(&mut t, f);
+                        t.pick_waiters(f, &mut wake);
                     }
                 }
             } else {
                 for &f in &self.wake.files[..self.wake.n] {
-                    pick(&mut t, f);
+                    t.pick_waiters(f, &mut wake);
                 }
             }
         }
@@ -496,6 +500,14 @@ impl Drop for Guard {
             if let Some(word) = reg.waiter_word(w) {
                 sys::futex_wake_all(word);
             }
+        }
+        if spilling {
+            for i in 0..spill {
+                if let Some(word) = SPILL.get(i).and_then(|e| reg.waiter_word(e.load(Ordering::Relaxed))) {
+                    sys::futex_wake_all(word);
+                }
+            }
+            SPILL_BUSY.store(false, Ordering::Release);
         }
     }
 }

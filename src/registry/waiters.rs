@@ -121,6 +121,18 @@ impl Tables<'_> {
             let next = s.fnext;
             let (owner, t, q) =
                 (s.owner, LockType::from_raw(s.ltype).unwrap_or(LockType::Write), Range { start: s.start, end: s.end });
+            if s.picked == 1 && s.sleeping == 0 {
+                // Picked before and not asleep again yet: it looks for
+                // itself at its next pass, and stands for a pick here (no
+                // wake-up, no look-up: a crowd of 10,000 freed at once
+                // costs each later release a walk, not a wake per waiter).
+                if n < picked.len() {
+                    picked[n] = (owner, t, q);
+                    n += 1;
+                }
+                w = next;
+                continue;
+            }
             let behind_pick =
                 picked[..n].iter().any(|&(o, pt, pq)| o != owner && pq.overlaps(q) && pt.conflicts_with(t));
             // A broken list (Err) picks: the waiter finds out for itself.
@@ -133,6 +145,8 @@ impl Tables<'_> {
                 s.picked = 1;
                 s.wake.fetch_add(1, Ordering::Release);
                 if s.sleeping == 1 {
+                    // Awake from here on, as far as picks go: one wake-up.
+                    s.sleeping = 0;
                     wake(w);
                 }
             }
@@ -166,42 +180,8 @@ impl Tables<'_> {
     /// held: this is the rare path of a picked waiter that left without the
     /// lock, or was dropped).
     fn pass_on(&mut self, file: u32) {
-        let mut woken = [NIL; 32];
-        let mut n = 0;
-        self.pick_waiters(file, &mut |w| {
-            if n < woken.len() {
-                woken[n] = w;
-                n += 1;
-            }
-        });
-        for &w in &woken[..n] {
-            if let Some(s) = self.waiters.get(w as usize) {
-                sys::futex_wake_all(&s.wake);
-            }
-        }
-        if n == woken.len() {
-            // More than the array holds: wake every sleeper of the file.
-            self.wake_file_waiters(file);
-        }
-    }
-
-    /// Changes the word of every registered waiter of `file` and wakes
-    /// those asleep (mutex held; for repairs and overflows).
-    pub fn wake_file_waiters(&mut self, file: u32) {
-        let Some(f) = self.files.get(file as usize).filter(|f| f.in_use == 1) else { return };
-        let mut w = f.whead;
-        let mut steps = 0usize;
-        while let Some(s) = self.waiters.get(w as usize).filter(|s| s.in_use == 1 && s.file == file) {
-            steps += 1;
-            if steps > WAITERS as usize {
-                break;
-            }
-            s.wake.fetch_add(1, Ordering::Release);
-            if s.sleeping == 1 {
-                sys::futex_wake_all(&s.wake);
-            }
-            w = s.fnext;
-        }
+        let map = self.map;
+        self.pick_waiters(file, &mut |w| wake_waiter(map, w));
     }
 
     /// Unregisters waiter `w`, whose call did not take the lock (a reap, a
@@ -471,5 +451,14 @@ fn search_scratch() -> Option<(&'static mut [u32], &'static mut [u32], &'static 
             core::slice::from_raw_parts_mut(p.add(2 * n), n),
             &mut *p.add(3 * n),
         ))
+    }
+}
+
+/// Wakes the thread asleep on waiter slot `w`'s word, if any.
+pub fn wake_waiter(map: &'static Mapping, w: u32) {
+    if let Some(p) = map.slot_ptr(Table::Waiters, w as usize) {
+        // SAFETY: the slot exists and is mapped for good; only its atomic
+        // word is referenced.
+        sys::futex_wake_all(unsafe { &(*(p as *const WaiterSlot)).wake });
     }
 }
