@@ -241,27 +241,23 @@ pub trait SlotOf {
     const TABLE: Table;
 }
 
-impl SlotOf for OwnerSlot {
-    const TABLE: Table = Table::Owners;
+macro_rules! slot_of {
+    ($($t:ty => $table:ident),* $(,)?) => {
+        $(impl SlotOf for $t {
+            const TABLE: Table = Table::$table;
+        })*
+    };
 }
-impl SlotOf for FileSlot {
-    const TABLE: Table = Table::Files;
-}
-impl SlotOf for WaiterSlot {
-    const TABLE: Table = Table::Waiters;
-}
-impl SlotOf for MapSlot {
-    const TABLE: Table = Table::Maps;
-}
-impl SlotOf for LockRecord {
-    const TABLE: Table = Table::Records;
-}
-impl SlotOf for LifeSlot {
-    const TABLE: Table = Table::Lives;
-}
-/// A hash bucket: the head of a chain of file slots.
-impl SlotOf for u32 {
-    const TABLE: Table = Table::Buckets;
+
+// A hash bucket (`u32`) is the head of a chain of file slots.
+slot_of! {
+    OwnerSlot => Owners,
+    FileSlot => Files,
+    WaiterSlot => Waiters,
+    MapSlot => Maps,
+    LockRecord => Records,
+    LifeSlot => Lives,
+    u32 => Buckets,
 }
 
 /// Each table's chunk count and directory start, computed once.

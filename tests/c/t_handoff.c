@@ -424,26 +424,34 @@ static void release(int fd, off_t start, off_t len)
     CHECK_OK(unlock(fd, start, len));
 }
 
+/* Write-locks [0,10), queues n waiters of `role` asking for `type` on it,
+ * checks that they all block and sleep, releases [0,10) and collects them. */
+static struct tally queue_behind(struct wgroup *g, int fd, const char *what,
+                                 int n, enum role role, short type)
+{
+    group_init(g, what, n);
+    CHECK_OK(setlk(fd, F_WRLCK, 0, 10));
+    for (int i = 0; i < n; i++)
+        spawn(g, i, role, type, 0, 10);
+    spawned();
+    int ready = await_ready(g, n, GUARD_MS);
+    CHECK(ready == n, "%s: %d of %d said they were about to block", what,
+          ready, n);
+    await_asleep(g, 0, n, 20000);
+    qtest_msleep(300);
+    int early = returned_early(g);
+    CHECK(early == 0, "%s: %d of %d F_SETLKW returned while [0,10) was "
+          "write-locked", what, early, n);
+    release(fd, 0, 10);
+    collect(g);
+    return check_results(g);
+}
+
 /* 1. NW writers handed [0,10) one after another. */
 static void writers(int fd)
 {
     struct wgroup g;
-    group_init(&g, "writers", NW);
-    CHECK_OK(setlk(fd, F_WRLCK, 0, 10));
-    for (int i = 0; i < NW; i++)
-        spawn(&g, i, CHAIN, F_WRLCK, 0, 10);
-    spawned();
-    int ready = await_ready(&g, NW, GUARD_MS);
-    CHECK(ready == NW, "writers: %d of %d said they were about to block",
-          ready, NW);
-    await_asleep(&g, 0, NW, 20000);
-    qtest_msleep(300);
-    int early = returned_early(&g);
-    CHECK(early == 0, "writers: %d of %d F_SETLKW returned while [0,10) was "
-          "held", early, NW);
-    release(fd, 0, 10);
-    collect(&g);
-    struct tally t = check_results(&g);
+    struct tally t = queue_behind(&g, fd, "writers", NW, CHAIN, F_WRLCK);
     int over = __atomic_load_n(&sh->max_inside, __ATOMIC_SEQ_CST);
     CHECK(over <= 1, "writers: %d writers held the write lock [0,10) at once",
           over);
@@ -462,22 +470,7 @@ static void writers(int fd)
 static void readers(int fd)
 {
     struct wgroup g;
-    group_init(&g, "readers", NR);
-    CHECK_OK(setlk(fd, F_WRLCK, 0, 10));
-    for (int i = 0; i < NR; i++)
-        spawn(&g, i, GROUP, F_RDLCK, 0, 10);
-    spawned();
-    int ready = await_ready(&g, NR, GUARD_MS);
-    CHECK(ready == NR, "readers: %d of %d said they were about to block",
-          ready, NR);
-    await_asleep(&g, 0, NR, 20000);
-    qtest_msleep(300);
-    int early = returned_early(&g);
-    CHECK(early == 0, "readers: %d of %d F_SETLKW returned while [0,10) was "
-          "write-locked", early, NR);
-    release(fd, 0, 10);
-    collect(&g);
-    struct tally t = check_results(&g);
+    struct tally t = queue_behind(&g, fd, "readers", NR, GROUP, F_RDLCK);
     int in = __atomic_load_n(&sh->rgranted, __ATOMIC_SEQ_CST);
     CHECK(in == NR, "readers: %d of %d held the read lock together", in, NR);
     long long bound = allowed(NR, 9, &t); /* 8 each + 1 for the crowd */

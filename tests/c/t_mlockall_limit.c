@@ -40,24 +40,6 @@
 #define NFILES 200               /* locked after mlockall */
 #define MEMLOCK (8L * 1024 * 1024) /* Linux's default RLIMIT_MEMLOCK */
 
-/* A "Name:   N kB" field of /proc/self/status; -1 if absent. */
-static long status_kb(const char *name)
-{
-    char *text = qtest_slurp("/proc/self/status");
-    long v = -1;
-    size_t n = strlen(name);
-    for (char *line = text; line && *line;) {
-        if (strncmp(line, name, n) == 0) {
-            v = strtol(line + n, NULL, 10);
-            break;
-        }
-        char *eol = strchr(line, '\n');
-        line = eol ? eol + 1 : NULL;
-    }
-    free(text);
-    return v;
-}
-
 /* ---- the helper (nobody) ------------------------------------------------ */
 
 static void say(const char *key, long v) { qtest_print("%s %ld", key, v); }
@@ -91,12 +73,12 @@ static int nobody_main(const char *dir, int n)
 
     int fd0 = lock_file(&fs, 0);
     say("FIRST", fd0 >= 0 ? 0 : -fd0);
-    say("VMSIZE_KB", status_kb("VmSize:"));
+    say("VMSIZE_KB", (long)qtest_status_field(0, "VmSize:"));
 
     errno = 0;
     int r = mlockall(MCL_CURRENT | MCL_FUTURE);
     say("MLOCKALL", res(r, errno));
-    say("VMLCK_KB", status_kb("VmLck:"));
+    say("VMLCK_KB", (long)qtest_status_field(0, "VmLck:"));
 
     int ok = 0, first_bad = -1, first_err = 0, last_fd = -1;
     for (int i = 1; i <= n; i++) {
@@ -112,8 +94,8 @@ static int nobody_main(const char *dir, int n)
     say("LOCKED", ok);
     say("FIRST_BAD", first_bad);
     say("FIRST_BAD_ERR", first_err);
-    say("VMSIZE_AFTER_KB", status_kb("VmSize:"));
-    say("VMLCK_AFTER_KB", status_kb("VmLck:"));
+    say("VMSIZE_AFTER_KB", (long)qtest_status_field(0, "VmSize:"));
+    say("VMLCK_AFTER_KB", (long)qtest_status_field(0, "VmLck:"));
 
     /* another process (a fork: nobody, the same registry) sees the last */
     struct flock fl;
@@ -129,7 +111,7 @@ static int nobody_main(const char *dir, int n)
     errno = 0;
     r = munlockall();
     say("MUNLOCKALL", res(r, errno));
-    say("VMLCK_END_KB", status_kb("VmLck:"));
+    say("VMLCK_END_KB", (long)qtest_status_field(0, "VmLck:"));
     say("DONE", 1);
     return 0;
 }

@@ -143,13 +143,7 @@ static void expect_grant(qtest_child *c, const char *who, const char *what)
  * unknown. */
 static long sleeps(pid_t pid)
 {
-    char p[64];
-    snprintf(p, sizeof p, "/proc/%d/status", (int)pid);
-    char *text = qtest_slurp(p);
-    const char *k = strstr(text, "voluntary_ctxt_switches:");
-    long n = k ? atol(k + strlen("voluntary_ctxt_switches:")) : -1;
-    free(text);
-    return n;
+    return (long)qtest_status_field(pid, "voluntary_ctxt_switches:");
 }
 
 /* A blocked F_SETLKW under the shim sleeps in slices (50 ms) and re-counts
