@@ -202,15 +202,33 @@ static int exec_done(int r, int bridge)
 /* The real function, looked up once per wrapper and cached. */
 #define REAL_OR_ENOSYS(type, var, name)                                                            \
     static type var##_cache;                                                                       \
-    type var = __atomic_load_n(&var##_cache, __ATOMIC_ACQUIRE);                                    \
+    REAL_FROM(type, var, var##_cache, name)
+
+/* The same with the cache `cache` declared outside (the exec family's,
+ * filled by the constructor qnxcompat_prime_exec). */
+#define REAL_FROM(type, var, cache, name)                                                          \
+    type var = __atomic_load_n(&cache, __ATOMIC_ACQUIRE);                                          \
     if (!var) {                                                                                    \
         var = (type)real_symbol(name);                                                             \
-        __atomic_store_n(&var##_cache, var, __ATOMIC_RELEASE);                                     \
+        __atomic_store_n(&cache, var, __ATOMIC_RELEASE);                                           \
     }                                                                                              \
     if (!var) {                                                                                    \
         errno = ENOSYS;                                                                            \
         return -1;                                                                                 \
     }
+
+/* The real exec functions, looked up by the constructor: a fork child that
+ * execs then runs no dlsym (its pages of ld.so and of the symbol tables are
+ * not yet its own: each would be a page fault, in every fork + exec). */
+static exec_path_fn real_execve_cache, real_execvpe_cache;
+static exec_fd_fn real_fexecve_cache;
+
+__attribute__((constructor)) static void qnxcompat_prime_exec(void)
+{
+    __atomic_store_n(&real_execve_cache, (exec_path_fn)real_symbol("execve"), __ATOMIC_RELEASE);
+    __atomic_store_n(&real_execvpe_cache, (exec_path_fn)real_symbol("execvpe"), __ATOMIC_RELEASE);
+    __atomic_store_n(&real_fexecve_cache, (exec_fd_fn)real_symbol("fexecve"), __ATOMIC_RELEASE);
+}
 
 static size_t env_count(char *const envp[])
 {
@@ -245,31 +263,31 @@ static size_t env_count(char *const envp[])
 
 __attribute__((visibility("default"))) int execve(const char *path, char *const argv[], char *const envp[])
 {
-    REAL_OR_ENOSYS(exec_path_fn, real, "execve");
+    REAL_FROM(exec_path_fn, real, real_execve_cache, "execve");
     WITH_BRIDGE(path, -1, 0, envp, real(path, argv, env));
 }
 
 __attribute__((visibility("default"))) int execvpe(const char *file, char *const argv[], char *const envp[])
 {
-    REAL_OR_ENOSYS(exec_path_fn, real, "execvpe");
+    REAL_FROM(exec_path_fn, real, real_execvpe_cache, "execvpe");
     WITH_BRIDGE(file, -1, 1, envp, real(file, argv, env));
 }
 
 __attribute__((visibility("default"))) int execv(const char *path, char *const argv[])
 {
-    REAL_OR_ENOSYS(exec_path_fn, real, "execve");
+    REAL_FROM(exec_path_fn, real, real_execve_cache, "execve");
     WITH_BRIDGE(path, -1, 0, environ, real(path, argv, env));
 }
 
 __attribute__((visibility("default"))) int execvp(const char *file, char *const argv[])
 {
-    REAL_OR_ENOSYS(exec_path_fn, real, "execvpe");
+    REAL_FROM(exec_path_fn, real, real_execvpe_cache, "execvpe");
     WITH_BRIDGE(file, -1, 1, environ, real(file, argv, env));
 }
 
 __attribute__((visibility("default"))) int fexecve(int fd, char *const argv[], char *const envp[])
 {
-    REAL_OR_ENOSYS(exec_fd_fn, real, "fexecve");
+    REAL_FROM(exec_fd_fn, real, real_fexecve_cache, "fexecve");
     WITH_BRIDGE(NULL, fd, 0, envp, real(fd, argv, env));
 }
 

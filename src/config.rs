@@ -21,7 +21,6 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
-use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 use crate::sys;
@@ -199,16 +198,18 @@ pub fn load() {
         match sys::getenv(c"QNXCOMPAT_REGISTRY") {
             Some(name) => REGISTRY_NAME.set(name.to_bytes()),
             None => {
-                let mut buf = [0u8; 64];
-                let mut c = crate::fmt::Cursor::new(&mut buf);
                 // No version in the name: processes of two layouts must meet
                 // on one segment, so that the second is refused (fail
                 // closed) rather than granting what the first holds.
-                let _ = match gid {
-                    Some(g) => write!(c, "qnxcompat-g{g}"),
-                    None => write!(c, "qnxcompat-{}", sys::geteuid()),
+                // (Digits by hand: core::fmt's code would be two more pages
+                // to fault in at every process start.)
+                let mut buf = [0u8; 64];
+                let (prefix, id): (&[u8], u32) = match gid {
+                    Some(g) => (b"qnxcompat-g", g),
+                    None => (b"qnxcompat-", sys::geteuid()),
                 };
-                let n = c.len();
+                buf[..prefix.len()].copy_from_slice(prefix);
+                let n = prefix.len() + decimal(id, &mut buf[prefix.len()..]);
                 REGISTRY_NAME.set(&buf[..n]);
             }
         }
@@ -285,6 +286,25 @@ pub fn qnx8() -> bool {
     QNX8.load(Ordering::Relaxed)
 }
 
+/// Writes `v` in decimal at the start of `out` (at least 10 bytes); returns
+/// how many bytes.
+fn decimal(mut v: u32, out: &mut [u8]) -> usize {
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (v % 10) as u8;
+        n += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for (i, d) in digits[..n].iter().rev().enumerate() {
+        out[i] = *d;
+    }
+    n
+}
+
 /// Whether the descriptor cache is on (QNXCOMPAT_FDCACHE).
 pub fn fd_cache() -> bool {
     FD_CACHE.load(Ordering::Relaxed)
@@ -337,6 +357,15 @@ pub fn registry_name() -> &'static [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_digits() {
+        for v in [0u32, 7, 10, 65534, 4_294_967_295] {
+            let mut b = [0u8; 10];
+            let n = decimal(v, &mut b);
+            assert_eq!(&b[..n], v.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn trace_lists() {

@@ -322,24 +322,35 @@ pub fn probe(reg: &Registry, k: u32, nonce: u64) -> Verdict {
 /// inherited anyway (a fork that raced the `madvise`) is dropped, so it
 /// never keeps the parent's anchor alive.
 pub fn forget_after_fork() {
-    let bridge = BRIDGE_FD.swap(-1, Ordering::AcqRel);
-    if bridge >= 0 {
-        let _ = sys::close(bridge);
+    // Nothing to forget in a process that never locked: then no store at
+    // all (a fork child's first write to a page is a copy-on-write fault).
+    if BRIDGE_FD.load(Ordering::Acquire) >= 0 {
+        let bridge = BRIDGE_FD.swap(-1, Ordering::AcqRel);
+        if bridge >= 0 {
+            let _ = sys::close(bridge);
+        }
     }
-    if !FOR_MY_CHILD.with(|c| c.get()) {
+    if CHILD_FD.load(Ordering::Acquire) >= 0 && !FOR_MY_CHILD.with(|c| c.get()) {
         let child = CHILD_FD.swap(-1, Ordering::AcqRel);
         if child >= 0 {
             let _ = sys::close(child);
         }
     }
-    let addr = MAPPING.swap(0, Ordering::AcqRel);
-    if addr != 0 {
-        // SAFETY: with MADV_DONTFORK the range is not mapped in the child
-        // and munmap of it is a no-op; without it, it is our inherited page.
-        unsafe { sys::unmap(addr as *mut u8, sys::page_size()) };
+    if MAPPING.load(Ordering::Acquire) != 0 {
+        let addr = MAPPING.swap(0, Ordering::AcqRel);
+        if addr != 0 {
+            // SAFETY: with MADV_DONTFORK the range is not mapped in the
+            // child and munmap of it is a no-op; without it, it is our
+            // inherited page.
+            unsafe { sys::unmap(addr as *mut u8, sys::page_size()) };
+        }
     }
-    STATE.store(0, Ordering::Release);
-    NONCE.store(0, Ordering::Relaxed);
+    if STATE.load(Ordering::Acquire) != 0 {
+        STATE.store(0, Ordering::Release);
+    }
+    if NONCE.load(Ordering::Relaxed) != 0 {
+        NONCE.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The name of the environment variable that carries a bridge.

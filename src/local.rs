@@ -254,7 +254,11 @@ pub fn set_owner_hint(i: u32) {
 pub fn forget_after_fork() {
     // Cheap when nothing is held: every count is then zero already.
     if HELD_FILES.load(Ordering::Acquire) == 0 && !has_deferred() {
-        OWNER_HINT.store(NIL, Ordering::Relaxed);
+        // Stored only when set: a fork child's first write to a page is a
+        // copy-on-write fault.
+        if OWNER_HINT.load(Ordering::Relaxed) != NIL {
+            OWNER_HINT.store(NIL, Ordering::Relaxed);
+        }
         return;
     }
     OWN_RECORDS.clear();

@@ -35,6 +35,8 @@ extern "C" fn init() {
     if !config::fd_cache() {
         local::disable_fd_cache();
     }
+    // (The C exec wrappers' real functions are looked up by shim.c's own
+    // constructor, qnxcompat_prime_exec.)
     table::resolve_all();
     // The main thread's stack bounds, asked now rather than in a lock call
     // (see `usermem::prime`).

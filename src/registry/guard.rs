@@ -78,10 +78,18 @@ fn left_registry() {
 
 /// In a fork child: the thread that forked is not inside the registry.
 pub fn forget_after_fork() {
-    set_in_registry(false);
+    // Each store only when needed: a fork child's first write to a page is
+    // a copy-on-write fault, in every fork + exec.
+    if in_registry() {
+        set_in_registry(false);
+    }
     // A thread that was waking from the overflow list is not in the child.
-    SPILL_BUSY.store(false, Ordering::Release);
-    LIFE_SLOT.store(NIL, Ordering::Relaxed);
+    if SPILL_BUSY.load(Ordering::Relaxed) {
+        SPILL_BUSY.store(false, Ordering::Release);
+    }
+    if LIFE_SLOT.load(Ordering::Relaxed) != NIL {
+        LIFE_SLOT.store(NIL, Ordering::Relaxed);
+    }
 }
 
 /// The owner slot whose life mark one of this process's threads holds.
