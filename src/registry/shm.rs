@@ -216,7 +216,16 @@ fn map_checked(fd: i32) -> Result<Segment, Refusal> {
     } else if header.mode != our_mode() {
         Err(Refusal::WrongMode { mirrored: header.mode == MODE_MIRROR })
     } else if header.chunks.used.load(Ordering::Acquire) as u64 * CHUNK as u64 > size {
-        Err(Refusal::WrongSize { size })
+        // Another process grew the segment since our fstat: it extends the
+        // file before it publishes the chunks, so the file now covers them,
+        // and the mapping covers the rest as it is used (`Mapping::cover`).
+        // Truly short, it is truncated.
+        let used = header.chunks.used.load(Ordering::Acquire) as u64 * CHUNK as u64;
+        match sys::fstat(fd) {
+            Ok(now) if now.st_size as u64 >= used => Ok(()),
+            Ok(now) => Err(Refusal::WrongSize { size: now.st_size as u64 }),
+            Err(e) => Err(Refusal::Io(e)),
+        }
     } else {
         Ok(())
     };
