@@ -508,10 +508,88 @@ unsafe fn env_preloads_us(envp: *const *const libc::c_char) -> bool {
         // SAFETY: per the contract, NUL-terminated.
         let b = unsafe { CStr::from_ptr(e) }.to_bytes();
         if let Some(v) = b.strip_prefix(b"LD_PRELOAD=") {
-            return v.windows(12).any(|w| w == b"libqnxcompat");
+            return v.split(|&c| c == b' ' || c == b':').any(names_us);
         }
         i += 1;
     }
+}
+
+/// Whether one LD_PRELOAD entry names this library: by its name, or, for a
+/// path by another name (a link, a renamed copy's link), by being this
+/// library's own file.
+fn names_us(entry: &[u8]) -> bool {
+    if entry.windows(12).any(|w| w == b"libqnxcompat") {
+        return true;
+    }
+    if !entry.contains(&b'/') {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    if entry.len() >= buf.len() {
+        return false;
+    }
+    buf[..entry.len()].copy_from_slice(entry);
+    let Ok(c) = CStr::from_bytes_with_nul(&buf[..=entry.len()]) else { return false };
+    let (Ok(st), Some((major, minor, ino))) = (sys::stat(c), own_file()) else { return false };
+    st.st_ino == ino && libc::major(st.st_dev) as u64 == major && libc::minor(st.st_dev) as u64 == minor
+}
+
+/// This library's own file as `/proc/self/maps` shows the mapping of this
+/// code: (device major, minor, inode). Read only for an LD_PRELOAD entry
+/// without "libqnxcompat" in its name. Async-signal-safe (syscalls and
+/// stack buffers; `dladdr` would take the loader's lock, which a fork child
+/// of a threaded program may find held for good).
+fn own_file() -> Option<(u64, u64, u64)> {
+    let here = own_file as *const () as usize;
+    let fd = sys::open(c"/proc/self/maps", libc::O_RDONLY, 0).ok()?;
+    let mut chunk = [0u8; 4096];
+    let mut line = [0u8; 256];
+    let mut len = 0usize;
+    let mut found = None;
+    'read: while let Ok(n) = sys::read(fd, &mut chunk) {
+        if n == 0 {
+            break;
+        }
+        for &b in &chunk[..n] {
+            if b != b'\n' {
+                // Only the fields before the path matter: a long path is cut.
+                if len < line.len() {
+                    line[len] = b;
+                    len += 1;
+                }
+                continue;
+            }
+            if let Some(f) = maps_line(&line[..len], here) {
+                found = Some(f);
+                break 'read;
+            }
+            len = 0;
+        }
+    }
+    let _ = sys::close(fd);
+    found
+}
+
+/// One line of /proc/self/maps ("start-end perms offset major:minor inode
+/// path"): its file when `addr` lies in its range.
+fn maps_line(l: &[u8], addr: usize) -> Option<(u64, u64, u64)> {
+    let mut fields = l.split(|&c| c == b' ').filter(|f| !f.is_empty());
+    let range = fields.next()?;
+    let dash = range.iter().position(|&c| c == b'-')?;
+    let (start, end) = (hex(&range[..dash])?, hex(&range[dash + 1..])?);
+    if !(start as usize <= addr && addr < end as usize) {
+        return None;
+    }
+    let _perms = fields.next()?;
+    let _offset = fields.next()?;
+    let dev = fields.next()?;
+    let colon = dev.iter().position(|&c| c == b':')?;
+    let ino = core::str::from_utf8(fields.next()?).ok()?.parse().ok()?;
+    Some((hex(&dev[..colon])?, hex(&dev[colon + 1..])?, ino))
+}
+
+fn hex(b: &[u8]) -> Option<u64> {
+    u64::from_str_radix(core::str::from_utf8(b).ok()?, 16).ok()
 }
 
 /// The first executable `name` in the caller's PATH, as execvp finds it.
@@ -595,6 +673,16 @@ fn elf_has_interp(fd: i32, head: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_file_is_the_file_of_this_code() {
+        assert_eq!(maps_line(b"7f00-7f80 r-xp 00001000 fd:01 123456   /x/lib.so", 0x7f10), Some((0xfd, 1, 123456)));
+        assert_eq!(maps_line(b"7f00-7f80 r-xp 00001000 fd:01 123456   /x/lib.so", 0x7f80), None);
+        assert_eq!(maps_line(b"garbage", 1), None);
+        // In a test binary this code is the executable's.
+        let st = sys::stat(c"/proc/self/exe").unwrap();
+        assert_eq!(own_file(), Some((libc::major(st.st_dev) as u64, libc::minor(st.st_dev) as u64, st.st_ino)));
+    }
 
     #[test]
     fn bridge_values() {

@@ -20,7 +20,9 @@
  *       image exits the lock is free;
  *   (e) flock(LOCK_EX) variants of (a) and (d), on a description of the
  *       holder's own: freed by the close in a library-less image, kept by a
- *       preloaded image that keeps the descriptor.
+ *       preloaded image that keeps the descriptor;
+ *   (f) (d) with LD_PRELOAD naming the library through a symbolic link
+ *       whose name lacks "libqnxcompat" (under the shim only): kept.
  *
  * Same expectations natively (plain kernel locks) and under the shim.
  *
@@ -233,6 +235,24 @@ int main(int argc, char **argv)
         char *av[] = {"t_exec_nolib", "--keep", test_fd_str, NULL};
         run_case("(d) self with the library, fd kept", NULL, av, NULL, 1,
                  "KEPT", 1);
+    }
+    /* (f) the library preloaded through a path without "libqnxcompat" in
+     * its name (a symbolic link to it): still the library, so the locks
+     * are adopted as in (d) */
+    if (qtest_mode_shim() && getenv("LD_PRELOAD")) {
+        char link[128], var[200];
+        snprintf(link, sizeof link, "/tmp/qtest-qclink-%d.so", (int)getpid());
+        unlink(link);
+        if (symlink(getenv("LD_PRELOAD"), link) == 0) {
+            snprintf(var, sizeof var, "LD_PRELOAD=%s", link);
+            char *env[] = {var, NULL};
+            char *av[] = {"t_exec_nolib", "--keep", test_fd_str, NULL};
+            run_case("(f) self with the library through a link named otherwise",
+                     NULL, av, env, 1, "KEPT", 1);
+            unlink(link);
+        } else {
+            CHECK(0, "(f) symlink %s: %s", link, strerror(errno));
+        }
     }
     /* (e) flock */
     {
