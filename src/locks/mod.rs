@@ -552,7 +552,7 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         // release after this point that can grant us picks us, which changes
         // the word and wakes us, so the sleep below cannot miss it. The file
         // slot is not freed while we sleep (we are counted a sleeper).
-        let (Some(w), Some(word)) = (call.waiter(), call.waiter().and_then(|w| reg.waiter_word(w))) else {
+        let Some((w, word)) = call.waiter().and_then(|w| Some((w, reg.waiter_word(w)?))) else {
             return finish(&mut t, call, Outcome::Failed(r.nomem));
         };
         let Some(seen) = t.waiter_sleeps(w, call.waiter_gen) else {

@@ -40,7 +40,7 @@ impl Tables<'_> {
             next: head,
             nrecords: 0,
             in_use: 1,
-            wake: AtomicU32::new(f.wake.load(Ordering::Relaxed)),
+            spare: 0,
             mappings: 0,
             sleepers: 0,
             waiters: 0,

@@ -350,10 +350,7 @@ impl Registry {
 
     /// The futex word of waiter slot `i` (it lives as long as the process).
     pub fn waiter_word(&self, i: u32) -> Option<&'static AtomicU32> {
-        let p = self.map.slot_ptr(Table::Waiters, i as usize)?;
-        // SAFETY: the slot exists and is mapped for good; only the atomic
-        // field is referenced.
-        Some(unsafe { &(*(p as *const WaiterSlot)).wake })
+        super::waiters::waiter_word(self.map, i)
     }
 }
 
@@ -381,11 +378,8 @@ impl WakeSet {
     /// under the mutex, so a waiter that read the old value never sleeps
     /// through; the wake itself happens when the guard drops.
     pub fn notify(&mut self, files: &Slab<'_, FileSlot>, f: u32) {
-        if let Some(slot) = files.get(f as usize) {
-            slot.wake.fetch_add(1, Ordering::Release);
-            if slot.whead != NIL {
-                self.add(f);
-            }
+        if files.get(f as usize).is_some_and(|slot| slot.whead != NIL) {
+            self.add(f);
         }
     }
 
@@ -437,6 +431,16 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Drops the mutex and leaves the registry (the guard's last step).
+    fn unlock(&self) {
+        // SAFETY: this guard holds the mutex.
+        unsafe { libc::pthread_mutex_unlock(self.mutex) };
+        crate::fault::point(crate::fault::Point::AfterUnlock);
+        left_registry();
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         if cfg!(debug_assertions) || crate::config::verify_each() {
@@ -454,6 +458,11 @@ impl Drop for Guard {
                 // user repairs it (the mutex is robust).
                 unsafe { libc::abort() };
             }
+        }
+        if self.wake.n == 0 && !self.wake.all {
+            // Nothing released where anyone waits (every uncontended call).
+            self.unlock();
+            return;
         }
         // Pick the waiters that the changes grant, under the mutex; wake
         // them once it is dropped. Too many to remember: wake them now.
@@ -499,21 +508,13 @@ impl Drop for Guard {
                 }
             }
         }
-        // SAFETY: this guard holds the mutex.
-        unsafe { libc::pthread_mutex_unlock(self.mutex) };
-        crate::fault::point(crate::fault::Point::AfterUnlock);
-        left_registry();
-        let reg = Registry { map: self.map };
+        self.unlock();
         for &w in &woken[..n] {
-            if let Some(word) = reg.waiter_word(w) {
-                sys::futex_wake_all(word);
-            }
+            super::waiters::wake_waiter(self.map, w);
         }
         if spilling {
-            for i in 0..spill {
-                if let Some(word) = SPILL.get(i).and_then(|e| reg.waiter_word(e.load(Ordering::Relaxed))) {
-                    sys::futex_wake_all(word);
-                }
+            for e in (0..spill).filter_map(|i| SPILL.get(i)) {
+                super::waiters::wake_waiter(self.map, e.load(Ordering::Relaxed));
             }
             SPILL_BUSY.store(false, Ordering::Release);
         }

@@ -475,10 +475,9 @@ pub struct FileSlot {
     pub nrecords: u32,
     /// (r) 1 while the slot names a file.
     pub in_use: u32,
-    /// (a) Bumped under the mutex whenever locks on this file are released:
-    /// a change count (the waiters sleep on their own words,
-    /// `WaiterSlot::wake`).
-    pub wake: AtomicU32,
+    /// Unused (it was the file's futex word; waiters sleep on their own,
+    /// `WaiterSlot::wake`); kept so that the layout does not move.
+    pub spare: u32,
     /// (r) Recorded mmap() mappings of the file, by any process.
     pub mappings: u32,
     /// (r) Requests asleep on `wake`; a release wakes only when there are
@@ -551,7 +550,7 @@ pub const ABI_HASH: u64 = {
         core::mem::offset_of!(OwnerSlot, nonce) as u64,
         core::mem::offset_of!(OwnerSlot, anchor) as u64,
         core::mem::offset_of!(WaiterSlot, nonce) as u64,
-        core::mem::offset_of!(FileSlot, wake) as u64,
+        core::mem::offset_of!(FileSlot, spare) as u64,
         core::mem::offset_of!(FileSlot, whead) as u64,
         core::mem::offset_of!(WaiterSlot, wake) as u64,
         core::mem::offset_of!(LockRecord, owner) as u64,

@@ -197,11 +197,9 @@ impl Tables<'_> {
             return;
         };
         self.unlink_file_waiter(w);
+        self.drop_registration(w, owner);
         if pass && picked {
-            self.drop_registration(w, owner);
             self.pass_on(file);
-        } else {
-            self.drop_registration(w, owner);
         }
     }
 
@@ -454,11 +452,17 @@ fn search_scratch() -> Option<(&'static mut [u32], &'static mut [u32], &'static 
     }
 }
 
+/// The futex word of waiter slot `w` (it lives as long as the process).
+pub fn waiter_word(map: &'static Mapping, w: u32) -> Option<&'static AtomicU32> {
+    let p = map.slot_ptr(Table::Waiters, w as usize)?;
+    // SAFETY: the slot exists and is mapped for good; only its atomic word
+    // is referenced.
+    Some(unsafe { &(*(p as *const WaiterSlot)).wake })
+}
+
 /// Wakes the thread asleep on waiter slot `w`'s word, if any.
 pub fn wake_waiter(map: &'static Mapping, w: u32) {
-    if let Some(p) = map.slot_ptr(Table::Waiters, w as usize) {
-        // SAFETY: the slot exists and is mapped for good; only its atomic
-        // word is referenced.
-        sys::futex_wake_all(unsafe { &(*(p as *const WaiterSlot)).wake });
+    if let Some(word) = waiter_word(map, w) {
+        sys::futex_wake_all(word);
     }
 }
