@@ -30,7 +30,7 @@ demo: build
 # Benchmarks (never part of `make test`): the engine in-process with
 # criterion, then every scenario natively and under the library side by side.
 bench: build
-	cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3
+	cargo bench --features bench --bench engine -- --warm-up-time 1 --measurement-time 3
 	bench/run.sh $(LIB)
 
 # The long reliability runs: 1,000 kills, 16 x 10,000 oracle operations,
