@@ -73,7 +73,8 @@
  * qtest_helper_say, qtest_out_val ("KEY value" lines), qtest_helper_finish,
  * qtest_helper_kill; in the helper qtest_wait_eof and qtest_setlk_path.
  * CHECK_RUN_SELF runs this binary with environment edits to completion (a
- * traced run: CHECK_TRACED finds its QNXCOMPAT_TRACE lines).  Also
+ * traced run: qtest_trace_file gives the file and its environment edit,
+ * CHECK_TRACED finds its QNXCOMPAT_TRACE lines).  Also
  * qtest_make_segment / qtest_registry_name / qtest_file_snapshot for
  * planted registry segments, qtest_registry_path (this run's own segment
  * file in /dev/shm), qtest_wait_state, qtest_count_lines,
@@ -1538,6 +1539,23 @@ static inline void qtest_fd_diff(const char *a, const char *b, int n,
         if (a[i] != b[i])
             used += (size_t)snprintf(buf + used, len - used, "%s%d ",
                                      a[i] ? "-" : "+", i);
+}
+
+/* A trace file for a traced child: a fresh empty temporary file (removed at
+ * the end), and `env`, the environment edit that sends the child's trace
+ * lines to it ("QNXCOMPAT_TRACE_FILE=<path>"). */
+struct qtest_trace_file {
+    const char *path;
+    char env[128];
+};
+
+static inline struct qtest_trace_file qtest_trace_file(void)
+{
+    struct qtest_trace_file t;
+    int fd = qtest_tmpfile(0, &t.path);
+    close(fd);
+    snprintf(t.env, sizeof t.env, "QNXCOMPAT_TRACE_FILE=%s", t.path);
+    return t;
 }
 
 /* Read a whole (small) file into a malloc'd NUL-terminated string. */

@@ -467,18 +467,15 @@ static int trace_act(int afd, int busy, int rfd)
 
 static void trace(void)
 {
-    const char *tpath, *bpath;
-    int tfd = qtest_tmpfile(0, &tpath);
-    close(tfd);
+    const char *bpath;
+    struct qtest_trace_file tf = qtest_trace_file();
     int afd = qtest_tmpfile(100, NULL);
     int bholder = qtest_tmpfile(100, &bpath);
     int busy = qtest_open(bpath, O_RDWR);
     int rfd = qtest_tmpfile(100, NULL);
     CHECK_OK(flock(bholder, LOCK_EX));
 
-    char tfile[256];
-    snprintf(tfile, sizeof tfile, "QNXCOMPAT_TRACE_FILE=%s", tpath);
-    char *env[] = {"QNXCOMPAT_TRACE=1", tfile, NULL};
+    char *env[] = {"QNXCOMPAT_TRACE=1", tf.env, NULL};
     char a[16], b[16], r[16];
     snprintf(a, sizeof a, "%d", afd);
     snprintf(b, sizeof b, "%d", busy);
@@ -489,7 +486,7 @@ static void trace(void)
                                "LOCK_EX|LOCK_NB not EWOULDBLOCK, 2: "
                                "F_WRLCK|F_FLOCK)");
 
-    char *t = qtest_slurp(tpath);
+    char *t = qtest_slurp(tf.path);
     char want[256];
     snprintf(want, sizeof want, "flock(fd=%d, LOCK_SH) = 0 (", afd);
     CHECK_TRACED(t, pid, want, NULL);

@@ -639,12 +639,8 @@ static int trace_tlock_main(int f)
 
 static void trace(void)
 {
-    const char *tpath;
-    int tfd = qtest_tmpfile(0, &tpath);
-    close(tfd);
-    char tfile[160];
-    snprintf(tfile, sizeof tfile, "QNXCOMPAT_TRACE_FILE=%s", tpath);
-    char *env[] = {"QNXCOMPAT", "QNXCOMPAT_TRACE=1", tfile, NULL};
+    struct qtest_trace_file tf = qtest_trace_file();
+    char *env[] = {"QNXCOMPAT", "QNXCOMPAT_TRACE=1", tf.env, NULL};
     char a[16];
     snprintf(a, sizeof a, "%d", fd);
     char *argv[] = {"t_mmap_lockf", "--trace-tlock", a, NULL};
@@ -654,7 +650,7 @@ static void trace(void)
                                      "EAGAIN expected)"
                                    : "traced child (map, lockf F_TLOCK: 0 "
                                      "expected)");
-    char *t = qtest_slurp(tpath);
+    char *t = qtest_slurp(tf.path);
     if (qtest_mode_shim()) {
         char want[128];
         snprintf(want, sizeof want, "lockf(fd=%d, F_TLOCK, size=10) = -1 EAGAIN (",
