@@ -21,7 +21,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
-use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::sys;
 
@@ -51,10 +51,21 @@ pub enum Func {
     Mmap64,
     Munmap,
     Mlock2,
+    IofuncLock,
+    IofuncLockDefault,
+    IofuncCloseDup,
+    IofuncCloseDupDefault,
+    IofuncCloseOcb,
+    IofuncCloseOcbDefault,
+    IofuncUnblock,
+    IofuncUnblockDefault,
+    MsgReply,
+    MsgReplyv,
+    MsgError,
 }
 
 impl Func {
-    pub const ALL: [Func; 22] = [
+    pub const ALL: [Func; 33] = [
         Func::Fcntl,
         Func::Fcntl64,
         Func::UFcntl,
@@ -77,6 +88,17 @@ impl Func {
         Func::Mmap64,
         Func::Munmap,
         Func::Mlock2,
+        Func::IofuncLock,
+        Func::IofuncLockDefault,
+        Func::IofuncCloseDup,
+        Func::IofuncCloseDupDefault,
+        Func::IofuncCloseOcb,
+        Func::IofuncCloseOcbDefault,
+        Func::IofuncUnblock,
+        Func::IofuncUnblockDefault,
+        Func::MsgReply,
+        Func::MsgReplyv,
+        Func::MsgError,
     ];
 
     pub fn name(self) -> &'static str {
@@ -103,17 +125,32 @@ impl Func {
             Func::Mmap64 => "mmap64",
             Func::Munmap => "munmap",
             Func::Mlock2 => "mlock2",
+            Func::IofuncLock => "iofunc_lock",
+            Func::IofuncLockDefault => "iofunc_lock_default",
+            Func::IofuncCloseDup => "iofunc_close_dup",
+            Func::IofuncCloseDupDefault => "iofunc_close_dup_default",
+            Func::IofuncCloseOcb => "iofunc_close_ocb",
+            Func::IofuncCloseOcbDefault => "iofunc_close_ocb_default",
+            Func::IofuncUnblock => "iofunc_unblock",
+            Func::IofuncUnblockDefault => "iofunc_unblock_default",
+            Func::MsgReply => "MsgReply",
+            Func::MsgReplyv => "MsgReplyv",
+            Func::MsgError => "MsgError",
         }
     }
 
-    fn bit(self) -> u32 {
+    fn bit(self) -> u64 {
         1 << self as u32
     }
 
     /// Whether a name in QNXCOMPAT_TRACE selects this symbol: its own name,
-    /// or the family name (`fcntl` selects `fcntl64` and `__fcntl`).
+    /// or the family name (`fcntl` selects `fcntl64` and `__fcntl`;
+    /// `iofunc` every `iofunc_*` function, `Msg` the replies).
     fn selected_by(self, word: &[u8]) -> bool {
         let name = self.name().as_bytes();
+        if (word == b"iofunc" && name.starts_with(b"iofunc_")) || (word == b"Msg" && name.starts_with(b"Msg")) {
+            return true;
+        }
         let base = name.strip_prefix(b"__").unwrap_or(name);
         let base = base.strip_suffix(b"64").unwrap_or(base);
         word == name || word == base
@@ -121,10 +158,10 @@ impl Func {
 }
 
 /// Parses a QNXCOMPAT_TRACE value into a mask of `Func` bits.
-pub fn parse_trace(value: &[u8]) -> u32 {
+pub fn parse_trace(value: &[u8]) -> u64 {
     match value {
         b"" | b"0" | b"off" | b"no" => 0,
-        b"1" | b"all" | b"yes" | b"on" => u32::MAX,
+        b"1" | b"all" | b"yes" | b"on" => u64::MAX,
         list => list
             .split(|&c| c == b',')
             .map(|w| w.trim_ascii())
@@ -142,7 +179,7 @@ static QNX8: AtomicBool = AtomicBool::new(false);
 /// The group a shared registry belongs to, or u32::MAX for a private one.
 static SHARED_GID: AtomicU32 = AtomicU32::new(u32::MAX);
 static ABILITY_MEM_LOCK: AtomicBool = AtomicBool::new(false);
-static TRACE_MASK: AtomicU32 = AtomicU32::new(0);
+static TRACE_MASK: AtomicU64 = AtomicU64::new(0);
 
 /// A fixed buffer written once by the constructor, then only read.
 struct StaticBuf {
@@ -369,7 +406,10 @@ mod tests {
 
     #[test]
     fn trace_lists() {
-        assert_eq!(parse_trace(b"1"), u32::MAX);
+        assert_eq!(parse_trace(b"1"), u64::MAX);
+        let m = parse_trace(b"iofunc");
+        assert!(m & Func::IofuncLock.bit() != 0 && m & Func::IofuncUnblockDefault.bit() != 0);
+        assert_eq!(m & (Func::MsgReply.bit() | Func::Fcntl.bit()), 0);
         assert_eq!(parse_trace(b""), 0);
         let m = parse_trace(b"lockf, flock");
         assert!(m & Func::Lockf.bit() != 0 && m & Func::Lockf64.bit() != 0);

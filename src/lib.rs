@@ -11,6 +11,7 @@
 //! - [`liveness`]: kernel-anchored liveness and identity of process owners;
 //! - [`owner`]: the calling process (vfork detection);
 //! - [`locks`]: QNX lock semantics for descriptors, on top of the registry;
+//! - [`iofunc`]: the QNX resource-manager lock API, over the same engine;
 //! - [`local`]: per-process state the async-signal-safe close path reads;
 //! - [`hooks`]: the interposed entry points, thin by design;
 //! - [`trace`] and [`config`]: per-call tracing and the environment;
@@ -29,6 +30,7 @@ pub mod fmt;
 #[cfg(not(test))]
 pub mod hooks;
 pub mod identity;
+pub mod iofunc;
 pub mod lazy;
 pub mod liveness;
 pub mod local;

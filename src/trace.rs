@@ -25,6 +25,9 @@ pub enum Ret {
     Ptr(usize, Errno),
     /// No result (a void function).
     Void,
+    /// A resource-manager handler's result: an errno value (0 is EOK),
+    /// `_RESMGR_NPARTS(n)` (-n), `_RESMGR_NOREPLY` or `_RESMGR_DEFAULT`.
+    Resmgr(i32),
 }
 
 const NOTE_LEN: usize = 384;
@@ -75,6 +78,13 @@ pub fn line(f: Func, start_ns: u64, ret: Ret, args: &dyn Fn(&mut Cursor) -> fmt:
         Ret::Ptr(p, e) if p == usize::MAX => write!(c, ") = MAP_FAILED {}", e.name()),
         Ret::Ptr(p, _) => write!(c, ") = {p:#x}"),
         Ret::Void => write!(c, ")"),
+        Ret::Resmgr(r) => match r {
+            i32::MIN => c.write_str(") = _RESMGR_NOREPLY"),
+            -0x7fff_ffff => c.write_str(") = _RESMGR_DEFAULT"),
+            0 => c.write_str(") = EOK"),
+            r if r < 0 => write!(c, ") = _RESMGR_NPARTS({})", -r),
+            e => write!(c, ") = {}", Errno(e).name()),
+        },
     };
     let _ = write!(c, " (");
     let _ = duration(&mut c, elapsed);

@@ -16,8 +16,9 @@ const LAYERS: &[&[&str]] = &[
     // policy: identity, liveness, tracing
     &["owner", "liveness", "identity", "trace", "signals", "mirror"],
     &["mappings"],
-    // the QNX rules per call
-    &["locks"],
+    // the QNX rules per call; beside them, the resource-manager lock API
+    // (a wing over the engine that uses nothing of the registry)
+    &["locks", "iofunc"],
     // the interposed entry points
     &["hooks"],
 ];

@@ -19,6 +19,17 @@
 #define F_FLOCK 0x1000
 #endif
 
+/*
+ * QNX's names for the lock structure. On x86-64 Linux, struct flock has
+ * QNX flock_t's fields at QNX's offsets (32 bytes: l_type @0, l_whence @2,
+ * l_start @8, l_len @16, l_pid @24); QNX's l_zero1 (@4) and l_sysid (@28,
+ * the node descriptor, 0 for this node) are padding here.
+ */
+typedef struct flock flock_t;
+#ifdef __USE_LARGEFILE64
+typedef struct flock64 flock64_t;
+#endif
+
 /* QNX declares flock() and the LOCK_* operations in <fcntl.h>. */
 #include <sys/file.h>
 

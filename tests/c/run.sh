@@ -154,6 +154,13 @@ VERIFY_TESTS=(
     t_mirror t_mirror_peer t_mirror_clone t_handoff
 )
 
+# Tests of the library's own C API (QNX's iofunc_* resource-manager lock
+# functions): built with -lqnxcompat against LIB (found through an rpath), as
+# a ported resource manager links.  There is no native run: their "native"
+# run is the linked program without LD_PRELOAD (label "linked"); the shim
+# run adds LD_PRELOAD as usual.
+LINKED_TESTS=(t_iofunc)
+
 # listed NAME WORD...: NAME is one of the WORDs
 listed() {
     local t name=$1
@@ -254,7 +261,18 @@ for name in "${TESTS[@]}"; do
         bad_runs=$((bad_runs + 1))
         continue
     fi
-    if ! cc "${CFLAGS[@]}" -o "$bin" "$src" >"$LOGDIR/$name.cc.log" 2>&1; then
+    link=()
+    if listed "$name" "${LINKED_TESTS[@]}"; then
+        if [ "$LIB" = none ] || [ ! -f "$LIB" ]; then
+            echo "FAIL $name (needs the library to link against; got $LIB)"
+            total_fail=$((total_fail + 1))
+            bad_runs=$((bad_runs + 1))
+            continue
+        fi
+        libdir=$(dirname "$LIB")
+        link=(-L"$libdir" -lqnxcompat -Wl,-rpath,"$libdir")
+    fi
+    if ! cc "${CFLAGS[@]}" -o "$bin" "$src" "${link[@]}" >"$LOGDIR/$name.cc.log" 2>&1; then
         echo "FAIL $name (compile)"
         sed 's/^/    /' "$LOGDIR/$name.cc.log"
         total_fail=$((total_fail + 1))
@@ -266,7 +284,12 @@ for name in "${TESTS[@]}"; do
         label=$mode
         case $mode in
         native)
-            QTEST_MODE=native run "$log" "$bin"
+            if [ ${#link[@]} -gt 0 ]; then
+                label="linked"
+                QTEST_MODE=native run "$log" env QNXCOMPAT_REGISTRY="qnxcompat-test-$$-$name-ln" "$bin"
+            else
+                QTEST_MODE=native run "$log" "$bin"
+            fi
             ;;
         shim)
             verify=0
