@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing qnxcompat needs on a fresh Debian
-# machine: a C compiler (and glibc's static libc, for the static test peer),
+# machine: a C and a C++ compiler (and glibc's static libc, for the static test peer),
 # make, python3, perl, sqlite3, strace, util-linux's flock(1) and lslocks(8),
 # and a Rust toolchain new enough for edition 2024 (rustup when cargo is
 # missing).
@@ -9,6 +9,7 @@ set -euo pipefail
 
 need=()
 command -v cc >/dev/null || need+=(gcc libc6-dev)
+command -v c++ >/dev/null || need+=(g++) # the overlay headers are checked as C++ too
 command -v make >/dev/null || need+=(make)
 command -v python3 >/dev/null || need+=(python3)
 command -v flock >/dev/null || need+=(util-linux)

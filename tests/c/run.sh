@@ -279,6 +279,21 @@ for name in "${TESTS[@]}"; do
         bad_runs=$((bad_runs + 1))
         continue
     fi
+    if [ ${#link[@]} -gt 0 ]; then
+        # The overlay headers it uses compile as C++ too (ported resource
+        # managers are often C++), warnings as errors.
+        hlog=$LOGDIR/$name.cxx.log
+        if printf '#include <sys/iofunc.h>\n#include <qnxcompat.h>\n' |
+            c++ -Wall -Wextra -Werror -D_GNU_SOURCE -I shim/include -x c++ -fsyntax-only - >"$hlog" 2>&1; then
+            echo "PASS $name headers [C++] (1 passed)"
+            total_pass=$((total_pass + 1))
+        else
+            echo "FAIL $name headers [C++]"
+            sed 's/^/    /' "$hlog"
+            total_fail=$((total_fail + 1))
+            bad_runs=$((bad_runs + 1))
+        fi
+    fi
     for mode in $RUNS; do
         log=$LOGDIR/$name.$mode.log
         label=$mode

@@ -182,14 +182,14 @@ iofunc_lock_list_t *iofunc_lock_calloc(resmgr_context_t *ctp, IOFUNC_OCB_T *ocb,
 void iofunc_lock_free(iofunc_lock_list_t *lock, size_t size);
 
 #if defined(__x86_64__)
-_Static_assert(sizeof(iofunc_attr_t) == 176, "iofunc_attr_t: the layout libqnxcompat reads");
-_Static_assert(offsetof(iofunc_attr_t, lock_list) == 16, "iofunc_attr_t: the layout libqnxcompat reads");
-_Static_assert(offsetof(iofunc_attr_t, flags) == 72, "iofunc_attr_t: the layout libqnxcompat reads");
-_Static_assert(offsetof(iofunc_attr_t, nbytes) == 88, "iofunc_attr_t: the layout libqnxcompat reads");
-_Static_assert(offsetof(iofunc_attr_t, mode) == 136, "iofunc_attr_t: the layout libqnxcompat reads");
-_Static_assert(sizeof(iofunc_ocb_t) == 40, "iofunc_ocb_t: QNX layout");
-_Static_assert(offsetof(iofunc_ocb_t, offset) == 16, "iofunc_ocb_t: QNX layout");
-_Static_assert(sizeof(iofunc_mount_t) == 40, "iofunc_mount_t: QNX layout");
+QNXCOMPAT_ASSERT(sizeof(iofunc_attr_t) == 176, "iofunc_attr_t: the layout libqnxcompat reads");
+QNXCOMPAT_ASSERT(offsetof(iofunc_attr_t, lock_list) == 16, "iofunc_attr_t: the layout libqnxcompat reads");
+QNXCOMPAT_ASSERT(offsetof(iofunc_attr_t, flags) == 72, "iofunc_attr_t: the layout libqnxcompat reads");
+QNXCOMPAT_ASSERT(offsetof(iofunc_attr_t, nbytes) == 88, "iofunc_attr_t: the layout libqnxcompat reads");
+QNXCOMPAT_ASSERT(offsetof(iofunc_attr_t, mode) == 136, "iofunc_attr_t: the layout libqnxcompat reads");
+QNXCOMPAT_ASSERT(sizeof(iofunc_ocb_t) == 40, "iofunc_ocb_t: QNX layout");
+QNXCOMPAT_ASSERT(offsetof(iofunc_ocb_t, offset) == 16, "iofunc_ocb_t: QNX layout");
+QNXCOMPAT_ASSERT(sizeof(iofunc_mount_t) == 40, "iofunc_mount_t: QNX layout");
 #endif
 
 #ifdef __cplusplus

@@ -126,7 +126,7 @@ typedef union _io_readlink io_readlink_t;
 typedef union _io_link io_link_t;
 typedef union _io_mount io_mount_t;
 
-_Static_assert(sizeof(io_lock_t) == 12, "io_lock_t: QNX layout");
+QNXCOMPAT_ASSERT(sizeof(io_lock_t) == 12, "io_lock_t: QNX layout");
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,15 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+/* Layout checks, in C and C++. */
+#ifndef QNXCOMPAT_ASSERT
+#ifdef __cplusplus
+#define QNXCOMPAT_ASSERT(cond, what) static_assert(cond, what)
+#else
+#define QNXCOMPAT_ASSERT(cond, what) _Static_assert(cond, what)
+#endif
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -113,13 +122,13 @@ int MsgError_r(int rcvid, int err);
 int MsgInfo_r(int rcvid, struct _msg_info *info);
 
 #if defined(__x86_64__)
-_Static_assert(sizeof(struct _msg_info) == 48, "struct _msg_info: QNX layout");
-_Static_assert(offsetof(struct _msg_info, scoid) == 20, "struct _msg_info: QNX layout");
-_Static_assert(offsetof(struct _msg_info, flags) == 42, "struct _msg_info: QNX layout");
-_Static_assert(sizeof(struct _pulse) == 24, "struct _pulse: QNX layout");
-_Static_assert(sizeof(struct _client_info) == 76, "struct _client_info: QNX layout");
-_Static_assert(offsetof(struct _client_info, cred) == 16, "struct _client_info: QNX layout");
-_Static_assert(offsetof(struct _pulse, value) == 8, "struct _pulse: QNX layout");
+QNXCOMPAT_ASSERT(sizeof(struct _msg_info) == 48, "struct _msg_info: QNX layout");
+QNXCOMPAT_ASSERT(offsetof(struct _msg_info, scoid) == 20, "struct _msg_info: QNX layout");
+QNXCOMPAT_ASSERT(offsetof(struct _msg_info, flags) == 42, "struct _msg_info: QNX layout");
+QNXCOMPAT_ASSERT(sizeof(struct _pulse) == 24, "struct _pulse: QNX layout");
+QNXCOMPAT_ASSERT(sizeof(struct _client_info) == 76, "struct _client_info: QNX layout");
+QNXCOMPAT_ASSERT(offsetof(struct _client_info, cred) == 16, "struct _client_info: QNX layout");
+QNXCOMPAT_ASSERT(offsetof(struct _pulse, value) == 8, "struct _pulse: QNX layout");
 #endif
 
 #ifdef __cplusplus

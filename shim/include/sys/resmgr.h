@@ -107,12 +107,12 @@ typedef struct _resmgr_io_funcs {
     ((sizeof(resmgr_io_funcs_t) - sizeof(unsigned)) / sizeof(void *))
 
 #if defined(__x86_64__)
-_Static_assert(sizeof(resmgr_context_t) == 120, "resmgr_context_t: QNX layout");
-_Static_assert(offsetof(resmgr_context_t, info) == 4, "resmgr_context_t: QNX layout");
-_Static_assert(offsetof(resmgr_context_t, status) == 92, "resmgr_context_t: QNX layout");
-_Static_assert(offsetof(resmgr_context_t, iov) == 104, "resmgr_context_t: QNX layout");
-_Static_assert(_RESMGR_CONNECT_NFUNCS == 8, "resmgr_connect_funcs_t: 8 handlers");
-_Static_assert(_RESMGR_IO_NFUNCS == 33, "resmgr_io_funcs_t: QNX 7's 33 handlers");
+QNXCOMPAT_ASSERT(sizeof(resmgr_context_t) == 120, "resmgr_context_t: QNX layout");
+QNXCOMPAT_ASSERT(offsetof(resmgr_context_t, info) == 4, "resmgr_context_t: QNX layout");
+QNXCOMPAT_ASSERT(offsetof(resmgr_context_t, status) == 92, "resmgr_context_t: QNX layout");
+QNXCOMPAT_ASSERT(offsetof(resmgr_context_t, iov) == 104, "resmgr_context_t: QNX layout");
+QNXCOMPAT_ASSERT(_RESMGR_CONNECT_NFUNCS == 8, "resmgr_connect_funcs_t: 8 handlers");
+QNXCOMPAT_ASSERT(_RESMGR_IO_NFUNCS == 33, "resmgr_io_funcs_t: QNX 7's 33 handlers");
 #endif
 
 #ifdef __cplusplus
