@@ -3,6 +3,10 @@
  * extensions that ported QNX sources expect, so they compile unchanged with
  * `-I shim/include`.
  */
+/* An overlay of system headers: no warnings of its own in user builds
+ * (#include_next, the anonymous union of iofunc_attr_t under -std=c99). */
+#pragma GCC system_header
+
 #include_next <fcntl.h>
 
 #ifndef QNXCOMPAT_FCNTL_H

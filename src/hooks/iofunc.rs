@@ -175,17 +175,19 @@ pub unsafe extern "C" fn iofunc_func_init(
     nio: u32,
     io: *mut ResmgrIoFuncs,
 ) {
-    // SAFETY: per the contract, room for n entries after nfuncs.
+    // SAFETY: per the contract, room for n entries after nfuncs. As QNX's:
+    // min(n, the library's count) is recorded, entries past the library's
+    // are zeroed, and a table given n = 0 is left alone.
     unsafe {
-        if !connect.is_null() {
-            (*connect).nfuncs = nconnect;
+        if !connect.is_null() && nconnect > 0 {
+            (*connect).nfuncs = nconnect.min(CONNECT_NFUNCS as u32);
             let f = core::ptr::addr_of_mut!((*connect).funcs) as *mut Handler;
             for i in 0..nconnect as usize {
                 f.add(i).write(0);
             }
         }
-        if !io.is_null() {
-            (*io).nfuncs = nio;
+        if !io.is_null() && nio > 0 {
+            (*io).nfuncs = nio.min(IO_NFUNCS as u32);
             let f = core::ptr::addr_of_mut!((*io).funcs) as *mut Handler;
             for i in 0..nio as usize {
                 f.add(i).write(if i < IO_NFUNCS { io_default(i) } else { 0 });
@@ -407,7 +409,7 @@ pub unsafe extern "C" fn qnxcompat_msg_reply(rcvid: c_int, out: *mut CollectedRe
             if let Some(o) = unsafe { out.as_mut() } {
                 o.err = t.err;
                 o.status = t.status as c_long;
-                o.nbytes = t.data.len();
+                o.nbytes = t.nbytes;
                 let n = t.data.len().min(o.data.len());
                 o.data[..n].copy_from_slice(&t.data[..n]);
             }

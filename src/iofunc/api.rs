@@ -95,11 +95,14 @@ fn deliver(answers: Vec<Answer>) {
             Answer::Granted { rcvid, token } => {
                 let mut data = vec![0u8; IO_LOCK_HEADER];
                 data.extend_from_slice(&token);
-                let r = msg::tell(rcvid, Told { err: 0, status: 0, data });
+                // QNX 6.4 puts the waiter's scoid in the reply's l_sysid, and
+                // replies only if MsgInfo shows that client still waiting.
+                let scoid = i32::from_ne_bytes([token[28], token[29], token[30], token[31]]);
+                let r = msg::tell(rcvid, Some(scoid), Told::new(0, 0, data));
                 trace_reply(Func::MsgReplyv, sys::monotonic_ns(), rcvid, 0, r, Some(&token));
             }
             Answer::Failed { rcvid, err } => {
-                let r = msg::tell(rcvid, Told { err: err.0, status: -1, data: Vec::new() });
+                let r = msg::tell(rcvid, None, Told::new(err.0, -1, Vec::new()));
                 trace_reply(Func::MsgError, sys::monotonic_ns(), rcvid, err.0, r, None);
             }
         }
@@ -174,7 +177,7 @@ pub unsafe fn lock(
         return libc::EINVAL;
     }
     // SAFETY: per the contract, all four are valid.
-    let (hdr, info, rcvid) = unsafe { (*m, (*ctp).info, (*ctp).rcvid) };
+    let (hdr, info, rcvid) = unsafe { (m.read_unaligned(), (*ctp).info, (*ctp).rcvid) };
     let data = (m as *mut u8).wrapping_add(IO_LOCK_HEADER) as *mut QnxFlock;
     let before = if hdr.nbytes as usize >= core::mem::size_of::<QnxFlock>() {
         // SAFETY: the message carries at least a flock_t after its header
@@ -285,7 +288,9 @@ unsafe fn lock_inner(
             }),
             (s, _) => {
                 let q = Req { basis, pid: info.pid, nd: info.nd, req, range };
-                let wait = (s == Sub::SetWait).then_some((rcvid, flock_bytes(&req_fl)));
+                let mut token_fl = req_fl;
+                token_fl.l_sysid = info.scoid as u32;
+                let wait = (s == Sub::SetWait).then_some((rcvid, flock_bytes(&token_fl)));
                 let r = st.set(key, q, wait, &mut answers);
                 if r == Ok(Set::Waiting) {
                     // In the book before the store is let go, so that no
@@ -378,20 +383,31 @@ pub unsafe fn close_ocb(f: Func, ctp: *mut ResmgrContext, ocb: *mut IofuncOcb, a
         unsafe { publish(st, attr) };
     });
     deliver(answers);
-    // SAFETY: per the contract, both are valid; the free function is the
-    // mount's own (or libc's, for QNX's default calloc'd OCBs).
+    // SAFETY: per the contract, both are valid; fields are written through
+    // the raw pointer (another thread may hold the attribute's own mutex),
+    // under the mount's attr_lock when it has one, as QNX's
+    // iofunc_close_ocb() does; the free function is the mount's own (or
+    // libc's, for QNX's default calloc'd OCBs).
     unsafe {
         let ioflag = (*ocb).ioflag;
-        let a = &mut *attr;
-        a.count = a.count.saturating_sub(1);
+        let mount = (*attr).mount;
+        let funcs = if mount.is_null() { core::ptr::null_mut() } else { (*mount).funcs };
+        let slot = |n: u32| !funcs.is_null() && (*funcs).nfuncs >= n;
+        let (lock, unlock) = if slot(4) { ((*funcs).attr_lock, (*funcs).attr_unlock) } else { (None, None) };
+        if let Some(l) = lock {
+            l(attr);
+        }
+        (*attr).count = (*attr).count.saturating_sub(1);
         if ioflag & IO_FLAG_RD != 0 {
-            a.rcount = a.rcount.saturating_sub(1);
+            (*attr).rcount = (*attr).rcount.saturating_sub(1);
         }
         if ioflag & IO_FLAG_WR != 0 {
-            a.wcount = a.wcount.saturating_sub(1);
+            (*attr).wcount = (*attr).wcount.saturating_sub(1);
         }
-        let funcs = if a.mount.is_null() { core::ptr::null_mut() } else { (*a.mount).funcs };
-        let free_fn = if funcs.is_null() || (*funcs).nfuncs < 2 { None } else { (*funcs).ocb_free };
+        if let Some(u) = unlock {
+            u(attr);
+        }
+        let free_fn = if slot(2) { (*funcs).ocb_free } else { None };
         match free_fn {
             Some(free_ocb) => free_ocb(ocb),
             None => libc::free(ocb as *mut c_void),
@@ -469,7 +485,7 @@ pub unsafe fn attr_init(attr: *mut IofuncAttr, mode: u32, dattr: *const IofuncAt
         let i = info.as_ref();
         a.mount = d.map_or(core::ptr::null_mut(), |d| d.mount);
         a.flags = IOFUNC_ATTR_DIRTY_TIME | IOFUNC_ATTR_MTIME | IOFUNC_ATTR_ATIME | IOFUNC_ATTR_CTIME;
-        a.uid = i.map_or_else(|| libc::geteuid(), |i| i.cred.euid);
+        a.uid = i.map_or_else(|| libc::getuid(), |i| i.cred.euid);
         a.gid = match d {
             Some(d) if d.mode & libc::S_ISGID != 0 => {
                 if mode & libc::S_IFMT == libc::S_IFDIR {
@@ -477,7 +493,7 @@ pub unsafe fn attr_init(attr: *mut IofuncAttr, mode: u32, dattr: *const IofuncAt
                 }
                 d.gid
             }
-            _ => i.map_or_else(|| libc::getegid(), |i| i.cred.egid),
+            _ => i.map_or_else(|| libc::getgid(), |i| i.cred.egid),
         };
         a.mode = mode;
         a.nlink = 1;
@@ -489,35 +505,44 @@ pub unsafe fn attr_init(attr: *mut IofuncAttr, mode: u32, dattr: *const IofuncAt
 /// # Safety
 /// `attr` is NULL or valid.
 pub unsafe fn time_update(attr: *mut IofuncAttr) -> i32 {
-    // SAFETY: per the contract.
-    let Some(a) = (unsafe { attr.as_mut() }) else { return libc::EINVAL };
+    if attr.is_null() {
+        return libc::EINVAL;
+    }
     let marks = IOFUNC_ATTR_MTIME | IOFUNC_ATTR_ATIME | IOFUNC_ATTR_CTIME;
-    if a.flags & marks == 0 {
-        return 0;
+    // SAFETY: per the contract; fields are read and written through the
+    // raw pointer, never as a reference to the whole structure (its mutex
+    // may be another thread's).
+    unsafe {
+        let flags = (*attr).flags;
+        if flags & marks == 0 {
+            return 0;
+        }
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+        if flags & IOFUNC_ATTR_MTIME != 0 {
+            (*attr).mtime = ts.tv_sec;
+            (*attr).mtime_ns = ts.tv_nsec as u32;
+        }
+        if flags & IOFUNC_ATTR_ATIME != 0 {
+            (*attr).atime = ts.tv_sec;
+            (*attr).atime_ns = ts.tv_nsec as u32;
+        }
+        if flags & IOFUNC_ATTR_CTIME != 0 {
+            (*attr).ctime = ts.tv_sec;
+            (*attr).ctime_ns = ts.tv_nsec as u32;
+        }
+        (*attr).flags = (flags & !marks) | IOFUNC_ATTR_DIRTY_TIME;
     }
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid timespec to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
-    if a.flags & IOFUNC_ATTR_MTIME != 0 {
-        a.mtime = ts.tv_sec;
-        a.mtime_ns = ts.tv_nsec as u32;
-    }
-    if a.flags & IOFUNC_ATTR_ATIME != 0 {
-        a.atime = ts.tv_sec;
-        a.atime_ns = ts.tv_nsec as u32;
-    }
-    if a.flags & IOFUNC_ATTR_CTIME != 0 {
-        a.ctime = ts.tv_sec;
-        a.ctime_ns = ts.tv_nsec as u32;
-    }
-    a.flags = (a.flags & !marks) | IOFUNC_ATTR_DIRTY_TIME;
     0
 }
 
 /// `MsgReply*()` / `MsgError()` from the program: recorded in the book.
 pub fn program_reply(f: Func, rcvid: i32, err: i32, status: i64, data: Vec<u8>) -> Result<(), Errno> {
     let start = sys::monotonic_ns();
-    let r = msg::tell(rcvid, Told { err, status, data });
+    // A request of this rcvid still queued is dropped: the program has
+    // answered it, and it must never be answered again.
+    with_store(|st| st.drop_rcvid(rcvid));
+    let r = msg::tell(rcvid, None, Told::new(err, status, data));
     trace::line(
         f,
         start,

@@ -9,10 +9,13 @@
 //! program does. `qnxcompat_msg_reply()` collects it: that is how a test
 //! checks blocking and granting without real message passing.
 //!
-//! - A reply to an rcvid in the book that is still waiting is recorded;
-//!   a second reply is ESRCH (QNX: the rcvid is gone once replied to).
-//! - A reply to an rcvid the library never saw is recorded too: the
-//!   program replies to messages it received itself.
+//! - A reply to an rcvid in the book that is still waiting is recorded
+//!   (its first 512 bytes, and its length); a reply to any other rcvid,
+//!   a second reply included, is ESRCH (QNX: an rcvid is gone once
+//!   replied to).
+//! - Told answers wait to be collected; the book keeps the newest
+//!   `MAX_TOLD` of them, so a resource manager run outside a test (which
+//!   never collects) does not grow without bound.
 //! - `MsgInfo()` answers for a waiting rcvid, with `_NTO_MI_UNBLOCK_REQ`
 //!   once `qnxcompat_msg_unblock_request()` said the client asked to be
 //!   unblocked (a signal or a timeout, on QNX).
@@ -20,11 +23,16 @@
 //! The book is process-local, behind its own mutex, taken after the lock
 //! store's and never around a call out of the library.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use super::abi::{MsgInfo, NTO_MI_UNBLOCK_REQ};
 use crate::sys::Errno;
+
+/// The told answers kept for collection, at most.
+pub const MAX_TOLD: usize = 4096;
+/// The reply bytes kept of each.
+pub const KEEP_BYTES: usize = 512;
 
 /// What an rcvid was told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,8 +41,18 @@ pub struct Told {
     pub err: i32,
     /// The status `MsgReply*()` gave (the client's `MsgSend()` result).
     pub status: i64,
-    /// The reply bytes, all parts joined.
+    /// The reply's length, all parts joined.
+    pub nbytes: usize,
+    /// Its first `KEEP_BYTES` bytes.
     pub data: Vec<u8>,
+}
+
+impl Told {
+    pub fn new(err: i32, status: i64, mut data: Vec<u8>) -> Told {
+        let nbytes = data.len();
+        data.truncate(KEEP_BYTES);
+        Told { err, status, nbytes, data }
+    }
 }
 
 enum Entry {
@@ -42,69 +60,113 @@ enum Entry {
     Told(Told),
 }
 
-static BOOK: Mutex<Option<HashMap<i32, Entry>>> = Mutex::new(None);
-
-fn with<R>(f: impl FnOnce(&mut HashMap<i32, Entry>) -> R) -> R {
-    // A poisoned mutex cannot happen (panics abort); take the data anyway.
-    let mut g = BOOK.lock().unwrap_or_else(|p| p.into_inner());
-    f(g.get_or_insert_with(HashMap::new))
+/// The book: rcvid -> waiting or told.
+#[derive(Default)]
+pub struct Book {
+    entries: HashMap<i32, Entry>,
+    /// Told rcvids, oldest first (some may have been collected since).
+    told: VecDeque<i32>,
 }
 
-/// `rcvid` (from a client described by `info`) waits for a reply.
-pub fn left_unreplied(rcvid: i32, info: &MsgInfo) {
-    with(|b| {
-        b.insert(rcvid, Entry::Waiting { info: *info, unblock: false });
-    });
-}
+impl Book {
+    /// `rcvid` (from a client described by `info`) waits for a reply. (An
+    /// uncollected answer to an earlier message with the same rcvid is
+    /// replaced: that client is gone.)
+    pub fn left_unreplied(&mut self, rcvid: i32, info: &MsgInfo) {
+        self.entries.insert(rcvid, Entry::Waiting { info: *info, unblock: false });
+    }
 
-/// Records a reply; ESRCH if `rcvid` was already told something that has
-/// not been collected.
-pub fn tell(rcvid: i32, told: Told) -> Result<(), Errno> {
-    with(|b| match b.get(&rcvid) {
-        Some(Entry::Told(_)) => Err(Errno::SRCH),
-        _ => {
-            b.insert(rcvid, Entry::Told(told));
-            Ok(())
+    /// Records a reply to a waiting rcvid (whose client has server
+    /// connection `scoid`, when given); ESRCH if `rcvid` is not waiting, or
+    /// is another client's.
+    pub fn tell(&mut self, rcvid: i32, scoid: Option<i32>, told: Told) -> Result<(), Errno> {
+        match self.entries.get(&rcvid) {
+            Some(Entry::Waiting { info, .. }) if scoid.is_none_or(|s| s == info.scoid) => {}
+            _ => return Err(Errno::SRCH),
         }
-    })
-}
-
-/// `MsgInfo()`: the info of a waiting rcvid.
-pub fn info(rcvid: i32) -> Result<MsgInfo, Errno> {
-    with(|b| match b.get(&rcvid) {
-        Some(Entry::Waiting { info, unblock }) => {
-            let mut i = *info;
-            if *unblock {
-                i.flags |= NTO_MI_UNBLOCK_REQ;
+        self.entries.insert(rcvid, Entry::Told(told));
+        self.told.push_back(rcvid);
+        while self.told.len() > MAX_TOLD {
+            if let Some(old) = self.told.pop_front()
+                && matches!(self.entries.get(&old), Some(Entry::Told(_)))
+            {
+                self.entries.remove(&old);
             }
-            Ok(i)
         }
-        _ => Err(Errno::SRCH),
-    })
-}
+        Ok(())
+    }
 
-/// The client of a waiting rcvid asks to be unblocked.
-pub fn request_unblock(rcvid: i32) -> Result<(), Errno> {
-    with(|b| match b.get_mut(&rcvid) {
-        Some(Entry::Waiting { unblock, .. }) => {
-            *unblock = true;
-            Ok(())
+    /// `MsgInfo()`: the info of a waiting rcvid.
+    pub fn info(&self, rcvid: i32) -> Result<MsgInfo, Errno> {
+        match self.entries.get(&rcvid) {
+            Some(Entry::Waiting { info, unblock }) => {
+                let mut i = *info;
+                if *unblock {
+                    i.flags |= NTO_MI_UNBLOCK_REQ;
+                }
+                Ok(i)
+            }
+            _ => Err(Errno::SRCH),
         }
-        _ => Err(Errno::SRCH),
-    })
-}
+    }
 
-/// Collects what `rcvid` was told (and forgets it): `Ok(told)`, or
-/// EAGAIN while it still waits, ESRCH if the book does not know it.
-pub fn collect(rcvid: i32) -> Result<Told, Errno> {
-    with(|b| match b.get(&rcvid) {
-        Some(Entry::Waiting { .. }) => Err(Errno::AGAIN),
-        None => Err(Errno::SRCH),
-        Some(Entry::Told(_)) => match b.remove(&rcvid) {
+    /// The client of a waiting rcvid asks to be unblocked.
+    pub fn request_unblock(&mut self, rcvid: i32) -> Result<(), Errno> {
+        match self.entries.get_mut(&rcvid) {
+            Some(Entry::Waiting { unblock, .. }) => {
+                *unblock = true;
+                Ok(())
+            }
+            _ => Err(Errno::SRCH),
+        }
+    }
+
+    /// Collects what `rcvid` was told (and forgets it): `Ok(told)`, or
+    /// EAGAIN while it still waits, ESRCH if the book does not know it.
+    pub fn collect(&mut self, rcvid: i32) -> Result<Told, Errno> {
+        match self.entries.get(&rcvid) {
+            Some(Entry::Waiting { .. }) => return Err(Errno::AGAIN),
+            None => return Err(Errno::SRCH),
+            Some(Entry::Told(_)) => {}
+        }
+        match self.entries.remove(&rcvid) {
             Some(Entry::Told(t)) => Ok(t),
             _ => Err(Errno::SRCH),
-        },
-    })
+        }
+    }
+}
+
+static BOOK: Mutex<Option<Book>> = Mutex::new(None);
+
+fn with<R>(f: impl FnOnce(&mut Book) -> R) -> R {
+    // A poisoned mutex cannot happen (panics abort); take the data anyway.
+    let mut g = BOOK.lock().unwrap_or_else(|p| p.into_inner());
+    f(g.get_or_insert_with(Book::default))
+}
+
+/// The process's book: [`Book::left_unreplied`].
+pub fn left_unreplied(rcvid: i32, info: &MsgInfo) {
+    with(|b| b.left_unreplied(rcvid, info))
+}
+
+/// [`Book::tell`].
+pub fn tell(rcvid: i32, scoid: Option<i32>, told: Told) -> Result<(), Errno> {
+    with(|b| b.tell(rcvid, scoid, told))
+}
+
+/// [`Book::info`].
+pub fn info(rcvid: i32) -> Result<MsgInfo, Errno> {
+    with(|b| b.info(rcvid))
+}
+
+/// [`Book::request_unblock`].
+pub fn request_unblock(rcvid: i32) -> Result<(), Errno> {
+    with(|b| b.request_unblock(rcvid))
+}
+
+/// [`Book::collect`].
+pub fn collect(rcvid: i32) -> Result<Told, Errno> {
+    with(|b| b.collect(rcvid))
 }
 
 #[cfg(test)]
@@ -113,23 +175,31 @@ mod tests {
 
     #[test]
     fn book() {
+        let mut b = Book::default();
         let mi = MsgInfo { pid: 7, scoid: 3, ..Default::default() };
-        left_unreplied(1001, &mi);
-        assert_eq!(collect(1001), Err(Errno::AGAIN));
-        assert_eq!(info_flags(1001), 0);
-        request_unblock(1001).unwrap();
-        assert_eq!(info_flags(1001), NTO_MI_UNBLOCK_REQ);
-        tell(1001, Told { err: libc::EINTR, status: -1, data: vec![] }).unwrap();
-        assert_eq!(tell(1001, Told { err: 0, status: 0, data: vec![] }), Err(Errno::SRCH));
-        assert_eq!(info(1001), Err(Errno::SRCH));
-        assert_eq!(collect(1001).map(|t| t.err), Ok(libc::EINTR));
-        assert_eq!(collect(1001), Err(Errno::SRCH));
-        // A reply to an rcvid never seen is recorded.
-        tell(1002, Told { err: 0, status: 5, data: vec![1, 2] }).unwrap();
-        assert_eq!(collect(1002).map(|t| (t.status, t.data)), Ok((5, vec![1, 2])));
-    }
-
-    fn info_flags(rcvid: i32) -> i16 {
-        info(rcvid).map(|i| i.flags).unwrap_or(-1)
+        b.left_unreplied(1001, &mi);
+        assert_eq!(b.collect(1001), Err(Errno::AGAIN));
+        assert_eq!(b.info(1001).map(|i| i.flags), Ok(0));
+        b.request_unblock(1001).unwrap();
+        assert_eq!(b.info(1001).map(|i| i.flags), Ok(NTO_MI_UNBLOCK_REQ));
+        assert_eq!(b.tell(1001, Some(4), Told::new(libc::EINTR, -1, vec![])), Err(Errno::SRCH));
+        b.tell(1001, Some(3), Told::new(libc::EINTR, -1, vec![])).unwrap();
+        assert_eq!(b.tell(1001, None, Told::new(0, 0, vec![])), Err(Errno::SRCH));
+        assert_eq!(b.info(1001), Err(Errno::SRCH));
+        assert_eq!(b.collect(1001).map(|t| t.err), Ok(libc::EINTR));
+        assert_eq!(b.collect(1001), Err(Errno::SRCH));
+        // A reply to an rcvid never seen is ESRCH.
+        assert_eq!(b.tell(1002, None, Told::new(0, 5, vec![1, 2])), Err(Errno::SRCH));
+        // The reply bytes kept are bounded, and so are the answers kept.
+        b.left_unreplied(1003, &mi);
+        b.tell(1003, None, Told::new(0, 5, vec![7; 5000])).unwrap();
+        assert_eq!(b.collect(1003).map(|t| (t.nbytes, t.data.len())), Ok((5000, KEEP_BYTES)));
+        for r in 0..(MAX_TOLD as i32 + 10) {
+            b.left_unreplied(-10 - r, &mi);
+            b.tell(-10 - r, None, Told::new(0, 0, vec![])).unwrap();
+        }
+        assert_eq!(b.collect(-10), Err(Errno::SRCH), "the oldest answer was dropped");
+        assert_eq!(b.collect(-10 - MAX_TOLD as i32).map(|t| t.err), Ok(0));
+        assert!(b.entries.len() <= MAX_TOLD);
     }
 }

@@ -151,7 +151,7 @@ VERIFY_TESTS=(
     t_fork_exec_threads t_errors t_flock t_flock_share t_ofd t_deadlock
     t_mmap_lockf t_pidns t_mainexit t_exec_nolib t_slot_reuse t_idle_token
     t_failclosed t_signal_steps t_repair_shared t_cancel_threads t_intercept
-    t_mirror t_mirror_peer t_mirror_clone t_handoff
+    t_mirror t_mirror_peer t_mirror_clone t_handoff t_iofunc
 )
 
 # Tests of the library's own C API (QNX's iofunc_* resource-manager lock
@@ -279,16 +279,19 @@ for name in "${TESTS[@]}"; do
         bad_runs=$((bad_runs + 1))
         continue
     fi
-    if [ ${#link[@]} -gt 0 ]; then
-        # The overlay headers it uses compile as C++ too (ported resource
-        # managers are often C++), warnings as errors.
-        hlog=$LOGDIR/$name.cxx.log
-        if printf '#include <sys/iofunc.h>\n#include <qnxcompat.h>\n' |
-            c++ -Wall -Wextra -Werror -D_GNU_SOURCE -I shim/include -x c++ -fsyntax-only - >"$hlog" 2>&1; then
-            echo "PASS $name headers [C++] (1 passed)"
-            total_pass=$((total_pass + 1))
+    if [ ${#link[@]} -gt 0 ] && [ -f "tests/c/h_${name#t_}_custom.c" ]; then
+        # The overlay headers it uses, with a program's own OCB and attribute
+        # types (tests/c/h_*_custom.c), compile without a warning as strict
+        # ISO C11 and as C++ (ported resource managers are often C++).
+        hsrc=tests/c/h_${name#t_}_custom.c
+        hlog=$LOGDIR/$name.headers.log
+        if cc -std=c11 -pedantic -Wall -Wextra -Werror -I shim/include -c -o /dev/null "$hsrc" >"$hlog" 2>&1 &&
+            c++ -std=c++17 -pedantic -Wall -Wextra -Werror -D_GNU_SOURCE -I shim/include -x c++ \
+                -c -o /dev/null "$hsrc" >>"$hlog" 2>&1; then
+            echo "PASS $name headers [C11 -pedantic, C++17] (2 passed)"
+            total_pass=$((total_pass + 2))
         else
-            echo "FAIL $name headers [C++]"
+            echo "FAIL $name headers [C11 -pedantic, C++17]"
             sed 's/^/    /' "$hlog"
             total_fail=$((total_fail + 1))
             bad_runs=$((bad_runs + 1))

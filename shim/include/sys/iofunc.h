@@ -11,6 +11,10 @@
  * Structure names, field names and values are QNX's; iofunc_attr_t has the
  * QNX 7.1 field order. Port code by field name, not by offset.
  */
+/* An overlay of system headers: no warnings of its own in user builds
+ * (#include_next, the anonymous union of iofunc_attr_t under -std=c99). */
+#pragma GCC system_header
+
 #ifndef QNXCOMPAT_SYS_IOFUNC_H
 #define QNXCOMPAT_SYS_IOFUNC_H
 
@@ -43,6 +47,15 @@ struct _iofunc_mount;
 #ifndef RESMGR_OCB_T
 #define RESMGR_OCB_T IOFUNC_OCB_T
 #endif
+
+/* Makes the tags of a program's own IOFUNC_ATTR_T / IOFUNC_OCB_T /
+ * IOFUNC_MOUNT_T (QNX lets a resource manager extend them) file-scope
+ * types before the prototypes below name them. */
+struct _qnxcompat_iofunc_tags {
+    IOFUNC_ATTR_T  *attr;
+    IOFUNC_OCB_T   *ocb;
+    IOFUNC_MOUNT_T *mount;
+};
 
 #include <sys/resmgr.h>
 
@@ -150,8 +163,11 @@ int iofunc_close_dup_default(resmgr_context_t *ctp, io_close_t *msg, iofunc_ocb_
 
 /* The last close of an OCB: releases the locks owned by the OCB (F_FLOCK
  * basis), fails its waiting requests with EBADF, updates the attribute's
- * open counts from ioflag, and frees the OCB (mount->funcs->ocb_free, or
- * free()). Returns EOK. */
+ * open counts from ioflag (under mount->funcs->attr_lock, if any), and
+ * frees the OCB (mount->funcs->ocb_free, or free()). Returns EOK. A
+ * resource manager that frees its OCBs itself must still call
+ * iofunc_close_ocb(): OCB locks are known by the OCB's address, and a new
+ * OCB at that address would otherwise inherit them. */
 int iofunc_close_ocb(resmgr_context_t *ctp, iofunc_ocb_t *ocb, iofunc_attr_t *attr);
 int iofunc_close_ocb_default(resmgr_context_t *ctp, void *reserved, iofunc_ocb_t *ocb);
 

@@ -7,6 +7,10 @@
  * The other I/O messages are declared as incomplete types, so that handler
  * tables compile; their fields are not emulated.
  */
+/* An overlay of system headers: no warnings of its own in user builds
+ * (#include_next, the anonymous union of iofunc_attr_t under -std=c99). */
+#pragma GCC system_header
+
 #ifndef QNXCOMPAT_SYS_IOMSG_H
 #define QNXCOMPAT_SYS_IOMSG_H
 

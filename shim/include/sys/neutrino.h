@@ -11,6 +11,10 @@
  * qnxcompat_msg_reply() (<qnxcompat.h>). Field names, order and widths are
  * QNX's (6.4 headers; x86-64 layout, checked below and in the library).
  */
+/* An overlay of system headers: no warnings of its own in user builds
+ * (#include_next, the anonymous union of iofunc_attr_t under -std=c99). */
+#pragma GCC system_header
+
 #ifndef QNXCOMPAT_SYS_NEUTRINO_H
 #define QNXCOMPAT_SYS_NEUTRINO_H
 
@@ -95,13 +99,18 @@ struct _client_info {
     struct _cred_info cred;
 };
 
+/* value: QNX's union sigval (sival_int, sival_ptr), declared here so the
+ * header needs no POSIX feature macro. */
 struct _pulse {
-    uint16_t     type;
-    uint16_t     subtype;
-    int8_t       code;
-    uint8_t      zero[3];
-    union sigval value;
-    int32_t      scoid;
+    uint16_t type;
+    uint16_t subtype;
+    int8_t   code;
+    uint8_t  zero[3];
+    union {
+        int   sival_int;
+        void *sival_ptr;
+    } value;
+    int32_t  scoid;
 };
 
 /*

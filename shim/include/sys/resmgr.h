@@ -7,6 +7,10 @@
  * The resource-manager runtime (dispatch_*, resmgr_attach, ...) is not
  * declared: it is not part of this library yet.
  */
+/* An overlay of system headers: no warnings of its own in user builds
+ * (#include_next, the anonymous union of iofunc_attr_t under -std=c99). */
+#pragma GCC system_header
+
 #ifndef QNXCOMPAT_SYS_RESMGR_H
 #define QNXCOMPAT_SYS_RESMGR_H
 
