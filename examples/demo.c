@@ -40,8 +40,11 @@ static int run_child(int (*fn)(void))
 {
     fflush(stdout);
     pid_t pid = fork();
-    if (pid == 0)
-        _exit(fn());
+    if (pid == 0) {
+        int r = fn();
+        fflush(stdout); /* _exit() does not flush: a pipe or file would lose it */
+        _exit(r);
+    }
     int st = 0;
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 1;

@@ -39,3 +39,20 @@ if ! command -v cargo >/dev/null; then
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     echo "deps: add \$HOME/.cargo/bin to PATH (or open a new shell)" >&2
 fi
+
+# Cargo.toml's rust-version: an older toolchain (Debian's packaged rustc, for
+# one) cannot build edition 2024 with let-chains; say so, and update a
+# rustup toolchain.
+want=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "$0")/../Cargo.toml")
+if [ -n "$want" ] && command -v rustc >/dev/null; then
+    have=$(rustc --version | awk '{print $2}')
+    if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -n1)" != "$want" ]; then
+        if command -v rustup >/dev/null; then
+            echo "deps: rustc $have is older than $want (Cargo.toml rust-version): rustup update stable" >&2
+            rustup update stable
+        else
+            echo "deps: rustc $have is older than $want (Cargo.toml rust-version); install a newer toolchain with rustup (https://rustup.rs)" >&2
+            exit 1
+        fi
+    fi
+fi
