@@ -221,6 +221,16 @@ record() {
     if [ -n "$why" ] && [ "$f" -eq 0 ]; then
         f=1 # count a crash / timeout / missing summary as one failure
     fi
+    if [ -z "$why" ] && [ "$rc" -eq 0 ] && [ "$p" -eq 0 ] && [ "$f" -eq 0 ]; then
+        # No check at all: a skip that says why (qtest_skip), or a failure.
+        skip=$(sed -n 's/^qtest: skipped: //p' "$log" | head -n 1)
+        if [ -n "$skip" ]; then
+            echo "SKIP $name [$mode] ($skip)"
+            return
+        fi
+        why="no checks made"
+        f=1
+    fi
     total_pass=$((total_pass + p))
     total_fail=$((total_fail + f))
     if [ "$rc" -eq 0 ] && [ "$f" -eq 0 ] && [ -z "$why" ]; then
