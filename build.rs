@@ -13,6 +13,7 @@ fn main() {
         .flag("-fasynchronous-unwind-tables")
         .flag("-fno-exceptions")
         .flag("-fvisibility=hidden")
+        .define("QNXCOMPAT_VERSION", format!("\"{}\"", std::env::var("CARGO_PKG_VERSION").unwrap_or_default()).as_str())
         .warnings(true)
         .extra_warnings(true)
         .warnings_into_errors(true)
@@ -24,6 +25,10 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg={out}/libqnxcompat_shim.a");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--no-whole-archive");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={dir}/shim/exports.map");
+    // A SONAME, and an entry point for when the library is run as a
+    // program (shim.c: it prints its version and a usage line).
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libqnxcompat.so");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-e,qnxcompat_run_as_program");
     // The unwinder linked in statically (libgcc_eh), so that the library
     // does not need libgcc_s.so: loading it costs every preloaded process
     // start about 120 us (ld.so work and its CPU-feature constructor).

@@ -483,3 +483,35 @@ __attribute__((visibility("default"))) int dup(int fd)
     REAL_OR_ENOSYS(dup_fn, real, "dup");
     return fresh(real(fd));
 }
+
+/*
+ * Run as a program ("./libqnxcompat.so"), the library says what it is and
+ * how to use it, as libc.so.6 does, instead of crashing: the dynamic loader
+ * it names in .interp maps it, runs the constructors, and jumps to
+ * qnxcompat_run_as_program (the -e entry point, build.rs). Raw syscalls
+ * only: nothing here needs more of libc than the loader gives.
+ */
+#include <sys/syscall.h>
+
+#ifndef QNXCOMPAT_VERSION
+#define QNXCOMPAT_VERSION "unknown"
+#endif
+
+__attribute__((used, section(".interp"))) static const char qnxcompat_interp[] =
+    "/lib64/ld-linux-x86-64.so.2";
+
+static const char qnxcompat_banner[] =
+    "libqnxcompat " QNXCOMPAT_VERSION ": QNX Neutrino file and memory locking semantics on Linux.\n"
+    "Usage: LD_PRELOAD=/absolute/path/to/libqnxcompat.so PROGRAM [ARGS...]\n"
+    "       (or link with -lqnxcompat for the QNX iofunc lock API; see README.md)\n";
+
+__attribute__((noreturn, visibility("default"))) void qnxcompat_run_as_program(void);
+void qnxcompat_run_as_program(void)
+{
+    /* The entry point is a root of the link's section garbage collection;
+     * naming .interp here keeps it (and so the PT_INTERP header). */
+    __asm__ volatile("" : : "r"(qnxcompat_interp));
+    syscall(SYS_write, 1, qnxcompat_banner, sizeof qnxcompat_banner - 1);
+    syscall(SYS_exit_group, 0);
+    __builtin_unreachable();
+}

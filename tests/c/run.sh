@@ -124,6 +124,20 @@ if [ "$LIB" != none ] && [ -e "$LIB" ]; then
         echo "FAIL library: needs ${needed:-nothing readelf could read}, want libc.so.6 and ld.so alone"
         PEER_STATIC_FAILED=$((PEER_STATIC_FAILED + 1))
     fi
+    # It has a SONAME, and run as a program it prints its version and a
+    # usage line and exits 0 (as libc.so.6 does), instead of crashing.
+    soname=$(readelf -d "$LIB" 2>/dev/null | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+    banner=$("$LIB" 2>&1)
+    brc=$?
+    if [ "$soname" = libqnxcompat.so ] && [ $brc -eq 0 ] &&
+        printf '%s\n' "$banner" | head -n1 | grep -q '^libqnxcompat [0-9]' &&
+        printf '%s\n' "$banner" | grep -q '^Usage: LD_PRELOAD='; then
+        echo "PASS library: SONAME $soname; run as a program: $(printf '%s\n' "$banner" | head -n1 | cut -d: -f1) (1 passed)"
+        PEER_STATIC_PASSED=$((${PEER_STATIC_PASSED:-0} + 1))
+    else
+        echo "FAIL library: SONAME '${soname}', run as a program: exit $brc, output: $banner"
+        PEER_STATIC_FAILED=$((PEER_STATIC_FAILED + 1))
+    fi
 fi
 
 # Shim runs of the tests in VERIFY_TESTS set QNXCOMPAT_VERIFY=1: the library
