@@ -366,14 +366,16 @@ pub fn has_mem_lock_ability() -> bool {
     ABILITY_MEM_LOCK.load(Ordering::Relaxed)
 }
 
-/// Whether any call is traced.
+/// Whether any call is traced. Tracing does not depend on QNXCOMPAT=off:
+/// the same program can be traced with the QNX rules and without them (the
+/// pass-through calls' lines show Linux's results).
 pub fn tracing_any() -> bool {
-    active() && TRACE_MASK.load(Ordering::Relaxed) != 0
+    TRACE_MASK.load(Ordering::Relaxed) != 0
 }
 
 /// Whether calls to `f` are traced.
 pub fn traced(f: Func) -> bool {
-    active() && TRACE_MASK.load(Ordering::Relaxed) & f.bit() != 0
+    TRACE_MASK.load(Ordering::Relaxed) & f.bit() != 0
 }
 
 /// The trace file path, if set (NUL-terminated copy in `buf`).

@@ -8,7 +8,8 @@
  *     qnxcompat[PID:TID] FUNC(ARGS) = RESULT[ ERRNO] (TIME)
  * to stderr, or appended to the file named by QNXCOMPAT_TRACE_FILE.
  * QNXCOMPAT=off makes every hook a pure pass-through: native behaviour
- * (lockf(F_TEST) ignores read locks, as glibc's does) and no tracing.
+ * (lockf(F_TEST) ignores read locks, as glibc's does), still traced, so a
+ * program can be traced both ways.
  *
  * The traced programs are this binary re-executed as
  *     t_trace --act ACTION FD BUSY
@@ -225,14 +226,19 @@ static void trace_to_stderr(void)
     CHECK_IN_TRACE(w, p, NULL);
 }
 
-/* QNXCOMPAT=off: no trace and native lockf(F_TEST), against a read lock we
- * place in the kernel directly (bypassing the shim) */
+/* QNXCOMPAT=off: native lockf(F_TEST), against a read lock we place in the
+ * kernel directly (bypassing the shim), and the trace shows it: F_TEST
+ * granted (glibc ignores read locks), F_TLOCK refused by the kernel. */
 static void off(void)
 {
     struct flock fl = qtest_fl(F_RDLCK, SEEK_SET, 200, 10);
     CHECK_OK(syscall(SYS_fcntl, fd, F_SETLK, &fl));
-    run_traced((struct run){"native_test", "1", 1, "off"});
-    CHECK_TRACE_EMPTY();
+    pid_t p = run_traced((struct run){"native_test", "1", 1, "off"});
+    char w[128];
+    snprintf(w, sizeof w, "lockf(fd=%d, F_TEST, size=10) = 0 (", fd);
+    CHECK_IN_TRACE(w, p, NULL);
+    snprintf(w, sizeof w, "lockf(fd=%d, F_TLOCK, size=10) = -1 E", fd);
+    CHECK_IN_TRACE(w, p, NULL);
     fl.l_type = F_UNLCK;
     CHECK_OK(syscall(SYS_fcntl, fd, F_SETLK, &fl));
 }
