@@ -220,13 +220,8 @@ mod tests {
 
     #[test]
     fn property_matches_brute_force() {
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut next = |m: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % m
-        };
+        let mut x = crate::engine::xorshift::XorShift(0x1234_5678_9abc_def1);
+        let mut next = |m: u64| x.below(m);
         for _ in 0..2000 {
             let n = 2 + next(12) as usize;
             let edges: Vec<Vec<u32>> = (0..n).map(|_| (0..next(3)).map(|_| next(n as u64) as u32).collect()).collect();

@@ -507,19 +507,7 @@ mod tests {
         assert_eq!(locks_of(&p, root, A), vec![(0, (1 << 40) - 1, 2)]);
     }
 
-    /// A tiny deterministic PRNG so the property test needs no dependency.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::engine::xorshift::XorShift;
 
     /// Reference model: per owner, the lock type of each byte in [0, N) plus
     /// one "tail" cell standing for every byte >= N.

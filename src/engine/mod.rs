@@ -7,3 +7,5 @@ pub mod lockset;
 pub mod range;
 pub mod tree;
 pub mod vecpool;
+#[cfg(test)]
+pub mod xorshift;

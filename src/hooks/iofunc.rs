@@ -19,6 +19,16 @@ use crate::iofunc::abi::*;
 use crate::iofunc::{api, msg};
 use crate::sys::Errno;
 
+/// `ocb->attr`, what every `*_default` handler works on (NULL for a NULL
+/// OCB: the handler then fails with EINVAL).
+///
+/// # Safety
+/// `ocb` is NULL or valid.
+unsafe fn attr_of(ocb: *mut IofuncOcb) -> *mut IofuncAttr {
+    // SAFETY: per the contract.
+    unsafe { ocb.as_ref() }.map_or(core::ptr::null_mut(), |o| o.attr)
+}
+
 /// `int iofunc_lock(resmgr_context_t *ctp, io_lock_t *msg, iofunc_ocb_t *ocb, iofunc_attr_t *attr)`
 ///
 /// # Safety
@@ -41,8 +51,8 @@ pub unsafe extern "C" fn iofunc_lock(
 /// As `iofunc_lock`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn iofunc_lock_default(ctp: *mut ResmgrContext, m: *mut IoLock, ocb: *mut IofuncOcb) -> c_int {
-    // SAFETY: a non-NULL ocb is valid (the contract).
-    let attr = unsafe { ocb.as_ref() }.map_or(core::ptr::null_mut(), |o| o.attr);
+    // SAFETY: the caller's pointers (the contract).
+    let attr = unsafe { attr_of(ocb) };
     // SAFETY: as above.
     unsafe { api::lock(Func::IofuncLockDefault, ctp, m, ocb, attr) }
 }
@@ -72,8 +82,8 @@ pub unsafe extern "C" fn iofunc_close_dup_default(
     _msg: *mut c_void,
     ocb: *mut IofuncOcb,
 ) -> c_int {
-    // SAFETY: a non-NULL ocb is valid.
-    let attr = unsafe { ocb.as_ref() }.map_or(core::ptr::null_mut(), |o| o.attr);
+    // SAFETY: the caller's pointer.
+    let attr = unsafe { attr_of(ocb) };
     // SAFETY: the caller's pointers.
     unsafe { api::close_dup(Func::IofuncCloseDupDefault, ctp, ocb, attr) }
 }
@@ -102,8 +112,8 @@ pub unsafe extern "C" fn iofunc_close_ocb_default(
     _reserved: *mut c_void,
     ocb: *mut IofuncOcb,
 ) -> c_int {
-    // SAFETY: a non-NULL ocb is valid.
-    let attr = unsafe { ocb.as_ref() }.map_or(core::ptr::null_mut(), |o| o.attr);
+    // SAFETY: the caller's pointer.
+    let attr = unsafe { attr_of(ocb) };
     // SAFETY: the caller's pointers.
     unsafe { api::close_ocb(Func::IofuncCloseOcbDefault, ctp, ocb, attr) }
 }
@@ -128,8 +138,8 @@ pub unsafe extern "C" fn iofunc_unblock_default(
     pulse: *const Pulse,
     ocb: *mut IofuncOcb,
 ) -> c_int {
-    // SAFETY: a non-NULL ocb is valid.
-    let attr = unsafe { ocb.as_ref() }.map_or(core::ptr::null_mut(), |o| o.attr);
+    // SAFETY: the caller's pointer.
+    let attr = unsafe { attr_of(ocb) };
     // SAFETY: the caller's pointers.
     unsafe { api::unblock(Func::IofuncUnblockDefault, ctp, pulse, attr) }
 }

@@ -65,7 +65,8 @@ fn subtype(raw: u32) -> Option<Sub> {
     }
 }
 
-fn flock_bytes(fl: &QnxFlock) -> Token {
+/// A flock_t's bytes, as a reply carries them.
+fn flock_bytes(fl: &QnxFlock) -> [u8; 32] {
     let mut t = [0u8; 32];
     t[0..2].copy_from_slice(&fl.l_type.to_ne_bytes());
     t[2..4].copy_from_slice(&fl.l_whence.to_ne_bytes());
@@ -89,16 +90,15 @@ fn as_libc(fl: &QnxFlock) -> libc::flock {
 }
 
 /// Sends the answers a call produced, after the store is let go.
-fn deliver(answers: Vec<Answer>) {
-    for a in answers {
+fn deliver(answers: &[Answer]) {
+    for &a in answers {
         match a {
             Answer::Granted { rcvid, token } => {
                 let mut data = vec![0u8; IO_LOCK_HEADER];
-                data.extend_from_slice(&token);
-                // QNX 6.4 puts the waiter's scoid in the reply's l_sysid, and
-                // replies only if MsgInfo shows that client still waiting.
-                let scoid = i32::from_ne_bytes([token[28], token[29], token[30], token[31]]);
-                let r = msg::tell(rcvid, Some(scoid), Told::new(0, 0, data));
+                data.extend_from_slice(&flock_bytes(&token));
+                // Told only if the rcvid still waits for that client (QNX
+                // 6.4 checks MsgInfo and the scoid it kept in l_sysid).
+                let r = msg::tell(rcvid, Some(token.l_sysid as i32), Told::new(0, 0, data));
                 trace_reply(Func::MsgReplyv, sys::monotonic_ns(), rcvid, 0, r, Some(&token));
             }
             Answer::Failed { rcvid, err } => {
@@ -118,41 +118,44 @@ fn trace_reply(f: Func, start: u64, rcvid: i32, err: i32, r: Result<(), Errno>, 
         write!(c, "rcvid={rcvid}, ")?;
         match (f, fl) {
             (Func::MsgError, _) => c.write_str(Errno(err).name()),
-            (_, Some(t)) => {
+            (_, Some(fl)) => {
                 c.write_str("EOK, ")?;
-                let fl = QnxFlock {
-                    l_type: i16::from_ne_bytes([t[0], t[1]]),
-                    l_whence: i16::from_ne_bytes([t[2], t[3]]),
-                    l_start: i64::from_ne_bytes(t[8..16].try_into().unwrap_or([0; 8])),
-                    l_len: i64::from_ne_bytes(t[16..24].try_into().unwrap_or([0; 8])),
-                    ..Default::default()
-                };
-                trace::decode::flock(c, &as_libc(&fl))
+                trace::decode::flock(c, &as_libc(fl))
             }
             _ => c.write_str("EOK"),
         }
     });
 }
 
-/// Keeps `attr->lock_list` saying whether the resource has lock state,
-/// and drops state left over from before the structure was initialised
-/// again (its `lock_list` was found NULL while the store had state).
+/// Runs `f` on the store for the resource `attr`, then sends the answers
+/// it produced once the store is let go. Around `f`: state left over from
+/// before the structure was initialised again (its `lock_list` found NULL
+/// while the store has state) is dropped first, and `attr->lock_list` says
+/// afterwards whether the resource has lock state.
 ///
 /// # Safety
 /// `attr` is valid.
-unsafe fn stale_check(st: &mut Store, attr: *mut IofuncAttr, out: &mut Vec<Answer>) {
-    // SAFETY: per the contract.
-    if unsafe { (*attr).lock_list.is_null() } {
-        st.forget(attr as usize, out);
-    }
-}
-
-/// # Safety
-/// `attr` is valid.
-unsafe fn publish(st: &Store, attr: *mut IofuncAttr) {
-    let p = if st.busy(attr as usize) { &LOCK_LIST_MARKER as *const u8 as *mut c_void } else { core::ptr::null_mut() };
-    // SAFETY: per the contract.
-    unsafe { (*attr).lock_list = p };
+unsafe fn with_resource<R>(
+    attr: *mut IofuncAttr,
+    f: impl FnOnce(&mut Store, &mut Vec<Answer>) -> R,
+) -> (R, Vec<Answer>) {
+    let key = attr as usize;
+    let mut answers = Vec::new();
+    let r = with_store(|st| {
+        // SAFETY: per the contract; lock_list is read and written through
+        // the raw pointer.
+        unsafe {
+            if (*attr).lock_list.is_null() {
+                st.forget(key, &mut answers);
+            }
+            let r = f(st, &mut answers);
+            (*attr).lock_list =
+                if st.busy(key) { &LOCK_LIST_MARKER as *const u8 as *mut c_void } else { core::ptr::null_mut() };
+            r
+        }
+    });
+    deliver(&answers);
+    (r, answers)
 }
 
 fn client_basis(info: &MsgInfo) -> Basis {
@@ -258,11 +261,9 @@ unsafe fn lock_inner(
     };
     let basis = if by_ocb { Basis::Ocb(ocb as usize) } else { client_basis(info) };
     let key = attr as usize;
-    let mut answers = Vec::new();
-    let result = with_store(|st| {
-        // SAFETY: attr is valid (the contract).
-        unsafe { stale_check(st, attr, &mut answers) };
-        let r = match (sub, req) {
+    // SAFETY: attr is valid (the contract).
+    let (result, _) = unsafe {
+        with_resource(attr, |st, answers| match (sub, req) {
             (Sub::Get, Request::Unlock) => Err(Errno::INVAL),
             (Sub::Get, Request::Lock(t)) => st.test(key, basis, t, range).map(|h| {
                 let mut out = req_fl;
@@ -288,10 +289,11 @@ unsafe fn lock_inner(
             }),
             (s, _) => {
                 let q = Req { basis, pid: info.pid, nd: info.nd, req, range };
-                let mut token_fl = req_fl;
-                token_fl.l_sysid = info.scoid as u32;
-                let wait = (s == Sub::SetWait).then_some((rcvid, flock_bytes(&token_fl)));
-                let r = st.set(key, q, wait, &mut answers);
+                // The answer carries the flock as requested, with the
+                // client's scoid in l_sysid (QNX 6.4).
+                let token = QnxFlock { l_sysid: info.scoid as u32, ..req_fl };
+                let wait = (s == Sub::SetWait).then_some((rcvid, token));
+                let r = st.set(key, q, wait, answers);
                 if r == Ok(Set::Waiting) {
                     // In the book before the store is let go, so that no
                     // grant can be told before the rcvid is known to wait.
@@ -299,12 +301,8 @@ unsafe fn lock_inner(
                 }
                 r
             }
-        };
-        // SAFETY: as above.
-        unsafe { publish(st, attr) };
-        r
-    });
-    deliver(answers);
+        })
+    };
     match result {
         Ok(Set::Granted) => {
             let out = fl.unwrap_or(req_fl);
@@ -337,18 +335,14 @@ pub unsafe fn close_dup(f: Func, ctp: *mut ResmgrContext, ocb: *mut IofuncOcb, a
     }
     // SAFETY: per the contract.
     let (info, ioflag, flags) = unsafe { ((*ctp).info, (*ocb).ioflag, (*ocb).flags) };
-    let mut answers = Vec::new();
+    let mut granted = 0;
     if ioflag & (IO_FLAG_RD | IO_FLAG_WR) != 0 && flags & IOFUNC_OCB_MMAP == 0 {
-        with_store(|st| {
-            // SAFETY: attr is valid.
-            unsafe { stale_check(st, attr, &mut answers) };
-            st.release_all(attr as usize, client_basis(&info), false, &mut answers);
-            // SAFETY: attr is valid.
-            unsafe { publish(st, attr) };
-        });
+        // SAFETY: attr is valid.
+        let ((), answers) = unsafe {
+            with_resource(attr, |st, answers| st.release_all(attr as usize, client_basis(&info), false, answers))
+        };
+        granted = answers.iter().filter(|a| matches!(a, Answer::Granted { .. })).count();
     }
-    let granted = answers.iter().filter(|a| matches!(a, Answer::Granted { .. })).count();
-    deliver(answers);
     trace::line(f, start, Ret::Resmgr(0), &|c: &mut Cursor| {
         write!(c, "pid={}, scoid={}, ocb={:p}, granted={granted}", info.pid, info.scoid, ocb)
     });
@@ -374,15 +368,10 @@ pub unsafe fn close_ocb(f: Func, ctp: *mut ResmgrContext, ocb: *mut IofuncOcb, a
         // SAFETY: per the contract.
         unsafe { (*ctp).info.pid }
     };
-    let mut answers = Vec::new();
-    with_store(|st| {
-        // SAFETY: attr is valid.
-        unsafe { stale_check(st, attr, &mut answers) };
-        st.release_all(attr as usize, Basis::Ocb(ocb as usize), true, &mut answers);
-        // SAFETY: attr is valid.
-        unsafe { publish(st, attr) };
-    });
-    deliver(answers);
+    // SAFETY: attr is valid.
+    unsafe {
+        with_resource(attr, |st, answers| st.release_all(attr as usize, Basis::Ocb(ocb as usize), true, answers))
+    };
     // SAFETY: per the contract, both are valid; fields are written through
     // the raw pointer (another thread may hold the attribute's own mutex),
     // under the mount's attr_lock when it has one, as QNX's
@@ -437,17 +426,9 @@ pub unsafe fn unblock(f: Func, ctp: *mut ResmgrContext, pulse: *const Pulse, att
     {
         rcvid = p.value as i32;
     }
-    let mut answers = Vec::new();
-    let done = with_store(|st| {
-        // SAFETY: attr is valid.
-        unsafe { stale_check(st, attr, &mut answers) };
-        let may = |r: i32| msg::info(r).is_ok_and(|i| i.flags & NTO_MI_UNBLOCK_REQ != 0);
-        let done = st.cancel(attr as usize, rcvid, &may, &mut answers);
-        // SAFETY: attr is valid.
-        unsafe { publish(st, attr) };
-        done
-    });
-    deliver(answers);
+    let may = |r: i32| msg::info(r).is_ok_and(|i| i.flags & NTO_MI_UNBLOCK_REQ != 0);
+    // SAFETY: attr is valid.
+    let (done, _) = unsafe { with_resource(attr, |st, answers| st.cancel(attr as usize, rcvid, &may, answers)) };
     let r = if done { RESMGR_NOREPLY } else { RESMGR_DEFAULT };
     trace::line(f, start, Ret::Resmgr(r), &|c: &mut Cursor| write!(c, "rcvid={rcvid}"));
     r
@@ -478,7 +459,7 @@ pub unsafe fn attr_init(attr: *mut IofuncAttr, mode: u32, dattr: *const IofuncAt
         let mut answers = Vec::new();
         // The structure's lock state, if any, goes with it.
         with_store(|st| st.forget(key, &mut answers));
-        deliver(answers);
+        deliver(&answers);
         core::ptr::write_bytes(attr, 0, 1);
         let a = &mut *attr;
         let d = dattr.as_ref();

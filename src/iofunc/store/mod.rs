@@ -26,7 +26,6 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::engine::deadlock::{self, Scratch, WaitGraph};
 use crate::engine::lockset::{self, SetError};
 use crate::engine::range::{LockType, Range, Request};
 use crate::engine::tree::{Arena, NIL};
@@ -76,8 +75,9 @@ pub enum Answer {
     Failed { rcvid: i32, err: Errno },
 }
 
-/// An opaque value a waiting request carries back in its answer.
-pub type Token = [u8; 32];
+/// What a waiting request carries back in its answer: the flock_t it asked
+/// for (the reply repeats it).
+pub type Token = super::abi::QnxFlock;
 
 /// One request to set or remove a lock.
 #[derive(Clone, Copy, Debug)]
@@ -128,6 +128,9 @@ pub struct Store {
     by_key: HashMap<usize, u32>,
     waiters: Vec<Option<Waiter>>,
     waiter_free: Vec<u32>,
+    /// The waiter of each rcvid left unreplied (a client waits for one
+    /// reply at a time).
+    by_rcvid: HashMap<i32, u32>,
     mark: Vec<u32>,
     parent: Vec<u32>,
     stack: Vec<u32>,
@@ -152,6 +155,7 @@ impl Store {
             by_key: HashMap::new(),
             waiters: Vec::new(),
             waiter_free: Vec::new(),
+            by_rcvid: HashMap::new(),
             mark: Vec::new(),
             parent: Vec::new(),
             stack: Vec::new(),
@@ -171,7 +175,7 @@ impl Store {
 
     /// Requests waiting, over every resource.
     pub fn waiting(&self) -> usize {
-        self.waiters.iter().filter(|w| w.is_some()).count()
+        self.by_rcvid.len()
     }
 
     /// Whether resource `key` has any lock or waiter.
@@ -284,9 +288,8 @@ impl Store {
     /// one and `may(rcvid)` allows it: the client is failed with EINTR.
     pub fn cancel(&mut self, key: usize, rcvid: i32, may: &dyn Fn(i32) -> bool, out: &mut Vec<Answer>) -> bool {
         let Some(&r) = self.by_key.get(&key) else { return false };
-        let found = self.resource(r).queue.iter().copied().find(|&w| self.waiter(w).rcvid == rcvid);
-        let Some(w) = found else { return false };
-        if !may(rcvid) {
+        let Some(&w) = self.by_rcvid.get(&rcvid) else { return false };
+        if self.waiter(w).res != r || !may(rcvid) {
             return false;
         }
         let o = self.waiter(w).owner;
@@ -333,6 +336,12 @@ impl Store {
             if queued != Some(1) || listed != Some(1) {
                 return Err("waiter not queued or listed exactly once");
             }
+            if self.by_rcvid.get(&w.rcvid) != Some(&i) {
+                return Err("waiter not found by its rcvid");
+            }
+        }
+        if self.by_rcvid.len() != self.waiters.iter().flatten().count() {
+            return Err("rcvid index count");
         }
         for r in self.res.iter().flatten() {
             if r.queue.iter().any(|&w| self.waiters.get(w as usize).is_none_or(|x| x.is_none())) {
@@ -483,31 +492,11 @@ impl Store {
         }
     }
 
-    /// A grant gives its owner new locks, so requests still queued on the
-    /// resource may now wait for an owner that waits, elsewhere, for them:
-    /// a cycle no request closed when it was queued. Each waiter of `r` is
-    /// checked again, the newest first; one that is now in a cycle is told
-    /// EDEADLK (so the latest request backs off, as it would have had it
-    /// come after the grant; the interposer does the same: `t_cycle_late`).
-    fn fail_late_cycles(&mut self, r: u32, out: &mut Vec<Answer>) {
-        let queue: Vec<u32> = self.resource(r).queue.iter().rev().copied().collect();
-        for w in queue {
-            let Some(x) = self.waiters.get(w as usize).and_then(|x| x.as_ref()) else { continue };
-            let (o, t, range) = (x.owner, x.ltype, x.range);
-            if self.would_deadlock(r, o, t, range) {
-                let x = self.take_waiter(w).expect("queued waiter");
-                out.push(Answer::Failed { rcvid: x.rcvid, err: Errno::DEADLK });
-                self.gc_owner(o);
-            }
-        }
-    }
-
     /// The program answered `rcvid` itself (MsgReply/MsgError): a request
     /// of it still queued is dropped, so it is never answered twice.
     pub fn drop_rcvid(&mut self, rcvid: i32) {
-        let found = self.waiters.iter().position(|w| w.as_ref().is_some_and(|w| w.rcvid == rcvid));
-        if let Some(w) = found {
-            let x = self.take_waiter(w as u32).expect("live waiter");
+        if let Some(&w) = self.by_rcvid.get(&rcvid) {
+            let x = self.take_waiter(w).expect("live waiter");
             self.gc_owner(x.owner);
             self.gc_resource(x.res);
         }
@@ -524,16 +513,33 @@ impl Store {
     ) -> Result<(), Errno> {
         self.resource_mut(r).queue.try_reserve(1).map_err(|_| Errno::NOMEM)?;
         self.owner_mut(o).waiters.try_reserve(1).map_err(|_| Errno::NOMEM)?;
+        self.by_rcvid.try_reserve(1).map_err(|_| Errno::NOMEM)?;
+        // An rcvid still queued belongs to a client that is gone (QNX
+        // reuses rcvids once replied to): its request goes.
+        if let Some(&old) = self.by_rcvid.get(&rcvid)
+            && let Some(x) = self.take_waiter(old)
+        {
+            if x.owner != o {
+                self.gc_owner(x.owner);
+            }
+            if x.res != r {
+                self.gc_resource(x.res);
+            }
+        }
         let w =
             slot_in(&mut self.waiters, &mut self.waiter_free, Waiter { rcvid, owner: o, res: r, ltype, range, token })?;
         self.resource_mut(r).queue.push_back(w);
         self.owner_mut(o).waiters.push(w);
+        self.by_rcvid.insert(rcvid, w);
         Ok(())
     }
 
     fn take_waiter(&mut self, w: u32) -> Option<Waiter> {
         let x = self.waiters.get_mut(w as usize)?.take()?;
         self.waiter_free.push(w);
+        if self.by_rcvid.get(&x.rcvid) == Some(&w) {
+            self.by_rcvid.remove(&x.rcvid);
+        }
         if let Some(res) = self.res[x.res as usize].as_mut() {
             res.queue.retain(|&i| i != w);
         }
@@ -541,19 +547,6 @@ impl Store {
             own.waiters.retain(|&i| i != w);
         }
         Some(x)
-    }
-
-    fn would_deadlock(&mut self, r: u32, o: u32, ltype: LockType, range: Range) -> bool {
-        let root = self.resource(r).root;
-        let mut blockers = Vec::new();
-        let _ = lockset::for_each_conflict(&self.pool, root, o, ltype, range, &mut |_, n| {
-            blockers.push(n.owner);
-            true
-        });
-        let view = View { pool: &self.pool, owners: &self.owners, res: &self.res, waiters: &self.waiters };
-        let mut s =
-            Scratch { mark: &mut self.mark, parent: &mut self.parent, stack: &mut self.stack, epoch: &mut self.epoch };
-        deadlock::find_cycle(&view, o, &blockers, &mut s).is_some()
     }
 
     fn gc_owner(&mut self, o: u32) {
@@ -587,242 +580,6 @@ fn slot_in<T>(slots: &mut Vec<Option<T>>, free: &mut Vec<u32>, v: T) -> Result<u
     Ok((slots.len() - 1) as u32)
 }
 
-/// The wait-for graph as the engine's search sees it: an owner waits for
-/// every owner holding a lock that conflicts with one of its queued
-/// requests.
-struct View<'a> {
-    pool: &'a VecPool,
-    owners: &'a [Option<Owner>],
-    res: &'a [Option<Resource>],
-    waiters: &'a [Option<Waiter>],
-}
-
-impl WaitGraph for View<'_> {
-    fn blockers_of(&self, owner: u32, f: &mut dyn FnMut(u32)) {
-        let Some(Some(o)) = self.owners.get(owner as usize) else { return };
-        for &w in &o.waiters {
-            let Some(Some(w)) = self.waiters.get(w as usize) else { continue };
-            let Some(Some(r)) = self.res.get(w.res as usize) else { continue };
-            let _ = lockset::for_each_conflict(self.pool, r.root, owner, w.ltype, w.range, &mut |_, n| {
-                f(n.owner);
-                true
-            });
-        }
-    }
-}
-
+mod graph;
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::range::EOF;
-
-    const A: usize = 0x1000;
-    const B: usize = 0x2000;
-
-    fn client(pid: i32) -> Basis {
-        Basis::Client { nd: 0, pid, scoid: pid + 100 }
-    }
-
-    fn req(basis: Basis, pid: i32, r: Request, s: i64, e: i64) -> Req {
-        Req { basis, pid, nd: 0, req: r, range: Range::new(s, e) }
-    }
-
-    fn w(b: Basis, pid: i32, s: i64, e: i64) -> Req {
-        req(b, pid, Request::Lock(LockType::Write), s, e)
-    }
-
-    fn tok(n: u8) -> Token {
-        [n; 32]
-    }
-
-    #[test]
-    fn conflict_wait_grant_on_close() {
-        let mut st = Store::new();
-        let mut out = Vec::new();
-        assert_eq!(st.set(A, w(client(1), 1, 0, 9), None, &mut out), Ok(Set::Granted));
-        assert_eq!(st.set(A, w(client(2), 2, 5, 5), None, &mut out), Err(Errno::AGAIN));
-        // Another resource is independent.
-        assert_eq!(st.set(B, w(client(2), 2, 5, 5), None, &mut out), Ok(Set::Granted));
-        assert_eq!(st.set(A, w(client(2), 2, 5, 5), Some((77, tok(7))), &mut out), Ok(Set::Waiting));
-        assert!(out.is_empty());
-        let h = st.test(A, client(3), LockType::Read, Range::new(0, EOF)).unwrap().unwrap();
-        assert_eq!((h.pid, h.range, h.by_ocb), (1, Range::new(0, 9), false));
-        st.release_all(A, client(1), false, &mut out);
-        assert_eq!(out, vec![Answer::Granted { rcvid: 77, token: tok(7) }]);
-        st.check().unwrap();
-        assert_eq!(st.records(), 2);
-        assert_eq!(st.waiting(), 0);
-    }
-
-    #[test]
-    fn ocb_basis_is_separate_from_client() {
-        let mut st = Store::new();
-        let mut out = Vec::new();
-        // Client 1's fcntl lock and its OCB's flock lock conflict.
-        assert_eq!(st.set(A, w(client(1), 1, 0, EOF), None, &mut out), Ok(Set::Granted));
-        assert_eq!(st.set(A, w(Basis::Ocb(0x55), 1, 0, EOF), None, &mut out), Err(Errno::AGAIN));
-        let h = st.test(A, Basis::Ocb(0x55), LockType::Write, Range::WHOLE).unwrap().unwrap();
-        assert!(!h.by_ocb);
-        let h = st.test(A, client(1), LockType::Write, Range::WHOLE).unwrap();
-        assert_eq!(h, None, "a caller never sees its own locks");
-    }
-
-    #[test]
-    fn deadlock_between_clients() {
-        let mut st = Store::new();
-        let mut out = Vec::new();
-        st.set(A, w(client(1), 1, 0, 0), None, &mut out).unwrap();
-        st.set(A, w(client(2), 2, 1, 1), None, &mut out).unwrap();
-        st.set(A, w(client(3), 3, 2, 2), None, &mut out).unwrap();
-        assert_eq!(st.set(A, w(client(1), 1, 1, 1), Some((11, tok(1))), &mut out), Ok(Set::Waiting));
-        assert_eq!(st.set(A, w(client(2), 2, 2, 2), Some((12, tok(2))), &mut out), Ok(Set::Waiting));
-        assert_eq!(st.set(A, w(client(3), 3, 0, 0), Some((13, tok(3))), &mut out), Err(Errno::DEADLK));
-        // Across resources too: 3 waits for 1 on B, 1 for 2 and 2 for 3 on A.
-        st.set(B, w(client(1), 1, 5, 5), None, &mut out).unwrap();
-        assert_eq!(st.set(B, w(client(3), 3, 5, 5), Some((14, tok(4))), &mut out), Err(Errno::DEADLK));
-        // Not a cycle: 4 waits for 1, which waits for 2, which waits for 3.
-        assert_eq!(st.set(B, w(client(4), 4, 5, 5), Some((15, tok(5))), &mut out), Ok(Set::Waiting));
-        assert!(out.is_empty());
-        st.check().unwrap();
-    }
-
-    #[test]
-    fn cancel_and_limit() {
-        let mut st = Store::new();
-        let mut out = Vec::new();
-        st.set(A, w(client(1), 1, 0, 0), None, &mut out).unwrap();
-        st.set(A, w(client(2), 2, 0, 0), Some((21, tok(0))), &mut out).unwrap();
-        assert!(!st.cancel(A, 21, &|_| false, &mut out));
-        assert!(st.cancel(A, 21, &|_| true, &mut out));
-        assert_eq!(out, vec![Answer::Failed { rcvid: 21, err: Errno::INTR }]);
-        out.clear();
-        st.set_record_limit(40);
-        let mut granted = 0;
-        for i in 0..100 {
-            match st.set(A, w(client(1), 1, 10 + 2 * i, 10 + 2 * i), None, &mut out) {
-                Ok(_) => granted += 1,
-                Err(e) => {
-                    assert_eq!(e, Errno::NOMEM);
-                    break;
-                }
-            }
-        }
-        assert!((20..40).contains(&granted), "{granted}");
-        // An unlock that splits a lock still works when the pool is full.
-        st.set(A, w(client(1), 1, 1000, 1010), None, &mut out).ok();
-        assert_eq!(st.set(A, req(client(1), 1, Request::Unlock, 10, 10), None, &mut out), Ok(Set::Granted));
-        st.check().unwrap();
-    }
-
-    #[test]
-    fn readers_share_and_fifo_grants() {
-        let mut st = Store::new();
-        let mut out = Vec::new();
-        let r = |b, p| req(b, p, Request::Lock(LockType::Read), 0, 99);
-        st.set(A, w(client(1), 1, 0, 99), None, &mut out).unwrap();
-        st.set(A, r(client(2), 2), Some((2, tok(2))), &mut out).unwrap();
-        st.set(A, w(client(3), 3, 0, 99), Some((3, tok(3))), &mut out).unwrap();
-        st.set(A, r(client(4), 4), Some((4, tok(4))), &mut out).unwrap();
-        st.set(A, req(client(1), 1, Request::Unlock, 0, EOF), None, &mut out).unwrap();
-        // Both readers; the writer waits for them.
-        let got: Vec<i32> = out
-            .iter()
-            .map(|a| match a {
-                Answer::Granted { rcvid, .. } => *rcvid,
-                Answer::Failed { rcvid, .. } => -rcvid,
-            })
-            .collect();
-        assert_eq!(got, vec![2, 4]);
-        st.check().unwrap();
-    }
-
-    /// Random traffic from four clients and two OCBs on two resources:
-    /// after every step the invariants hold, no two owners hold conflicting
-    /// locks on one byte, every answer is for a request that waited, and
-    /// once everyone has closed nothing is left.
-    #[test]
-    fn random_traffic() {
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut rnd = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
-        for _round in 0..40 {
-            let mut st = Store::new();
-            let mut out = Vec::new();
-            let mut waiting: std::collections::HashSet<i32> = Default::default();
-            let bases = [client(1), client(2), client(3), client(4), Basis::Ocb(0x10), Basis::Ocb(0x20)];
-            let keys = [A, B];
-            let mut next = 1000;
-            for _ in 0..400 {
-                let b = bases[rnd(6) as usize];
-                let k = keys[rnd(2) as usize];
-                let s0 = rnd(40) as i64;
-                let e0 = s0 + rnd(8) as i64;
-                let r = match rnd(10) {
-                    0..=3 => {
-                        let t = if rnd(2) == 0 { LockType::Read } else { LockType::Write };
-                        let wait = (rnd(2) == 0).then(|| {
-                            next += 1;
-                            (next, tok(0))
-                        });
-                        let r = st.set(k, req(b, 1, Request::Lock(t), s0, e0), wait, &mut out);
-                        if r == Ok(Set::Waiting) {
-                            waiting.insert(next);
-                        }
-                        r.map(|_| ())
-                    }
-                    4..=6 => st.set(k, req(b, 1, Request::Unlock, s0, e0), None, &mut out).map(|_| ()),
-                    7 | 8 => {
-                        st.release_all(k, b, rnd(2) == 0, &mut out);
-                        Ok(())
-                    }
-                    _ => {
-                        if let Some(&r) = waiting.iter().next() {
-                            st.cancel(k, r, &|_| true, &mut out);
-                        }
-                        Ok(())
-                    }
-                };
-                assert!(matches!(r, Ok(()) | Err(Errno::AGAIN) | Err(Errno::DEADLK)), "{r:?}");
-                for a in out.drain(..) {
-                    let rcvid = match a {
-                        Answer::Granted { rcvid, .. } | Answer::Failed { rcvid, .. } => rcvid,
-                    };
-                    assert!(waiting.remove(&rcvid), "answer for {rcvid}, which was not waiting");
-                }
-                st.check().unwrap();
-                // No conflicting grants: every record against every other.
-                for r in st.res.iter().flatten() {
-                    let _ = crate::engine::tree::for_each_overlap(&st.pool, r.root, Range::WHOLE, &mut |_, n| {
-                        let t = LockType::from_raw(n.ltype).unwrap();
-                        let c = lockset::first_conflict(&st.pool, r.root, n.owner, t, n.range()).unwrap();
-                        assert!(c.is_none(), "two owners hold conflicting locks");
-                        true
-                    });
-                }
-                assert_eq!(st.waiting(), waiting.len());
-            }
-            for &k in &keys {
-                for &b in &bases {
-                    st.release_all(k, b, true, &mut out);
-                }
-            }
-            for a in out.drain(..) {
-                let (Answer::Granted { rcvid, .. } | Answer::Failed { rcvid, .. }) = a;
-                waiting.remove(&rcvid);
-            }
-            // Granted after everyone closed: close them again.
-            for &k in &keys {
-                for &b in &bases {
-                    st.release_all(k, b, true, &mut out);
-                }
-            }
-            out.clear();
-            st.check().unwrap();
-            assert_eq!(st.records(), 0);
-        }
-    }
-}
+mod tests;
