@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing qnxcompat needs on a fresh Debian
 # machine: a C and a C++ compiler (and glibc's static libc, for the static test peer),
-# make, python3, perl, sqlite3, strace, util-linux's flock(1) and lslocks(8),
+# make, python3, perl, sqlite3, strace, pkg-config, util-linux's flock(1) and lslocks(8),
 # and a Rust toolchain new enough for edition 2024 (rustup when cargo is
 # missing).
 # Does nothing when everything is already there.
@@ -19,6 +19,7 @@ command -v perl >/dev/null || need+=(perl)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v strace >/dev/null || need+=(strace)
 command -v readelf >/dev/null || need+=(binutils)
+command -v pkg-config >/dev/null || need+=(pkg-config) # the install test builds with qnxcompat.pc
 command -v curl >/dev/null || command -v cargo >/dev/null || need+=(curl ca-certificates)
 
 as_root() {

@@ -34,7 +34,11 @@ struct qnxcompat_call {
     uint32_t waiter_gen;
     uint32_t sig_base;
     uint32_t check_epoch;
-    uint32_t pad;
+    int32_t holder_pid; /* what the call met in its way, for tracing */
+    uint32_t holder_kind;
+    uint32_t told;
+    int64_t holder_start;
+    int64_t holder_end;
 };
 
 extern long qnxcompat_fcntl(int fd, int cmd, uintptr_t arg, int entry, struct qnxcompat_call *call);
@@ -91,7 +95,7 @@ static int blocking_fcntl_cmd(int cmd)
 
 static int fcntl_entry(int fd, int cmd, uintptr_t arg, int entry)
 {
-    struct qnxcompat_call call = {0, 0, 0, 0, 0, 0, 0};
+    struct qnxcompat_call call = {0};
     long r;
     int saved_errno = errno;
     if (blocking_fcntl_cmd(cmd))
@@ -132,7 +136,7 @@ __attribute__((visibility("default"))) int __fcntl(int fd, int cmd, ...)
 
 static int lockf_entry(int fd, int function, int64_t size, int entry)
 {
-    struct qnxcompat_call call = {0, 0, 0, 0, 0, 0, 0};
+    struct qnxcompat_call call = {0};
     long r;
     int saved_errno = errno;
     if (function == F_LOCK)
@@ -153,7 +157,7 @@ __attribute__((visibility("default"))) int lockf64(int fd, int function, off64_t
 
 __attribute__((visibility("default"))) int flock(int fd, int operation)
 {
-    struct qnxcompat_call call = {0, 0, 0, 0, 0, 0, 0};
+    struct qnxcompat_call call = {0};
     long r;
     int saved_errno = errno;
     if (!(operation & LOCK_NB))

@@ -157,17 +157,79 @@ impl Func {
     }
 }
 
-/// Parses a QNXCOMPAT_TRACE value into a mask of `Func` bits.
-pub fn parse_trace(value: &[u8]) -> u64 {
+/// Every `Func` bit.
+const ALL_FUNCS: u64 = (1 << Func::ALL.len()) - 1;
+
+/// The trace mask's bit for `QNXCOMPAT_TRACE=locks`: only the lock calls,
+/// and only the closes that released something.
+const LOCKS_ONLY: u64 = 1 << 63;
+
+/// The calls `locks` selects: the lock calls and the closing calls.
+fn is_lock_func(f: Func) -> bool {
+    use Func::*;
+    matches!(
+        f,
+        Fcntl
+            | Fcntl64
+            | UFcntl
+            | Lockf
+            | Lockf64
+            | Flock
+            | Close
+            | UClose
+            | Fclose
+            | IofuncLock
+            | IofuncLockDefault
+            | IofuncCloseOcb
+            | IofuncCloseOcbDefault
+    )
+}
+
+/// Parses a QNXCOMPAT_TRACE value into a mask of `Func` bits; `Err` with
+/// the first word that names nothing.
+pub fn parse_trace_checked(value: &[u8]) -> Result<u64, &[u8]> {
     match value {
-        b"" | b"0" | b"off" | b"no" => 0,
-        b"1" | b"all" | b"yes" | b"on" => u64::MAX,
-        list => list
-            .split(|&c| c == b',')
-            .map(|w| w.trim_ascii())
-            .flat_map(|w| Func::ALL.iter().filter(move |f| f.selected_by(w)))
-            .fold(0, |m, f| m | f.bit()),
+        b"" | b"0" | b"off" | b"no" => Ok(0),
+        b"1" | b"all" | b"yes" | b"on" => Ok(ALL_FUNCS),
+        list => {
+            let mut mask = 0;
+            for w in list.split(|&c| c == b',').map(|w| w.trim_ascii()).filter(|w| !w.is_empty()) {
+                if w == b"locks" {
+                    mask |= Func::ALL.iter().filter(|f| is_lock_func(**f)).fold(LOCKS_ONLY, |m, f| m | f.bit());
+                    continue;
+                }
+                let m = Func::ALL.iter().filter(|f| f.selected_by(w)).fold(0, |m, f| m | f.bit());
+                if m == 0 {
+                    return Err(w);
+                }
+                mask |= m;
+            }
+            Ok(mask)
+        }
     }
+}
+
+/// Parses a QNXCOMPAT_TRACE value, ignoring words that name nothing.
+pub fn parse_trace(value: &[u8]) -> u64 {
+    match parse_trace_checked(value) {
+        Ok(m) => m,
+        Err(_) => {
+            value.split(|&c| c == b',').map(|w| parse_trace_checked(w.trim_ascii()).unwrap_or(0)).fold(0, |m, w| m | w)
+        }
+    }
+}
+
+/// Whether `QNXCOMPAT_TRACE=locks` asks for the lock calls only (fcntl
+/// lines only for lock commands, close lines only when they released).
+pub fn trace_locks_only() -> bool {
+    TRACE_MASK.load(Ordering::Relaxed) & LOCKS_ONLY != 0
+}
+
+static TRACE_TIME: AtomicBool = AtomicBool::new(false);
+
+/// Whether trace lines start with the wall-clock time (QNXCOMPAT_TRACE_TIME=1).
+pub fn trace_time() -> bool {
+    TRACE_TIME.load(Ordering::Relaxed)
 }
 
 const MODE_UNINIT: u8 = 0;
@@ -223,6 +285,10 @@ pub fn load() {
     let off = sys::getenv(c"QNXCOMPAT").is_some_and(|v| matches!(v.to_bytes(), b"off" | b"0" | b"no"));
     let mask = sys::getenv(c"QNXCOMPAT_TRACE").map_or(0, |v| parse_trace(v.to_bytes()));
     TRACE_MASK.store(mask, Ordering::Relaxed);
+    TRACE_TIME.store(
+        sys::getenv(c"QNXCOMPAT_TRACE_TIME").is_some_and(|v| matches!(v.to_bytes(), b"1" | b"on" | b"yes")),
+        Ordering::Relaxed,
+    );
     // SAFETY: we are the constructor; no other thread runs yet.
     unsafe {
         if let Some(path) = sys::getenv(c"QNXCOMPAT_TRACE_FILE") {
@@ -271,7 +337,223 @@ pub fn load() {
         // SAFETY: we are the constructor; no other thread runs yet.
         unsafe { FAULT.set(f.to_bytes()) };
     }
+    STRICT.store(
+        sys::getenv(c"QNXCOMPAT_STRICT").is_some_and(|v| matches!(v.to_bytes(), b"1" | b"on" | b"yes")),
+        Ordering::Relaxed,
+    );
     MODE.store(if off { MODE_OFF } else { MODE_ON }, Ordering::Release);
+    check_settings(shared_gid().is_some());
+}
+
+static STRICT: AtomicBool = AtomicBool::new(false);
+
+/// Whether `QNXCOMPAT_STRICT=1` makes any fallback to Linux semantics (and
+/// any bad setting) a hard error: one line, then exit status 70.
+pub fn strict() -> bool {
+    STRICT.load(Ordering::Relaxed)
+}
+
+/// The exit status of a process that `QNXCOMPAT_STRICT=1` stops (EX_SOFTWARE).
+pub const STRICT_EXIT: i32 = 70;
+
+/// Writes one `qnxcompat: ...` line on stderr (one write).
+pub fn complain(parts: &[&[u8]]) {
+    let mut buf = [0u8; 600];
+    let mut n = 0;
+    for p in [&b"qnxcompat: "[..]].iter().chain(parts.iter()).chain([&b"\n"[..]].iter()) {
+        let k = p.len().min(buf.len() - 1 - n);
+        buf[n..n + k].copy_from_slice(&p[..k]);
+        n += k;
+    }
+    if buf[n - 1] != b'\n' {
+        buf[n] = b'\n';
+        n += 1;
+    }
+    let _ = sys::write(2, &buf[..n]);
+}
+
+/// Under `QNXCOMPAT_STRICT=1`: says so and ends the process.
+pub fn strict_stop(why: &[u8]) {
+    if strict() {
+        complain(&[b"QNXCOMPAT_STRICT=1: ", why, b": exiting with status 70"]);
+        sys::exit_now(STRICT_EXIT);
+    }
+}
+
+/// The settings every process understands, each with what it accepts.
+const SETTINGS: [(&[u8], &[u8]); 17] = [
+    (b"QNXCOMPAT", b"on, off (or 1, 0, yes, no)"),
+    (
+        b"QNXCOMPAT_TRACE",
+        b"1, all, locks, or a comma list of functions (fcntl, lockf, flock, close, mlock, mmap, iofunc, Msg, ...)",
+    ),
+    (b"QNXCOMPAT_TRACE_FILE", b"a writable file's path"),
+    (b"QNXCOMPAT_TRACE_TIME", b"1 or 0"),
+    (b"QNXCOMPAT_REGISTRY", b"a name for /dev/shm/NAME: 1 to 200 characters, no '/'"),
+    (b"QNXCOMPAT_REGISTRY_GROUP", b"a group name or number"),
+    (b"QNXCOMPAT_QNX_VERSION", b"7, 7.0, 7.1, 8, 8.0"),
+    (b"QNXCOMPAT_ABILITIES", b"a comma list of: mem_lock (PROCMGR_AID_MEM_LOCK)"),
+    (b"QNXCOMPAT_FDCACHE", b"1 or 0"),
+    (b"QNXCOMPAT_FALLBACK", b"kernel, or none"),
+    (b"QNXCOMPAT_VERIFY", b"1 or 0"),
+    (b"QNXCOMPAT_MIRROR", b"on or off"),
+    (b"QNXCOMPAT_STRICT", b"1 or 0"),
+    (b"QNXCOMPAT_FAULT", b"test-only fault injection"),
+    (b"QNXCOMPAT_LIB", b"the qnxcompat command's library path"),
+    (b"QNXCOMPAT_WARNED", b"set by the library"),
+    (b"QNXCOMPAT_ADOPT", b"set by the library across an exec"),
+];
+
+fn is_bool(v: &[u8]) -> bool {
+    matches!(v, b"" | b"1" | b"0" | b"on" | b"off" | b"yes" | b"no")
+}
+
+/// Whether setting `name` accepts `value`.
+fn accepts(name: &[u8], value: &[u8], group_ok: bool) -> bool {
+    match name {
+        b"QNXCOMPAT"
+        | b"QNXCOMPAT_TRACE_TIME"
+        | b"QNXCOMPAT_FDCACHE"
+        | b"QNXCOMPAT_VERIFY"
+        | b"QNXCOMPAT_MIRROR"
+        | b"QNXCOMPAT_STRICT" => is_bool(value),
+        b"QNXCOMPAT_TRACE" => parse_trace_checked(value).is_ok(),
+        b"QNXCOMPAT_REGISTRY" => {
+            !value.is_empty() && value.len() <= 200 && !value.contains(&b'/') && value != b"." && value != b".."
+        }
+        b"QNXCOMPAT_REGISTRY_GROUP" => group_ok,
+        b"QNXCOMPAT_QNX_VERSION" => matches!(value, b"7" | b"7.0" | b"7.1" | b"8" | b"8.0" | b"8.0.0"),
+        b"QNXCOMPAT_ABILITIES" => value
+            .split(|&c| c == b',')
+            .map(|w| w.trim_ascii())
+            .all(|w| w.is_empty() || w.eq_ignore_ascii_case(b"mem_lock") || w == b"PROCMGR_AID_MEM_LOCK"),
+        b"QNXCOMPAT_FALLBACK" => matches!(value, b"" | b"kernel" | b"none"),
+        _ => true,
+    }
+}
+
+/// The settings' hash, so a process tree hears of one set of bad settings
+/// once (`QNXCOMPAT_WARNED` carries it to the children): the sum of each
+/// entry's FNV-1a, so the environment's order does not matter.
+fn settings_hash(h: u64, entry: &[u8]) -> u64 {
+    h.wrapping_add(
+        entry.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)),
+    )
+}
+
+/// Validates every `QNXCOMPAT_*` variable: a bad value or an unknown name
+/// gets one line that quotes it and says what is accepted; an unwritable
+/// trace file is reported and the trace goes to stderr. Said once per
+/// process tree (children inherit `QNXCOMPAT_WARNED`); under
+/// `QNXCOMPAT_STRICT=1` any of it, or `QNXCOMPAT=off`, ends the process.
+fn check_settings(group_ok: bool) {
+    let group_set = sys::getenv(c"QNXCOMPAT_REGISTRY_GROUP").is_some();
+    let mut hash = 0u64;
+    let mut bad = 0u32;
+    // First pass: is anything wrong, and what is the tree's hash?
+    sys::for_each_env(&mut |e| {
+        if !e.starts_with(b"QNXCOMPAT") || e.starts_with(b"QNXCOMPAT_WARNED=") {
+            return;
+        }
+        let eq = e.iter().position(|&c| c == b'=').unwrap_or(e.len());
+        let (name, value) = (&e[..eq], e.get(eq + 1..).unwrap_or(b""));
+        if !name.starts_with(b"QNXCOMPAT_") && name != b"QNXCOMPAT" {
+            return;
+        }
+        hash = settings_hash(hash, e);
+        let known = SETTINGS.iter().any(|(n, _)| *n == name);
+        if !known || !accepts(name, value, group_ok || !group_set) {
+            bad += 1;
+        }
+    });
+    let mut file_bad = false;
+    let mut path = [0u8; 257];
+    if tracing_any()
+        && let Some(p) = trace_file(&mut path)
+    {
+        match sys::open(p, libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT, 0o644) {
+            Ok(fd) => {
+                let _ = sys::close(fd);
+            }
+            Err(_) => file_bad = true,
+        }
+    }
+    let off = MODE.load(Ordering::Relaxed) == MODE_OFF;
+    if bad == 0 && !file_bad && !(off && strict()) {
+        return;
+    }
+    // Said already in this process tree?
+    let mut hex = [0u8; 17];
+    for (i, d) in hex[..16].iter_mut().enumerate() {
+        *d = b"0123456789abcdef"[(hash >> (60 - 4 * i) & 0xf) as usize];
+    }
+    let said = sys::getenv(c"QNXCOMPAT_WARNED").is_some_and(|v| v.to_bytes() == &hex[..16]);
+    if !said || strict() {
+        sys::for_each_env(&mut |e| {
+            if !e.starts_with(b"QNXCOMPAT") || e.starts_with(b"QNXCOMPAT_WARNED=") {
+                return;
+            }
+            let eq = e.iter().position(|&c| c == b'=').unwrap_or(e.len());
+            let (name, value) = (&e[..eq], e.get(eq + 1..).unwrap_or(b""));
+            if !name.starts_with(b"QNXCOMPAT_") && name != b"QNXCOMPAT" {
+                return;
+            }
+            match SETTINGS.iter().find(|(n, _)| *n == name) {
+                None => {
+                    complain(&[b"unknown setting ", name, b" ignored (see README.md for the QNXCOMPAT_* settings)"])
+                }
+                Some((_, what)) if !accepts(name, value, group_ok || !group_set) => {
+                    if name == b"QNXCOMPAT_TRACE"
+                        && let Err(w) = parse_trace_checked(value)
+                    {
+                        complain(&[name, b"=\"", value, b"\": \"", w, b"\" names nothing traced; accepted: ", what]);
+                    } else if name == b"QNXCOMPAT_REGISTRY" {
+                        complain(&[
+                            name,
+                            b"=\"",
+                            value,
+                            b"\" is not a registry name: lock calls fail with ENOLCK (lockf: ENOMEM); accepted: ",
+                            what,
+                        ]);
+                    } else if name == b"QNXCOMPAT_REGISTRY_GROUP" {
+                        complain(&[
+                            name,
+                            b"=\"",
+                            value,
+                            b"\": no such group; the registry stays private (accepted: ",
+                            what,
+                            b")",
+                        ]);
+                    } else {
+                        complain(&[name, b"=\"", value, b"\" is not understood and is ignored; accepted: ", what]);
+                    }
+                }
+                _ => {}
+            }
+        });
+        if file_bad {
+            let n = path.iter().position(|&b| b == 0).unwrap_or(0);
+            complain(&[
+                b"cannot write the trace file QNXCOMPAT_TRACE_FILE=\"",
+                &path[..n],
+                b"\"; trace lines go to stderr",
+            ]);
+        }
+        hex[16] = 0;
+        if let Ok(v) = CStr::from_bytes_with_nul(&hex) {
+            sys::setenv(c"QNXCOMPAT_WARNED", v);
+        }
+    }
+    if file_bad {
+        // SAFETY: we are the constructor; no other thread runs yet.
+        unsafe { TRACE_FILE.set(b"") };
+    }
+    if off {
+        strict_stop(b"QNXCOMPAT=off would give Linux semantics");
+    }
+    if bad > 0 || file_bad {
+        strict_stop(b"a setting above is not understood");
+    }
 }
 
 static MIRROR: AtomicBool = AtomicBool::new(true);
@@ -408,7 +690,13 @@ mod tests {
 
     #[test]
     fn trace_lists() {
-        assert_eq!(parse_trace(b"1"), u64::MAX);
+        assert_eq!(parse_trace(b"1"), ALL_FUNCS);
+        assert!(!parse_trace(b"all") & LOCKS_ONLY != 0);
+        let m = parse_trace(b"locks");
+        assert!(m & LOCKS_ONLY != 0 && m & Func::Fcntl64.bit() != 0 && m & Func::Close.bit() != 0);
+        assert_eq!(m & Func::Mmap.bit(), 0);
+        assert_eq!(parse_trace_checked(b"lokf"), Err(&b"lokf"[..]));
+        assert_eq!(parse_trace(b"lokf,flock"), Func::Flock.bit());
         let m = parse_trace(b"iofunc");
         assert!(m & Func::IofuncLock.bit() != 0 && m & Func::IofuncUnblockDefault.bit() != 0);
         assert_eq!(m & (Func::MsgReply.bit() | Func::Fcntl.bit()), 0);

@@ -302,8 +302,9 @@ pub fn probe(reg: &Registry, k: u32, nonce: u64) -> Verdict {
         // Unclear (it cannot be mapped): alive.
         None => return Verdict::Alive,
     }
-    let mut buf = [0u8; 256];
-    let Ok(path) = segment_path(&mut buf) else { return Verdict::Alive };
+    // The registry's own path: a tool probes a registry it named, not the
+    // process's.
+    let Some(path) = reg.path() else { return Verdict::Alive };
     let Ok(fd) = sys::open(path, libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0) else {
         return Verdict::Alive;
     };

@@ -155,6 +155,13 @@ pub fn open_inheritable(path: &CStr, flags: c_int, mode: libc::mode_t) -> Result
         .map(|fd| fd as c_int)
 }
 
+/// `readlink(path)` into `buf`; the bytes written.
+pub fn readlink(path: &CStr, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: `path` is NUL-terminated; `buf` is valid for its length.
+    check(unsafe { libc::syscall(libc::SYS_readlinkat, libc::AT_FDCWD, path.as_ptr(), buf.as_mut_ptr(), buf.len()) })
+        .map(|n| n as usize)
+}
+
 /// `read(fd, buf)`.
 pub fn read(fd: c_int, buf: &mut [u8]) -> Result<usize> {
     // SAFETY: `buf` is valid for writes of its length.
@@ -306,6 +313,14 @@ pub fn geteuid() -> u32 {
 }
 
 /// Nanoseconds on CLOCK_MONOTONIC (through the vDSO; no syscall).
+/// CLOCK_REALTIME: (seconds, nanoseconds) since the epoch.
+pub fn realtime() -> (i64, i64) {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec, ts.tv_nsec)
+}
+
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: `ts` is a valid timespec to fill.
@@ -370,6 +385,38 @@ pub fn getenv(name: &CStr) -> Option<&'static CStr> {
         // SAFETY: a non-NULL getenv result is a NUL-terminated string.
         Some(unsafe { CStr::from_ptr(p) })
     }
+}
+
+unsafe extern "C" {
+    static environ: *const *const core::ffi::c_char;
+}
+
+/// Calls `f` with every `NAME=value` entry of the environment.
+pub fn for_each_env(f: &mut dyn FnMut(&[u8])) {
+    // SAFETY: `environ` is glibc's NULL-terminated array of C strings; it is
+    // read as getenv reads it.
+    unsafe {
+        let mut p = environ;
+        if p.is_null() {
+            return;
+        }
+        while !(*p).is_null() {
+            f(CStr::from_ptr(*p).to_bytes());
+            p = p.add(1);
+        }
+    }
+}
+
+/// `setenv(name, value, 1)`.
+pub fn setenv(name: &CStr, value: &CStr) {
+    // SAFETY: two C strings; glibc copies them.
+    unsafe { libc::setenv(name.as_ptr(), value.as_ptr(), 1) };
+}
+
+/// Ends the process at once with `status` (no atexit handlers run).
+pub fn exit_now(status: c_int) -> ! {
+    // SAFETY: _exit is async-signal-safe and never returns.
+    unsafe { libc::_exit(status) }
 }
 
 /// Calls `f` with the name of every entry of the directory `dir`, and the

@@ -28,6 +28,8 @@ pub enum Ret {
     /// A resource-manager handler's result: an errno value (0 is EOK),
     /// `_RESMGR_NPARTS(n)` (-n), `_RESMGR_NOREPLY` or `_RESMGR_DEFAULT`.
     Resmgr(i32),
+    /// A blocking call starts to wait (its final line follows when it ends).
+    Blocked,
 }
 
 const NOTE_LEN: usize = 384;
@@ -70,6 +72,9 @@ pub fn line(f: Func, start_ns: u64, ret: Ret, args: &dyn Fn(&mut Cursor) -> fmt:
     let elapsed = sys::monotonic_ns().saturating_sub(start_ns);
     let mut buf = [0u8; 1024];
     let mut c = Cursor::new(&mut buf[..1023]);
+    if config::trace_time() {
+        let _ = wall_clock(&mut c);
+    }
     let _ = write!(c, "qnxcompat[{}:{}] {}(", sys::getpid(), sys::gettid(), f.name());
     let _ = args(&mut c);
     let _ = match ret {
@@ -78,6 +83,7 @@ pub fn line(f: Func, start_ns: u64, ret: Ret, args: &dyn Fn(&mut Cursor) -> fmt:
         Ret::Ptr(p, e) if p == usize::MAX => write!(c, ") = MAP_FAILED {}", e.name()),
         Ret::Ptr(p, _) => write!(c, ") = {p:#x}"),
         Ret::Void => write!(c, ")"),
+        Ret::Blocked => write!(c, ") blocked"),
         Ret::Resmgr(r) => match r {
             i32::MIN => c.write_str(") = _RESMGR_NOREPLY"),
             -0x7fff_ffff => c.write_str(") = _RESMGR_DEFAULT"),
@@ -101,6 +107,63 @@ pub fn line(f: Func, start_ns: u64, ret: Ret, args: &dyn Fn(&mut Cursor) -> fmt:
     }
     emit(&buf[..n.max(1)]);
     saved.set();
+}
+
+/// `12:04:05.123456 ` (UTC, CLOCK_REALTIME), for QNXCOMPAT_TRACE_TIME=1.
+fn wall_clock(c: &mut Cursor) -> fmt::Result {
+    let (sec, nsec) = sys::realtime();
+    let day = sec.rem_euclid(86_400);
+    write!(c, "{:02}:{:02}:{:02}.{:06} ", day / 3600, day / 60 % 60, day % 60, nsec / 1000)
+}
+
+/// Writes `<path>` for descriptor `fd` (as `strace -y` does), or nothing
+/// when it cannot be read. Only called while tracing.
+pub fn fd_path(c: &mut Cursor, fd: i32) -> fmt::Result {
+    path_of(c, fd, true)
+}
+
+/// Writes descriptor `fd`'s path, bare (or nothing).
+pub fn fd_path_bare(c: &mut Cursor, fd: i32) -> fmt::Result {
+    path_of(c, fd, false)
+}
+
+fn path_of(c: &mut Cursor, fd: i32, brackets: bool) -> fmt::Result {
+    let mut name = [0u8; 32];
+    let mut n = Cursor::new(&mut name[..31]);
+    let _ = write!(n, "/proc/self/fd/{fd}");
+    let len = n.len();
+    let Ok(p) = core::ffi::CStr::from_bytes_with_nul(&name[..=len]) else { return Ok(()) };
+    let mut buf = [0u8; 256];
+    match sys::readlink(p, &mut buf) {
+        Ok(k) if k > 0 => {
+            let p = core::str::from_utf8(&buf[..k]).unwrap_or("?");
+            if brackets { write!(c, "<{p}>") } else { c.write_str(p) }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes ` (cmd)`, process `pid`'s command name, when it can be read.
+pub fn comm(c: &mut Cursor, pid: i32) -> fmt::Result {
+    if pid <= 0 {
+        return Ok(());
+    }
+    let mut name = [0u8; 40];
+    let mut n = Cursor::new(&mut name[..39]);
+    let _ = write!(n, "/proc/{pid}/comm");
+    let len = n.len();
+    let Ok(p) = core::ffi::CStr::from_bytes_with_nul(&name[..=len]) else { return Ok(()) };
+    let Ok(fd) = sys::open(p, libc::O_RDONLY, 0) else { return Ok(()) };
+    let mut buf = [0u8; 32];
+    let k = sys::read(fd, &mut buf).unwrap_or(0);
+    let _ = sys::close(fd);
+    let text = core::str::from_utf8(&buf[..k]).unwrap_or("").trim_end();
+    if text.is_empty() { Ok(()) } else { write!(c, " ({text})") }
+}
+
+/// Writes `[start-end]` (`EOF` for a range to end of file).
+pub fn range(c: &mut Cursor, start: i64, end: i64) -> fmt::Result {
+    if end == i64::MAX { write!(c, "[{start}-EOF]") } else { write!(c, "[{start}-{end}]") }
 }
 
 /// Writes `ns` as `850ns`, `3.1us`, `12.4ms` or `2.05s`.
@@ -188,14 +251,25 @@ pub mod decode {
         }
     }
 
-    /// `{F_WRLCK, SEEK_SET, start=0, len=10}` (plus `pid=` when set).
+    /// `{F_WRLCK, SEEK_SET, start=0, len=10}`: a request. Its `l_pid` is
+    /// ignored by every command but F_GETLK's answer, so it is not shown.
     pub fn flock(c: &mut Cursor, fl: &libc::flock) -> fmt::Result {
         c.write_str("{")?;
         lock_type(c, fl.l_type)?;
         c.write_str(", ")?;
         whence(c, fl.l_whence)?;
         write!(c, ", start={}, len={}", fl.l_start, fl.l_len)?;
-        if fl.l_pid != 0 {
+        c.write_str("}")
+    }
+
+    /// F_GETLK's answer: as `flock`, plus `pid=` for a lock found.
+    pub fn flock_answer(c: &mut Cursor, fl: &libc::flock) -> fmt::Result {
+        c.write_str("{")?;
+        lock_type(c, fl.l_type)?;
+        c.write_str(", ")?;
+        whence(c, fl.l_whence)?;
+        write!(c, ", start={}, len={}", fl.l_start, fl.l_len)?;
+        if fl.l_type as i32 & !crate::F_FLOCK != libc::F_UNLCK {
             write!(c, ", pid={}", fl.l_pid)?;
         }
         c.write_str("}")

@@ -58,6 +58,52 @@ int qnxcompat_iofunc_record_limit(size_t records);
 /* The iofunc lock store's live lock records and waiting requests. */
 void qnxcompat_iofunc_stats(size_t *records, size_t *waiting);
 
+/*
+ * The registry as `qnxcompat locks` and `qnxcompat doctor` read it.
+ * qnxcompat_locks() calls row() for every lock, then for every blocked
+ * request, of the registry named `registry` (NULL: this process's); a
+ * non-zero return from row() stops it and is returned. It never holds the
+ * registry for longer than one lock call does: each row is true at the
+ * instant it was copied. Returns 0, -1 if the registry cannot be locked,
+ * -2 if it cannot be attached (absent, or refused).
+ */
+#include <stdint.h>
+enum { QNXCOMPAT_ROW_LOCK = 1, QNXCOMPAT_ROW_WAITER = 2 };
+enum { QNXCOMPAT_KIND_POSIX = 1, QNXCOMPAT_KIND_FLOCK = 2, QNXCOMPAT_KIND_OFD = 3 };
+struct qnxcompat_lock_row {
+    uint32_t what;        /* QNXCOMPAT_ROW_* */
+    uint32_t kind;        /* QNXCOMPAT_KIND_* */
+    int32_t  type;        /* F_RDLCK or F_WRLCK */
+    int32_t  pid;         /* the owner's pid (an open file: its last locker) */
+    int64_t  start, end;  /* inclusive; end == INT64_MAX: to end of file */
+    uint64_t dev, ino;
+    uint32_t owner, owner_gen; /* the owner's identity in this listing */
+    uint32_t alive;       /* 1: a live thread of the owner vouches for it */
+    uint32_t blocker;     /* a waiter: the blocking owner, UINT32_MAX none */
+    int32_t  blocker_pid;
+    uint32_t blocker_kind;
+    int32_t  waiter_pid;  /* a waiter: the waiting process */
+    uint32_t pad;
+};
+int qnxcompat_locks(const char *registry,
+                    int (*row)(const struct qnxcompat_lock_row *, void *), void *ctx);
+
+struct qnxcompat_health {
+    uint32_t layout_version, mode; /* mode 1: kernel mirror, 2: registry only */
+    uint64_t abi, bytes;
+    uint32_t process_owners, openfile_owners, unvouched, owners_cap;
+    uint32_t records, records_cap, files, files_cap;
+    uint32_t waiters, waiters_cap, maps, maps_cap;
+    uint32_t repairs, pad;
+};
+/* Fills at most `size` bytes of *out. 0, -1 or -2 as above. */
+int qnxcompat_health(const char *registry, struct qnxcompat_health *out, size_t size);
+
+/* Probes every process owner no live thread vouches for; with reap
+ * non-zero, reaps the dead ones' locks, waiters and mappings. Returns how
+ * many were found dead (*probed: how many were probed), -1 or -2 as above. */
+long qnxcompat_reap(const char *registry, int reap, long *probed);
+
 #ifdef __cplusplus
 }
 #endif

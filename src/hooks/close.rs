@@ -38,16 +38,25 @@ fn closed(
     args: &dyn Fn(&mut Cursor) -> core::fmt::Result,
 ) -> c_int {
     let e = errno_of(r as i64);
+    let mut released = 0;
     if let Some((dev, ino)) = locked {
         // Linux closes the descriptor even when close() reports EINTR.
         if r == 0 || e == Errno::INTR {
             // errno is the call's own: the release's syscalls leave no trace.
             let saved = Errno::last();
-            locks::release_file(dev, ino);
+            released = locks::release_file(dev, ino);
             saved.set();
         }
     }
-    trace::line(f, start, Ret::Int(r as i64, e), args);
+    if released > 0 {
+        trace::set_note(&|c: &mut Cursor| {
+            write!(c, "released {released} lock{}", if released == 1 { "" } else { "s" })
+        });
+    }
+    // QNXCOMPAT_TRACE=locks: only the closes that released something.
+    if released > 0 || !config::trace_locks_only() {
+        trace::line(f, start, Ret::Int(r as i64, e), args);
+    }
     if r == -1 {
         e.set();
     }
@@ -133,7 +142,9 @@ pub extern "C" fn fcloseall() -> c_int {
         r
     });
     let e = errno_of(r as i64);
-    trace::line(Func::Fcloseall, start, Ret::Int(r as i64, e), &|_| Ok(()));
+    if !config::trace_locks_only() {
+        trace::line(Func::Fcloseall, start, Ret::Int(r as i64, e), &|_| Ok(()));
+    }
     if r == -1 {
         e.set()
     } else {
@@ -157,7 +168,7 @@ fn dup_hook(f: Func, oldfd: c_int, newfd: c_int, flags: c_int, real: &dyn Fn() -
     if r >= 0
         && let Some((dev, ino)) = locked
     {
-        locks::release_file(dev, ino);
+        let _ = locks::release_file(dev, ino);
     }
     trace::line(f, start, Ret::Int(r as i64, e), &|c| {
         write!(c, "oldfd={oldfd}, newfd={newfd}")?;

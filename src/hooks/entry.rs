@@ -53,6 +53,10 @@ fn settle(out: Outcome, native: &mut dyn FnMut() -> c_long, trace_line: &mut dyn
     locks::settle_deferred();
     match out {
         Outcome::Again => AGAIN,
+        Outcome::Blocked => {
+            trace_line(Ret::Blocked);
+            AGAIN
+        }
         Outcome::Interrupted => {
             trace_line(Ret::Int(-1, Errno::INTR));
             EINTR
@@ -75,6 +79,57 @@ fn settle(out: Outcome, native: &mut dyn FnMut() -> c_long, trace_line: &mut dyn
             r
         }
     }
+}
+
+/// While tracing: names what the call met in its way, at the end of its
+/// line, for a refusal (EAGAIN, EACCES) or a wait that starts.
+fn note_holder(out: &Outcome, call: &CallState, fd: c_int) {
+    let waits = match out {
+        Outcome::Blocked => true,
+        Outcome::Failed(e) if *e == Errno::AGAIN || *e == Errno::ACCES => false,
+        _ => return,
+    };
+    if !config::tracing_any() || call.holder_kind == locks::HELD_NONE {
+        return;
+    }
+    let mut pid = call.holder_pid;
+    if call.holder_kind == locks::HELD_OUTSIDE {
+        // The kernel names the outside holder (asked only while tracing).
+        let mut fl = libc::flock {
+            l_type: libc::F_WRLCK as i16,
+            l_whence: libc::SEEK_SET as i16,
+            l_start: call.holder_start,
+            l_len: if call.holder_end == i64::MAX { 0 } else { call.holder_end - call.holder_start + 1 },
+            l_pid: 0,
+        };
+        // SAFETY: `fl` is a valid struct flock for F_GETLK.
+        if unsafe { sys::fcntl_raw(fd, libc::F_GETLK, (&raw mut fl) as usize) }.is_ok() {
+            pid = fl.l_pid;
+        }
+    }
+    trace::set_note(&|c: &mut Cursor| {
+        c.write_str(if waits { "by " } else { "held by " })?;
+        if call.holder_kind == locks::HELD_OUTSIDE {
+            c.write_str("a lock outside the library, ")?;
+        }
+        match call.holder_kind {
+            locks::HELD_FLOCK => c.write_str("the flock() of ")?,
+            locks::HELD_OFD => c.write_str("the OFD lock of ")?,
+            _ => {}
+        }
+        if pid > 0 {
+            write!(c, "pid {pid}")?;
+            trace::comm(c, pid)?;
+        } else {
+            c.write_str("an open file")?;
+        }
+        if waits {
+            c.write_str(" on ")?;
+            trace::fd_path_bare(c, fd)?;
+        }
+        c.write_str(" ")?;
+        trace::range(c, call.holder_start, call.holder_end)
+    });
 }
 
 fn start_of(call: &mut CallState, f: Func) -> u64 {
@@ -110,11 +165,17 @@ pub unsafe extern "C" fn qnxcompat_fcntl(
         if r >= 0 && matches!(cmd, libc::F_DUPFD | libc::F_DUPFD_CLOEXEC) {
             crate::local::fd_forget(r as c_int);
         }
-        trace::line(func, start, Ret::Int(r as i64, super::errno_of(r as i64)), &|c: &mut Cursor| {
-            write!(c, "fd={fd}, ")?;
-            decode::cmd(c, cmd)?;
-            write!(c, ", {arg:#x}")
-        });
+        if lock_cmd.is_some() || !config::trace_locks_only() {
+            trace::line(func, start, Ret::Int(r as i64, super::errno_of(r as i64)), &|c: &mut Cursor| {
+                write!(c, "fd={fd}")?;
+                if lock_cmd.is_some() {
+                    trace::fd_path(c, fd)?;
+                }
+                c.write_str(", ")?;
+                decode::cmd(c, cmd)?;
+                write!(c, ", {arg:#x}")
+            });
+        }
         return r;
     }
     let before = crate::usermem::read_flock(arg).ok();
@@ -131,13 +192,16 @@ pub unsafe extern "C" fn qnxcompat_fcntl(
         },
         (out, _, _) => out,
     };
+    note_holder(&out, call, fd);
     settle(
         out,
         // SAFETY: the caller's own arguments, forwarded.
         &mut || unsafe { real_fcntl(fd, cmd, arg) },
         &mut |ret| {
             trace::line(func, start, ret, &|c: &mut Cursor| {
-                write!(c, "fd={fd}, ")?;
+                write!(c, "fd={fd}")?;
+                trace::fd_path(c, fd)?;
+                c.write_str(", ")?;
                 decode::cmd(c, cmd)?;
                 match (before, after) {
                     (None, _) => c.write_str(", NULL"),
@@ -145,7 +209,7 @@ pub unsafe extern "C" fn qnxcompat_fcntl(
                         c.write_str(", ")?;
                         decode::flock(c, &b)?;
                         c.write_str(" -> ")?;
-                        decode::flock(c, &a)
+                        decode::flock_answer(c, &a)
                     }
                     (Some(b), _) => {
                         c.write_str(", ")?;
@@ -180,9 +244,12 @@ pub unsafe extern "C" fn qnxcompat_lockf(
         }
     };
     let out = if config::active() { locks::lockf(fd, function, size, call) } else { Outcome::Native };
+    note_holder(&out, call, fd);
     settle(out, real, &mut |ret| {
         trace::line(func, start, ret, &|c: &mut Cursor| {
-            write!(c, "fd={fd}, ")?;
+            write!(c, "fd={fd}")?;
+            trace::fd_path(c, fd)?;
+            c.write_str(", ")?;
             decode::lockf_function(c, function)?;
             write!(c, ", size={size}")
         })
@@ -205,9 +272,12 @@ pub unsafe extern "C" fn qnxcompat_flock(fd: c_int, operation: c_int, call: *mut
         }
     };
     let out = if config::active() { locks::flock(fd, operation, call) } else { Outcome::Native };
+    note_holder(&out, call, fd);
     settle(out, real, &mut |ret| {
         trace::line(Func::Flock, start, ret, &|c: &mut Cursor| {
-            write!(c, "fd={fd}, ")?;
+            write!(c, "fd={fd}")?;
+            trace::fd_path(c, fd)?;
+            c.write_str(", ")?;
             decode::flock_op(c, operation)
         })
     })

@@ -19,6 +19,7 @@
 
 pub mod close;
 pub mod entry;
+pub mod inspect;
 pub mod iofunc;
 pub mod mem;
 pub mod sig;

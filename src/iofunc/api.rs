@@ -204,7 +204,7 @@ pub unsafe fn lock(
                 c.write_str(", ")?;
                 trace::decode::flock(c, &as_libc(&b))?;
                 c.write_str(" -> ")?;
-                trace::decode::flock(c, &as_libc(&a))
+                trace::decode::flock_answer(c, &as_libc(&a))
             }
             (Some(b), _) => {
                 c.write_str(", ")?;

@@ -42,7 +42,10 @@ pub fn lockf(fd: i32, function: i32, size: i64, call: &mut CallState) -> Outcome
     match function {
         libc::F_TEST => match test(fd, &file, OwnerSpec::Process, LockType::Write, q, Errno::NOMEM) {
             Ok(None) => Outcome::Done(0),
-            Ok(Some(_)) => Outcome::Failed(Errno::ACCES),
+            Ok(Some(c)) => {
+                call.met_conflict(&c);
+                Outcome::Failed(Errno::ACCES)
+            }
             Err(o) => o,
         },
         libc::F_ULOCK => set(fd, &file, request(Request::Unlock, q, false), call),

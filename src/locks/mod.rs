@@ -77,6 +77,9 @@ pub enum Outcome {
     Interrupted,
     /// The registry is refused: let the kernel do it.
     Native,
+    /// The call is about to wait, for the first time (only while tracing):
+    /// trace that it starts, then call again.
+    Blocked,
 }
 
 impl From<Errno> for Outcome {
@@ -122,8 +125,23 @@ pub struct CallState {
     pub sig_base: u32,
     /// The registry's graph epoch at this call's last cycle check.
     pub check_epoch: u32,
-    pub _pad: u32,
+    /// What the call last met in its way, for its trace line: the holder's
+    /// pid (0: unknown), `HELD_*` kind, and the range it holds.
+    pub holder_pid: i32,
+    pub holder_kind: u32,
+    /// 1 once the call's wait was announced (a trace line when it starts).
+    pub told: u32,
+    pub holder_start: i64,
+    pub holder_end: i64,
 }
+
+/// `CallState::holder_kind`: nothing met, a registry owner of each kind, or
+/// a lock held outside the library (the kernel refused the mirror's lock).
+pub const HELD_NONE: u32 = 0;
+pub const HELD_PROCESS: u32 = 1;
+pub const HELD_FLOCK: u32 = 2;
+pub const HELD_OFD: u32 = 3;
+pub const HELD_OUTSIDE: u32 = 4;
 
 const SIG_ARMED: u32 = 1 << 31;
 
@@ -141,6 +159,50 @@ impl CallState {
 
     fn waiter(&self) -> Option<u32> {
         self.waiter.checked_sub(1)
+    }
+
+    /// Remembers the holder of a conflicting registry record.
+    fn met(&mut self, t: &Tables, rec: u32) {
+        let Some(r) = t.records.get(rec as usize) else { return };
+        let Some(o) = t.owners.get(r.owner as usize) else { return };
+        self.holder_pid = o.pid;
+        self.holder_kind = match (o.kind, o.flavor) {
+            (OWNER_PROCESS, _) => HELD_PROCESS,
+            (_, FLAVOR_LINUX_OFD) => HELD_OFD,
+            _ => HELD_FLOCK,
+        };
+        self.holder_start = r.start;
+        self.holder_end = r.end;
+    }
+
+    /// Remembers the holder F_TEST or F_GETLK reported.
+    pub fn met_conflict(&mut self, c: &Conflict) {
+        self.holder_pid = c.pid;
+        self.holder_kind = match c.holder {
+            Holder::Process => HELD_PROCESS,
+            Holder::QnxFlock => HELD_FLOCK,
+            Holder::LinuxOfd => HELD_OFD,
+        };
+        self.holder_start = c.range.start;
+        self.holder_end = c.range.end;
+    }
+
+    /// Remembers a lock held outside the library over `q`.
+    fn met_outside(&mut self, q: Range) {
+        self.holder_pid = 0;
+        self.holder_kind = HELD_OUTSIDE;
+        self.holder_start = q.start;
+        self.holder_end = q.end;
+    }
+
+    /// Whether the wait about to start should first be announced (only
+    /// while tracing, once per call).
+    fn announce(&mut self) -> bool {
+        if self.told != 0 || !crate::config::tracing_any() {
+            return false;
+        }
+        self.told = 1;
+        true
     }
 }
 
@@ -403,8 +465,12 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                                 // A lock held outside the library.
                                 retire_if_idle(&mut t, r.owner, owner);
                                 t.release_file_if_empty(slot);
+                                call.met_outside(r.range);
                                 if !r.wait {
                                     return finish(&mut t, call, Outcome::Failed(Errno::AGAIN));
+                                }
+                                if call.announce() {
+                                    return Outcome::Blocked;
                                 }
                                 drop(g);
                                 slept = true;
@@ -459,7 +525,10 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                 t.release_file_if_empty(slot);
                 return out;
             }
-            Err(SetError::Conflict(rec)) => t.records[rec as usize].owner,
+            Err(SetError::Conflict(rec)) => {
+                call.met(&t, rec);
+                t.records[rec as usize].owner
+            }
             Err(SetError::NoSpace) => {
                 let out = finish(&mut t, call, Outcome::Failed(r.nomem));
                 retire_if_idle(&mut t, r.owner, owner);
@@ -541,6 +610,11 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
                     call.waiter_gen = generation;
                 }
             }
+        }
+        if call.announce() {
+            // Registered, not yet asleep: the hook traces the wait's start
+            // and calls again, and the next pass sleeps.
+            return Outcome::Blocked;
         }
         let now = sys::monotonic_ns();
         let deadline = slice_end();
@@ -649,24 +723,68 @@ fn mapped_check(t: &mut Tables, wake: &mut WakeSet, me: u32, file: u32, v: &Verd
 /// With the owner table full: probes the process owners the registry cannot
 /// vouch for (outside the mutex) and reaps those found dead.
 fn reap_unvouched(reg: &Registry) {
+    let _ = reap_batch(reg, &mut 0, true);
+}
+
+/// Probes up to 64 process owners that the registry cannot vouch for, from
+/// owner slot `*from` on (outside the mutex), and reaps those found dead.
+/// Returns (probed, reaped); `*from` moves past the owners looked at.
+fn reap_batch(reg: &Registry, from: &mut u32, reap: bool) -> Result<(u32, u32), Errno> {
     let mut tickets = [Ticket::default(); 64];
-    let n = match reg.lock() {
-        Ok(mut g) => g.tables().unvouched(&mut tickets),
-        Err(_) => return,
-    };
+    let n = reg.lock()?.tables().unvouched(from, &mut tickets);
     let mut dead = [false; 64];
     for (i, tk) in tickets[..n].iter().enumerate() {
         dead[i] = liveness::probe(reg, tk.anchor, tk.nonce) == Verdict::Dead;
     }
-    let Ok(mut g) = reg.lock() else { return };
+    if !dead.iter().any(|&d| d) {
+        return Ok((n as u32, 0));
+    }
+    if !reap {
+        // Counted only when they left something: an idle dead owner's slot
+        // is reused or reaped by the next lock call that needs it.
+        let g = &mut reg.lock()?;
+        let t = g.tables();
+        let left = tickets[..n]
+            .iter()
+            .enumerate()
+            .filter(|&(i, tk)| {
+                dead[i]
+                    && t.ticket_current(tk)
+                    && t.owners.get(tk.owner as usize).is_some_and(|o| o.nlocks + o.nwaiters + o.nmaps > 0)
+            })
+            .count();
+        return Ok((n as u32, left as u32));
+    }
+    let mut g = reg.lock()?;
     let (mut t, wake) = g.split();
     let mut touched = WakeSet::default();
+    let mut reaped = 0;
     for (i, tk) in tickets[..n].iter().enumerate() {
-        if dead[i] && t.ticket_current(tk) && t.reap_owner(tk.owner, &mut |f| touched.add(f)).is_err() {
-            t.repair(&mut |f| touched.add(f));
+        if dead[i] && t.ticket_current(tk) {
+            reaped += 1;
+            if t.reap_owner(tk.owner, &mut |f| touched.add(f)).is_err() {
+                t.repair(&mut |f| touched.add(f));
+            }
         }
     }
     wake.absorb(&t.files, &touched);
+    Ok((n as u32, reaped))
+}
+
+/// Probes every process owner of `reg` that the registry cannot vouch for
+/// and reaps the dead (`qnxcompat doctor --reap`): 64 at a time, each batch
+/// probed with the mutex dropped; `reap` false only counts those that left
+/// locks, waits or mappings behind. Returns (probed, dead).
+pub fn reap_dead(reg: &Registry, reap: bool) -> Result<(u32, u32), Errno> {
+    let (mut from, mut probed, mut reaped) = (0, 0, 0);
+    loop {
+        let (p, r) = reap_batch(reg, &mut from, reap)?;
+        probed += p;
+        reaped += r;
+        if !reg.lock()?.tables().more_owners_after(from) {
+            return Ok((probed, reaped));
+        }
+    }
 }
 
 /// Ends the waiter registration of a call that will not come back (its

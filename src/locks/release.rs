@@ -6,37 +6,43 @@ use super::*;
 /// process's locks on the first close of any descriptor for the file.
 /// Safe to call from a signal handler: inside a registry call on this thread
 /// the release is deferred to that call's exit.
-pub fn release_file(dev: u64, ino: u64) {
+/// Returns how many lock records it released (0 when the release was
+/// deferred).
+pub fn release_file(dev: u64, ino: u64) -> u32 {
     if registry::in_registry() {
         local::defer_release(dev, ino);
-        return;
+        return 0;
     }
-    release_file_now(dev, ino);
+    let n = release_file_now(dev, ino);
     settle_deferred();
+    n
 }
 
-pub(super) fn release_file_now(dev: u64, ino: u64) {
-    let Some(reg) = registry::attached() else { return };
-    let Some(me) = liveness::current() else { return };
+pub(super) fn release_file_now(dev: u64, ino: u64) -> u32 {
+    let Some(reg) = registry::attached() else { return 0 };
+    let Some(me) = liveness::current() else { return 0 };
     let Ok(mut g) = reg.lock() else {
         // The mutex could not be had (a handler interrupted this thread
         // between its flag and the mutex): never drop the release.
         local::defer_release(dev, ino);
-        return;
+        return 0;
     };
     let (mut t, wake) = g.split();
-    let Some(slot) = t.find_file(dev, ino) else { return };
+    let Some(slot) = t.find_file(dev, ino) else { return 0 };
     let me_slot = local::owner_hint();
     if !t.owners.get(me_slot as usize).is_some_and(|o| o.kind == OWNER_PROCESS && o.nonce == me.nonce) {
-        return;
+        return 0;
     }
+    let mut released = 0;
     if let Ok(n) = t.remove_owner_in_file(slot, me_slot)
         && n > 0
     {
+        released = n;
         wake.notify(&t.files, slot);
     }
     local::account(slot, dev, ino, -(local::own_records(slot) as i32));
     t.release_file_if_empty(slot);
+    released
 }
 
 /// Runs the releases that signal handlers' close() calls deferred while
@@ -46,7 +52,9 @@ pub fn settle_deferred() {
     if !local::has_deferred() || registry::in_registry() {
         return;
     }
-    local::take_deferred(&mut |dev, ino| release_file_now(dev, ino));
+    local::take_deferred(&mut |dev, ino| {
+        release_file_now(dev, ino);
+    });
 }
 
 /// The file behind `fd` if this process may hold locks on it; the cheap
@@ -121,7 +129,7 @@ impl FdSnapshot {
             });
             count.for_each_nonzero(&mut |s, _| {
                 if let Some((dev, ino)) = local::held_file(s as u32) {
-                    release_file(dev, ino);
+                    let _ = release_file(dev, ino);
                 }
             });
             r
@@ -146,7 +154,7 @@ pub fn release_files_without_descriptors() {
             if open.load(s as usize, core::sync::atomic::Ordering::Relaxed) == 0
                 && let Some((dev, ino)) = local::held_file(s)
             {
-                release_file(dev, ino);
+                let _ = release_file(dev, ino);
             }
         });
     });

@@ -127,7 +127,7 @@ impl Mapping {
         }
     }
 
-    fn path(&self) -> Option<&core::ffi::CStr> {
+    pub fn path(&self) -> Option<&core::ffi::CStr> {
         // SAFETY: written before publication, read-only since.
         let p = unsafe { &*self.path.get() };
         core::ffi::CStr::from_bytes_until_nul(p).ok()

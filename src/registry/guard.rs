@@ -194,7 +194,7 @@ pub fn attach_named(name: &[u8]) -> Result<Registry, shm::Refusal> {
     if NAMED_BUSY.swap(true, Ordering::AcqRel) {
         return Err(shm::Refusal::Io(Errno(libc::EBUSY)));
     }
-    match shm::attach(path, false) {
+    match shm::attach_tool(path) {
         Ok(seg) => {
             let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
             // SAFETY: NAMED_BUSY makes this thread its only user.
@@ -318,6 +318,11 @@ impl Registry {
         if core::ptr::eq(self.map, &NAMED) {
             NAMED_BUSY.store(false, Ordering::Release);
         }
+    }
+
+    /// The segment file's path (as attached).
+    pub fn path(&self) -> Option<&'static core::ffi::CStr> {
+        self.map.path()
     }
 
     /// Anchors that exist now (the anchor table grows, see `grow_lives`).

@@ -71,6 +71,7 @@
 mod chunks;
 mod files;
 mod guard;
+pub mod inspect;
 pub mod layout;
 mod maps;
 mod owners;

@@ -215,6 +215,11 @@ impl Tables<'_> {
         Some(Sample { ltype, range, dev: o.dev, ino: o.ino, pid: o.pid, fd: o.fd })
     }
 
+    /// Whether owner slots exist from `from` on.
+    pub fn more_owners_after(&self, from: u32) -> bool {
+        (from as usize) < self.owner_high()
+    }
+
     /// Whether `t` still names the owner it was issued for.
     pub fn ticket_current(&self, t: &Ticket) -> bool {
         self.owners.get(t.owner as usize).is_some_and(|o| o.kind != OWNER_FREE && o.generation == t.generation)
@@ -222,12 +227,16 @@ impl Tables<'_> {
 
     /// Up to `out.len()` process owners that the registry cannot vouch for
     /// (to be probed outside the mutex when the owner table is full).
-    pub fn unvouched(&self, out: &mut [Ticket]) -> usize {
+    /// The search starts at slot `*from` and leaves `*from` past the last
+    /// slot looked at (the owner table's high-water mark when done).
+    pub fn unvouched(&self, from: &mut u32, out: &mut [Ticket]) -> usize {
         let mut n = 0;
-        for i in 0..self.owner_high() as u32 {
+        while *from < self.owner_high() as u32 {
             if n == out.len() {
                 break;
             }
+            let i = *from;
+            *from += 1;
             if let Vouch::ProbeProcess(t) = self.vouch(i) {
                 out[n] = t;
                 n += 1;

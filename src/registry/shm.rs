@@ -55,7 +55,11 @@ impl Refusal {
     /// Writes the one-line explanation.
     pub fn describe(self, w: &mut dyn core::fmt::Write) -> core::fmt::Result {
         match self {
-            Refusal::BadName => write!(w, "invalid registry name (QNXCOMPAT_REGISTRY)"),
+            Refusal::BadName => write!(
+                w,
+                "invalid registry name QNXCOMPAT_REGISTRY=\"{}\" (1 to 200 characters, no '/')",
+                core::str::from_utf8(crate::config::registry_name()).unwrap_or("?")
+            ),
             Refusal::Io(e) => write!(w, "cannot open or map it: {}", e.name()),
             Refusal::Foreign { uid } => write!(w, "it is owned by uid {uid}, not by us"),
             Refusal::Permissive { mode } => {
@@ -111,12 +115,18 @@ pub fn path_for<'a>(name: &[u8], buf: &'a mut [u8; 256]) -> Result<&'a CStr, Ref
 /// Opens (creating if needed) and maps the segment at `path`.
 /// With `create == false`, a missing segment is `Io(ENOENT)`.
 pub fn attach(path: &CStr, create: bool) -> Result<Segment, Refusal> {
-    attach_as(path, create, crate::config::shared_gid())
+    attach_as(path, create, crate::config::shared_gid(), false)
+}
+
+/// As `attach`, for a tool that only reads and reaps (`qnxcompat locks`,
+/// `doctor`): a segment of either mirror mode will do.
+pub fn attach_tool(path: &CStr) -> Result<Segment, Refusal> {
+    attach_as(path, false, crate::config::shared_gid(), true)
 }
 
 /// As `attach`, for a registry private to this uid (`gid` None, mode 0600)
 /// or shared with the members of group `gid` (mode 0660, that group).
-pub fn attach_as(path: &CStr, create: bool, gid: Option<u32>) -> Result<Segment, Refusal> {
+pub fn attach_as(path: &CStr, create: bool, gid: Option<u32>, any_mode: bool) -> Result<Segment, Refusal> {
     let flags = libc::O_RDWR | libc::O_NOFOLLOW | if create { libc::O_CREAT } else { 0 };
     let mode = if gid.is_some() { 0o660 } else { 0o600 };
     let fd = sys::open(path, flags, mode).map_err(Refusal::Io)?;
@@ -127,7 +137,7 @@ pub fn attach_as(path: &CStr, create: bool, gid: Option<u32>) -> Result<Segment,
             let _ = sys::fchmod(fd, 0o660);
         }
     }
-    let result = attach_fd(fd, gid);
+    let result = attach_fd(fd, gid, any_mode);
     let _ = sys::close(fd);
     result
 }
@@ -146,7 +156,7 @@ fn kernel_flock(fd: i32, op: i32) -> Result<(), Errno> {
     }
 }
 
-fn attach_fd(fd: i32, gid: Option<u32>) -> Result<Segment, Refusal> {
+fn attach_fd(fd: i32, gid: Option<u32>, any_mode: bool) -> Result<Segment, Refusal> {
     let st = sys::fstat(fd).map_err(Refusal::Io)?;
     match gid {
         // Private: ours alone.
@@ -170,14 +180,14 @@ fn attach_fd(fd: i32, gid: Option<u32>) -> Result<Segment, Refusal> {
         }
     }
     kernel_flock(fd, libc::LOCK_EX).map_err(Refusal::Io)?;
-    let result = map_checked(fd);
+    let result = map_checked(fd, any_mode);
     let _ = kernel_flock(fd, libc::LOCK_UN);
     result
 }
 
 /// With the init flock held: maps the segment, initialising it if it is
 /// new or was abandoned half-way.
-fn map_checked(fd: i32) -> Result<Segment, Refusal> {
+fn map_checked(fd: i32, any_mode: bool) -> Result<Segment, Refusal> {
     let st = sys::fstat(fd).map_err(Refusal::Io)?;
     let size = st.st_size as u64;
     let fresh = size == 0;
@@ -213,7 +223,7 @@ fn map_checked(fd: i32) -> Result<Segment, Refusal> {
         || header.size != CHUNK as u64
     {
         Err(Refusal::WrongVersion { version: header.version })
-    } else if header.mode != our_mode() {
+    } else if header.mode != our_mode() && !any_mode {
         Err(Refusal::WrongMode { mirrored: header.mode == MODE_MIRROR })
     } else if header.chunks.used.load(Ordering::Acquire) as u64 * CHUNK as u64 > size {
         // Another process grew the segment since our fstat: it extends the
@@ -265,6 +275,8 @@ pub(super) fn full_message(path: &[u8], e: Errno) {
     );
     let n = c.len();
     let _ = sys::write(2, &buf[..n]);
+    // QNXCOMPAT_STRICT=1: neither ENOLCK nor the kernel's locks, but a stop.
+    crate::config::strict_stop(b"the lock registry cannot be used");
     saved.set();
 }
 
@@ -352,5 +364,7 @@ pub fn refusal_message(path: &[u8; 256], why: Refusal) {
     };
     let n = c.len();
     let _ = sys::write(2, &buf[..n]);
+    // QNXCOMPAT_STRICT=1: neither ENOLCK nor the kernel's locks, but a stop.
+    crate::config::strict_stop(b"the lock registry cannot be used");
     saved.set();
 }

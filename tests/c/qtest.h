@@ -1871,6 +1871,31 @@ static inline const char *qtest_oneline(const char *s, char *out, size_t n)
     return out;
 }
 
+/* A trace file's text, with the paths the library shows after each
+ * descriptor (`fd=3</tmp/x>`, as strace -y does) taken out, for tests
+ * that match lines by descriptor number (tests/c/command.sh checks the
+ * paths themselves). */
+static inline char *qtest_slurp_trace(const char *path)
+{
+    char *t = qtest_slurp(path);
+    if (!t)
+        return t;
+    char *w = t;
+    for (const char *r = t; *r;) {
+        if (r[0] == '<' && r > t && r[-1] >= '0' && r[-1] <= '9' && strchr(r, '>')) {
+            const char *gt = strchr(r, '>');
+            const char *nl = strchr(r, '\n');
+            if (!nl || gt < nl) {
+                r = gt + 1;
+                continue;
+            }
+        }
+        *w++ = *r++;
+    }
+    *w = 0;
+    return t;
+}
+
 /* CHECK that a QNXCOMPAT_TRACE text has a line with
  * "qnxcompat[PID:PID] " + what, and `more` (if not NULL) after it. */
 static inline void qtest_check_traced(const char *trace, pid_t pid,

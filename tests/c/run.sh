@@ -4,7 +4,8 @@
 # usage: tests/c/run.sh LIBPATH [t_name ...]
 #
 #   LIBPATH   the shim, e.g. target/release/libqnxcompat.so
-#   t_name    tests to run (default: every tests/c/t_*.c, plus programs.sh)
+#   t_name    tests to run (default: every tests/c/t_*.c, plus programs.sh,
+#             and command.sh: the qnxcompat command and make install, once)
 #
 # Each test is compiled into target/ctests/ and run twice, each run under
 # `timeout $QTEST_TIMEOUT` (120 s), and the tests in MIRROR_OFF_TESTS below
@@ -203,7 +204,7 @@ else
     for src in tests/c/t_*.c; do
         TESTS+=("$(basename "$src" .c)")
     done
-    TESTS+=(programs)
+    TESTS+=(programs command)
 fi
 
 total_pass=${PEER_STATIC_PASSED:-0}
@@ -275,6 +276,15 @@ for name in "${TESTS[@]}"; do
             esac
             record "$name" "$mode" $? "$log"
         done
+        continue
+    fi
+    if [ "$name" = command ]; then
+        # The qnxcompat command and make install: once, with the library.
+        if [ "$LIB" != none ] && listed shim $RUNS; then
+            log=$LOGDIR/$name.shim.log
+            run "$log" bash tests/c/command.sh "$LIB"
+            record "$name" shim $? "$log"
+        fi
         continue
     fi
     src=tests/c/$name.c

@@ -486,7 +486,7 @@ static void trace(void)
                                "LOCK_EX|LOCK_NB not EWOULDBLOCK, 2: "
                                "F_WRLCK|F_FLOCK)");
 
-    char *t = qtest_slurp(tf.path);
+    char *t = qtest_slurp_trace(tf.path);
     char want[256];
     snprintf(want, sizeof want, "flock(fd=%d, LOCK_SH) = 0 (", afd);
     CHECK_TRACED(t, pid, want, NULL);

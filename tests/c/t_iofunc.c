@@ -755,7 +755,7 @@ static void trace(void)
     char *env[] = {"QNXCOMPAT_TRACE=iofunc,Msg", tf.env, NULL};
     char *argv[] = {"t_iofunc", "--trace-act", NULL};
     pid_t pid = CHECK_RUN_SELF(argv, env, NULL, NULL, "traced resource manager");
-    char *t = qtest_slurp(tf.path);
+    char *t = qtest_slurp_trace(tf.path);
     char want[256];
     snprintf(want, sizeof want, "iofunc_lock_default(rcvid=7001, pid=4001, scoid=71, ocb=0x");
     CHECK_TRACED(t, pid, want, "F_SETLK, {F_WRLCK, SEEK_SET, start=0, len=10}) = _RESMGR_NPARTS(1) (");

@@ -650,7 +650,7 @@ static void trace(void)
                                      "EAGAIN expected)"
                                    : "traced child (map, lockf F_TLOCK: 0 "
                                      "expected)");
-    char *t = qtest_slurp(tf.path);
+    char *t = qtest_slurp_trace(tf.path);
     if (qtest_mode_shim()) {
         char want[128];
         snprintf(want, sizeof want, "lockf(fd=%d, F_TLOCK, size=10) = -1 EAGAIN (",

@@ -131,14 +131,14 @@ static pid_t run_traced(struct run r)
  * (and containing `more` after it, if not NULL). */
 #define CHECK_IN_TRACE(text, pid, more)                                       \
     do {                                                                      \
-        char *qt_t_ = qtest_slurp(trace_path);                                \
+        char *qt_t_ = qtest_slurp_trace(trace_path);                                \
         CHECK_TRACED(qt_t_, (pid), (text), (more));                           \
         free(qt_t_);                                                          \
     } while (0)
 
 #define CHECK_NOT_TRACED(text)                                                \
     do {                                                                      \
-        char *qt_t_ = qtest_slurp(trace_path);                                \
+        char *qt_t_ = qtest_slurp_trace(trace_path);                                \
         CHECK(!qtest_has_line(qt_t_, (text), NULL),                           \
               "trace has \"%s\"; trace was:\n%s", (const char *)(text),       \
               qt_t_);                                                         \
@@ -147,7 +147,7 @@ static pid_t run_traced(struct run r)
 
 #define CHECK_TRACE_EMPTY()                                                   \
     do {                                                                      \
-        char *qt_t_ = qtest_slurp(trace_path);                                \
+        char *qt_t_ = qtest_slurp_trace(trace_path);                                \
         CHECK(qt_t_[0] == 0, "expected no trace output, got:\n%s", qt_t_);    \
         free(qt_t_);                                                          \
     } while (0)
@@ -158,10 +158,11 @@ static void check_line_format(void)
     regex_t re;
     if (regcomp(&re,
                 "^qnxcompat\\[[0-9]+:[0-9]+\\] [a-z_0-9]+\\(.*\\) = [^ ]+"
-                "( E[A-Z0-9]+)? \\([0-9.]+ ?[a-zµ]*s\\)$",
+                "( E[A-Z0-9]+)? \\([0-9.]+ ?[a-zµ]*s\\)"
+                "( held by .*\\]| released [0-9]+ locks?)?$",
                 REG_EXTENDED | REG_NOSUB) != 0)
         qtest_fatal("regcomp");
-    char *t = qtest_slurp(trace_path);
+    char *t = qtest_slurp_trace(trace_path);
     int lines = 0, bad = 0;
     for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
         lines++;
@@ -186,7 +187,9 @@ static void trace_to_file(void)
     snprintf(w, sizeof w, "lockf(fd=%d, F_TLOCK, size=10) = 0 (", fd);
     CHECK_IN_TRACE(w, p, NULL);
     snprintf(w, sizeof w, "lockf(fd=%d, F_TLOCK, size=10) = -1 EAGAIN (", busy);
-    CHECK_IN_TRACE(w, p, NULL);
+    char held[64]; /* the holder is this test process (the busy file's lock) */
+    snprintf(held, sizeof held, ") held by pid %d (t_trace) [0-", (int)getpid());
+    CHECK_IN_TRACE(w, p, held);
     snprintf(w, sizeof w, "flock(fd=%d, LOCK_EX|LOCK_NB) = 0 (", fd);
     CHECK_IN_TRACE(w, p, NULL);
     CHECK_IN_TRACE("mlock(addr=0x", p, ", len=4096) = ");
