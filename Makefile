@@ -28,12 +28,13 @@ test: build
 	cargo test --release
 	tests/c/run.sh $(LIB)
 
-# A QNX-style program run under the library with tracing on.
+# A QNX-style program run under the library by the qnxcompat command:
+# Linux's and QNX's results side by side.
 demo: build
 	@mkdir -p target
 	$(CC) $(CFLAGS) -o target/demo examples/demo.c
 	$(BIN) run --registry=qnxcompat-demo-$$$$ -- target/demo; \
-	  status=$$?; rm -f /dev/shm/qnxcompat-demo-*; exit $$status
+	  status=$$?; rm -f /dev/shm/qnxcompat-demo-$$$$; exit $$status
 
 # Benchmarks (never part of `make test`): the engine in-process with
 # criterion, then every scenario natively and under the library side by side.
