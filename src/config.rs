@@ -176,6 +176,11 @@ fn is_lock_func(f: Func) -> bool {
             | Lockf64
             | Flock
             | Close
+            | Fcloseall
+            | Dup2
+            | Dup3
+            | CloseRange
+            | Closefrom
             | UClose
             | Fclose
             | IofuncLock

@@ -365,6 +365,46 @@ fn scan_procs(want: &BTreeSet<(u64, u64)>) -> Procs {
     p
 }
 
+/// The kernel's locks (`/proc/locks`): (class, dev, ino, start, end), with
+/// class "POSIX", "OFDLCK" or "FLOCK" and end `i64::MAX` for EOF.
+fn kernel_locks() -> Vec<(String, u64, u64, i64, i64)> {
+    let text = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        // "1: POSIX  ADVISORY  WRITE 123 fd:00:4567 0 EOF", and "->" for a waiter.
+        let f: Vec<&str> = line.split_whitespace().filter(|w| *w != "->").collect();
+        if f.len() < 8 {
+            continue;
+        }
+        let id: Vec<&str> = f[5].split(':').collect();
+        if id.len() != 3 {
+            continue;
+        }
+        let (Ok(maj), Ok(min), Ok(ino)) =
+            (u32::from_str_radix(id[0], 16), u32::from_str_radix(id[1], 16), id[2].parse::<u64>())
+        else {
+            continue;
+        };
+        let start = f[6].parse::<i64>().unwrap_or(0);
+        let end = if f[7] == "EOF" { i64::MAX } else { f[7].parse::<i64>().unwrap_or(i64::MAX) };
+        out.push((f[1].to_string(), libc::makedev(maj, min), ino, start, end));
+    }
+    out
+}
+
+/// Whether the kernel holds a lock of the row's kind over its range (the
+/// mirror's copy): a registry lock without one is held by nobody, and the
+/// next locker that meets it drops it.
+fn kernel_has(k: &[(String, u64, u64, i64, i64)], r: &Row) -> bool {
+    k.iter().any(|(class, dev, ino, s, e)| {
+        let kind_ok = match r.kind {
+            1 => class == "POSIX",
+            _ => class == "OFDLCK" || class == "FLOCK",
+        };
+        kind_ok && *dev == r.dev && *ino == r.ino && *s <= r.end && r.start <= *e
+    })
+}
+
 fn kind_name(k: u32) -> &'static str {
     match k {
         1 => "posix",
@@ -440,6 +480,14 @@ fn locks(json: bool, registry: Option<String>, pid: Option<i32>, file: Option<Pa
     let files: BTreeSet<(u64, u64)> = rows.iter().map(|r| (r.dev, r.ino)).collect();
     let procs = scan_procs(&files);
     let cycles = cycle_owners(&rows);
+    // With the kernel mirror, every granted lock is also a kernel lock: one
+    // the kernel does not hold is stale (its owner's last descriptor went
+    // by a path the library did not see), shown as such.
+    let mut h = Health::default();
+    // SAFETY: `h` is a valid out-parameter of its size.
+    let mirrored = unsafe { (lib.health)(cname.as_ptr(), &mut h, size_of::<Health>()) } == 0 && h.mode == 1;
+    let klocks = if mirrored { kernel_locks() } else { Vec::new() };
+    let stale = |r: &Row| mirrored && r.what == 1 && !kernel_has(&klocks, r);
     let holders_of = |r: &Row| -> Vec<i32> {
         if r.kind == 1 {
             return vec![r.pid];
@@ -486,6 +534,9 @@ fn locks(json: bool, registry: Option<String>, pid: Option<i32>, file: Option<Pa
                 r.ino,
                 path_of(r).map_or("null".into(), |p| json_str(&p)),
             ));
+            if !waiting {
+                out.push_str(&format!(", \"stale\": {}", stale(r)));
+            }
             if waiting {
                 if r.blocker != u32::MAX {
                     out.push_str(&format!(
@@ -525,7 +576,7 @@ fn locks(json: bool, registry: Option<String>, pid: Option<i32>, file: Option<Pa
                 who.to_string()
             };
             let blocker = if !waiting {
-                String::new()
+                if stale(r) { "(stale: no kernel lock)".into() } else { String::new() }
             } else if r.blocker == u32::MAX {
                 "-".into()
             } else {

@@ -48,19 +48,25 @@ fn closed(
             saved.set();
         }
     }
+    close_line(f, start, Ret::Int(r as i64, e), released, args);
+    if r == -1 {
+        e.set();
+    }
+    r
+}
+
+/// The trace line of a close-like call, saying what it released
+/// (`released 2 locks`); under `QNXCOMPAT_TRACE=locks` only when it
+/// released something.
+fn close_line(f: Func, start: u64, ret: Ret, released: u32, args: &dyn Fn(&mut Cursor) -> core::fmt::Result) {
     if released > 0 {
         trace::set_note(&|c: &mut Cursor| {
             write!(c, "released {released} lock{}", if released == 1 { "" } else { "s" })
         });
     }
-    // QNXCOMPAT_TRACE=locks: only the closes that released something.
     if released > 0 || !config::trace_locks_only() {
-        trace::line(f, start, Ret::Int(r as i64, e), args);
+        trace::line(f, start, ret, args);
     }
-    if r == -1 {
-        e.set();
-    }
-    r
 }
 
 fn real_close(fd: c_int) -> c_int {
@@ -135,16 +141,14 @@ pub extern "C" fn fcloseall() -> c_int {
     }
     let start = now_if(Func::Fcloseall);
     let entry = Errno::last();
-    let r = FdSnapshot::take(0, u32::MAX).around(|| {
+    let (r, released) = FdSnapshot::take(0, u32::MAX).around(|| {
         // SAFETY: no arguments.
         let r = unsafe { real() };
         local::fd_forget_range(0, u32::MAX);
         r
     });
     let e = errno_of(r as i64);
-    if !config::trace_locks_only() {
-        trace::line(Func::Fcloseall, start, Ret::Int(r as i64, e), &|_| Ok(()));
-    }
+    close_line(Func::Fcloseall, start, Ret::Int(r as i64, e), released, &|_| Ok(()));
     if r == -1 {
         e.set()
     } else {
@@ -165,12 +169,13 @@ fn dup_hook(f: Func, oldfd: c_int, newfd: c_int, flags: c_int, real: &dyn Fn() -
     let r = real();
     local::fd_forget(newfd);
     let e = errno_of(r as i64);
+    let mut released = 0;
     if r >= 0
         && let Some((dev, ino)) = locked
     {
-        let _ = locks::release_file(dev, ino);
+        released = locks::release_file(dev, ino);
     }
-    trace::line(f, start, Ret::Int(r as i64, e), &|c| {
+    close_line(f, start, Ret::Int(r as i64, e), released, &|c| {
         write!(c, "oldfd={oldfd}, newfd={newfd}")?;
         if f == Func::Dup3 { write!(c, ", flags={flags:#x}") } else { Ok(()) }
     });
@@ -209,13 +214,13 @@ fn range_close(f: Func, lo: c_uint, hi: c_uint, flags: c_int, real: &dyn Fn() ->
     let start = now_if(f);
     let entry = Errno::last();
     local::fd_forget_range(lo, hi);
-    let r = FdSnapshot::take(lo, hi).around(|| {
+    let (r, released) = FdSnapshot::take(lo, hi).around(|| {
         let r = real();
         local::fd_forget_range(lo, hi);
         r
     });
     let e = errno_of(r as i64);
-    trace::line(f, start, Ret::Int(r as i64, e), &|c| {
+    close_line(f, start, Ret::Int(r as i64, e), released, &|c| {
         if f == Func::Closefrom {
             write!(c, "lowfd={lo}")
         } else {

@@ -105,11 +105,12 @@ impl FdSnapshot {
     }
 
     /// Runs `close` between the two counts, then releases the files that
-    /// lost a descriptor.
-    pub fn around<R>(self, close: impl FnOnce() -> R) -> R {
+    /// lost a descriptor; also returns how many lock records went.
+    pub fn around<R>(self, close: impl FnOnce() -> R) -> (R, u32) {
         if !self.active {
-            return close();
+            return (close(), 0);
         }
+        let mut released = 0;
         let (lo, hi) = (self.lo, self.hi);
         local::with_slot_scratch(|count| {
             for_each_held_fd(lo, hi, &|_| true, &mut |s| {
@@ -129,10 +130,10 @@ impl FdSnapshot {
             });
             count.for_each_nonzero(&mut |s, _| {
                 if let Some((dev, ino)) = local::held_file(s as u32) {
-                    let _ = release_file(dev, ino);
+                    released += release_file(dev, ino);
                 }
             });
-            r
+            (r, released)
         })
     }
 }
