@@ -446,6 +446,24 @@ fn settings_hash(h: u64, entry: &[u8]) -> u64 {
     )
 }
 
+/// A visitor of one setting: its whole entry, its name and its value.
+type SettingFn<'a> = dyn FnMut(&[u8], &[u8], &[u8]) + 'a;
+
+/// Calls `f` with each `QNXCOMPAT` / `QNXCOMPAT_*` entry of the environment
+/// (but `QNXCOMPAT_WARNED`), its name and its value.
+fn for_each_setting(f: &mut SettingFn<'_>) {
+    sys::for_each_env(&mut |e| {
+        if !e.starts_with(b"QNXCOMPAT") || e.starts_with(b"QNXCOMPAT_WARNED=") {
+            return;
+        }
+        let eq = e.iter().position(|&c| c == b'=').unwrap_or(e.len());
+        let (name, value) = (&e[..eq], e.get(eq + 1..).unwrap_or(b""));
+        if name.starts_with(b"QNXCOMPAT_") || name == b"QNXCOMPAT" {
+            f(e, name, value);
+        }
+    });
+}
+
 /// Validates every `QNXCOMPAT_*` variable: a bad value or an unknown name
 /// gets one line that quotes it and says what is accepted; an unwritable
 /// trace file is reported and the trace goes to stderr. Said once per
@@ -456,15 +474,7 @@ fn check_settings(group_ok: bool) {
     let mut hash = 0u64;
     let mut bad = 0u32;
     // First pass: is anything wrong, and what is the tree's hash?
-    sys::for_each_env(&mut |e| {
-        if !e.starts_with(b"QNXCOMPAT") || e.starts_with(b"QNXCOMPAT_WARNED=") {
-            return;
-        }
-        let eq = e.iter().position(|&c| c == b'=').unwrap_or(e.len());
-        let (name, value) = (&e[..eq], e.get(eq + 1..).unwrap_or(b""));
-        if !name.starts_with(b"QNXCOMPAT_") && name != b"QNXCOMPAT" {
-            return;
-        }
+    for_each_setting(&mut |e, name, value| {
         hash = settings_hash(hash, e);
         let known = SETTINGS.iter().any(|(n, _)| *n == name);
         if !known || !accepts(name, value, group_ok || !group_set) {
@@ -494,47 +504,35 @@ fn check_settings(group_ok: bool) {
     }
     let said = sys::getenv(c"QNXCOMPAT_WARNED").is_some_and(|v| v.to_bytes() == &hex[..16]);
     if !said || strict() {
-        sys::for_each_env(&mut |e| {
-            if !e.starts_with(b"QNXCOMPAT") || e.starts_with(b"QNXCOMPAT_WARNED=") {
-                return;
-            }
-            let eq = e.iter().position(|&c| c == b'=').unwrap_or(e.len());
-            let (name, value) = (&e[..eq], e.get(eq + 1..).unwrap_or(b""));
-            if !name.starts_with(b"QNXCOMPAT_") && name != b"QNXCOMPAT" {
-                return;
-            }
-            match SETTINGS.iter().find(|(n, _)| *n == name) {
-                None => {
-                    complain(&[b"unknown setting ", name, b" ignored (see README.md for the QNXCOMPAT_* settings)"])
+        for_each_setting(&mut |_, name, value| match SETTINGS.iter().find(|(n, _)| *n == name) {
+            None => complain(&[b"unknown setting ", name, b" ignored (see README.md for the QNXCOMPAT_* settings)"]),
+            Some((_, what)) if !accepts(name, value, group_ok || !group_set) => {
+                if name == b"QNXCOMPAT_TRACE"
+                    && let Err(w) = parse_trace_checked(value)
+                {
+                    complain(&[name, b"=\"", value, b"\": \"", w, b"\" names nothing traced; accepted: ", what]);
+                } else if name == b"QNXCOMPAT_REGISTRY" {
+                    complain(&[
+                        name,
+                        b"=\"",
+                        value,
+                        b"\" is not a registry name: lock calls fail with ENOLCK (lockf: ENOMEM); accepted: ",
+                        what,
+                    ]);
+                } else if name == b"QNXCOMPAT_REGISTRY_GROUP" {
+                    complain(&[
+                        name,
+                        b"=\"",
+                        value,
+                        b"\": no such group; the registry stays private (accepted: ",
+                        what,
+                        b")",
+                    ]);
+                } else {
+                    complain(&[name, b"=\"", value, b"\" is not understood and is ignored; accepted: ", what]);
                 }
-                Some((_, what)) if !accepts(name, value, group_ok || !group_set) => {
-                    if name == b"QNXCOMPAT_TRACE"
-                        && let Err(w) = parse_trace_checked(value)
-                    {
-                        complain(&[name, b"=\"", value, b"\": \"", w, b"\" names nothing traced; accepted: ", what]);
-                    } else if name == b"QNXCOMPAT_REGISTRY" {
-                        complain(&[
-                            name,
-                            b"=\"",
-                            value,
-                            b"\" is not a registry name: lock calls fail with ENOLCK (lockf: ENOMEM); accepted: ",
-                            what,
-                        ]);
-                    } else if name == b"QNXCOMPAT_REGISTRY_GROUP" {
-                        complain(&[
-                            name,
-                            b"=\"",
-                            value,
-                            b"\": no such group; the registry stays private (accepted: ",
-                            what,
-                            b")",
-                        ]);
-                    } else {
-                        complain(&[name, b"=\"", value, b"\" is not understood and is ignored; accepted: ", what]);
-                    }
-                }
-                _ => {}
             }
+            _ => {}
         });
         if file_bad {
             let n = path.iter().position(|&b| b == 0).unwrap_or(0);
