@@ -3,7 +3,7 @@
 //! fail with its errno, succeed without calling the kernel, or run the real
 //! call (so memory really is resident) and pass its errors through.
 //!
-//! QNX 7.x (the default; the seed page `mlock.txt`):
+//! QNX 7.x (the default; the QNX Neutrino C Library Reference, `mlock()`):
 //! - locking needs the `PROCMGR_AID_MEM_LOCK` ability, which by default only
 //!   root has: without it, EPERM, even where Linux's RLIMIT_MEMLOCK would
 //!   allow the call. `QNXCOMPAT_ABILITIES=mem_lock` grants the ability to a

@@ -7,7 +7,7 @@
  *
  * QNX pages: iofunc_lock(), iofunc_lock_default() (spec/), and
  * iofunc_close_dup_default(), iofunc_unblock_default(), iofunc_func_init(),
- * iofunc_attr_init() (reference/resmgr-fuse.md A.4, A.5).
+ * iofunc_attr_init() (QNX's iofunc_attr_init() and iofunc_lock_default() pages).
  *
  * Built with -lqnxcompat (run.sh LINKED_TESTS): these functions exist only
  * in the library, so there is no native run.
