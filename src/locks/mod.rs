@@ -33,20 +33,27 @@ use crate::registry::layout::{FLAVOR_LINUX_OFD, FLAVOR_QNX_FLOCK, OWNER_OPENFILE
 use crate::registry::{self, Reach, Registry, Tables, Ticket, Vouch, WakeSet};
 use crate::sys::{self, Errno};
 
+mod call;
 mod calls;
 mod deadlock;
 mod kernel;
+mod mapped;
 mod probe;
+mod reap;
 mod release;
 mod resolve;
 
+pub use call::*;
 pub use calls::{LockCmd, fcntl_lock, flock, lockf};
 use deadlock::{Check, deadlock_check};
 pub use kernel::verify_mirror;
 use kernel::{
     KernelSeen, Seen, changed, drop_stale, kernel_lock, kernel_restore, kernel_test, kernel_unlock, outside_pause,
 };
+use mapped::{MapCheck, mapped_check};
 use probe::{Judged, Verdicts, judge, run_probe};
+pub use reap::reap_dead;
+use reap::reap_unvouched;
 use release::find_owner;
 pub use release::{
     FdSnapshot, adopt_after_exec, clear_exec_marks, locked_file_of, mark_for_exec, release_all, release_file,
@@ -64,147 +71,6 @@ static POLL_WORD: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32:
 
 /// Passes of one call through the registry without a sleep (see `set`).
 const MAX_PASSES: u32 = 4096;
-
-/// How a lock call ended.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Outcome {
-    /// Success, with this return value.
-    Done(i64),
-    Failed(Errno),
-    /// A wait slice ended: offer cancellation and call again.
-    Again,
-    /// A signal interrupted the wait: offer cancellation, then EINTR.
-    Interrupted,
-    /// The registry is refused: let the kernel do it.
-    Native,
-    /// The call is about to wait, for the first time (only while tracing):
-    /// trace that it starts, then call again.
-    Blocked,
-}
-
-impl From<Errno> for Outcome {
-    fn from(e: Errno) -> Outcome {
-        Outcome::Failed(e)
-    }
-}
-
-/// A conflicting lock, as F_GETLK reports it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Conflict {
-    pub ltype: LockType,
-    pub range: Range,
-    /// The owning process, or for an open file the process that first
-    /// locked through it.
-    pub pid: i32,
-    /// How the holder reports: a process, a QNX flock-kind open file, or a
-    /// Linux OFD open file.
-    pub holder: Holder,
-}
-
-/// The kind of a conflicting lock's owner, as F_GETLK shows it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Holder {
-    Process,
-    QnxFlock,
-    LinuxOfd,
-}
-
-/// State kept across the slices of one blocking call (the C entry point's
-/// `struct qnxcompat_call`).
-#[repr(C)]
-pub struct CallState {
-    pub start_ns: u64,
-    pub slices: u32,
-    /// 1 + the registry waiter slot registered for this call, or 0.
-    pub waiter: u32,
-    /// That slot's generation: the registration is ours only while the
-    /// slot still has it.
-    pub waiter_gen: u32,
-    /// The thread's caught-signal count when the call began, with
-    /// `SIG_ARMED` set once taken (see `crate::signals`).
-    pub sig_base: u32,
-    /// The registry's graph epoch at this call's last cycle check.
-    pub check_epoch: u32,
-    /// What the call last met in its way, for its trace line: the holder's
-    /// pid (0: unknown), `HELD_*` kind, and the range it holds.
-    pub holder_pid: i32,
-    pub holder_kind: u32,
-    /// 1 once the call's wait was announced (a trace line when it starts).
-    pub told: u32,
-    pub holder_start: i64,
-    pub holder_end: i64,
-}
-
-/// `CallState::holder_kind`: nothing met, a registry owner of each kind, or
-/// a lock held outside the library (the kernel refused the mirror's lock).
-pub const HELD_NONE: u32 = 0;
-pub const HELD_PROCESS: u32 = 1;
-pub const HELD_FLOCK: u32 = 2;
-pub const HELD_OFD: u32 = 3;
-pub const HELD_OUTSIDE: u32 = 4;
-
-const SIG_ARMED: u32 = 1 << 31;
-
-impl CallState {
-    /// Takes the thread's signal count at the call's first pass; then
-    /// whether a caught signal arrived since.
-    fn signalled(&mut self) -> bool {
-        let now = crate::signals::seen() & !SIG_ARMED;
-        if self.sig_base & SIG_ARMED == 0 {
-            self.sig_base = now | SIG_ARMED;
-            return false;
-        }
-        self.sig_base & !SIG_ARMED != now
-    }
-
-    fn waiter(&self) -> Option<u32> {
-        self.waiter.checked_sub(1)
-    }
-
-    /// Remembers the holder of a conflicting registry record.
-    fn met(&mut self, t: &Tables, rec: u32) {
-        let Some(r) = t.records.get(rec as usize) else { return };
-        let Some(o) = t.owners.get(r.owner as usize) else { return };
-        self.holder_pid = o.pid;
-        self.holder_kind = match (o.kind, o.flavor) {
-            (OWNER_PROCESS, _) => HELD_PROCESS,
-            (_, FLAVOR_LINUX_OFD) => HELD_OFD,
-            _ => HELD_FLOCK,
-        };
-        self.holder_start = r.start;
-        self.holder_end = r.end;
-    }
-
-    /// Remembers the holder F_TEST or F_GETLK reported.
-    pub fn met_conflict(&mut self, c: &Conflict) {
-        self.holder_pid = c.pid;
-        self.holder_kind = match c.holder {
-            Holder::Process => HELD_PROCESS,
-            Holder::QnxFlock => HELD_FLOCK,
-            Holder::LinuxOfd => HELD_OFD,
-        };
-        self.holder_start = c.range.start;
-        self.holder_end = c.range.end;
-    }
-
-    /// Remembers a lock held outside the library over `q`.
-    fn met_outside(&mut self, q: Range) {
-        self.holder_pid = 0;
-        self.holder_kind = HELD_OUTSIDE;
-        self.holder_start = q.start;
-        self.holder_end = q.end;
-    }
-
-    /// Whether the wait about to start should first be announced (only
-    /// while tracing, once per call).
-    fn announce(&mut self) -> bool {
-        if self.told != 0 || !crate::config::tracing_any() {
-            return false;
-        }
-        self.told = 1;
-        true
-    }
-}
 
 /// The registry is refused: fail closed with `nomem`, or, with
 /// `QNXCOMPAT_FALLBACK=kernel`, let the kernel do it.
@@ -656,134 +522,6 @@ pub fn set(fd: i32, file: &FileRef, r: SetRequest, call: &mut CallState) -> Outc
         }
         crate::signals::sleeping_on(None);
         interrupted |= call.signalled();
-    }
-}
-
-/// What the mapped-file check found.
-enum MapCheck {
-    Mapped,
-    Unmapped,
-    /// A mapper was dead and is gone: look again.
-    Reaped,
-    Probe(Vouch),
-}
-
-/// Whether a live process maps `file` (QNX lockf's mapped-file rule). The
-/// caller's own mappings count.
-fn mapped_check(t: &mut Tables, wake: &mut WakeSet, me: u32, file: u32, v: &Verdicts) -> MapCheck {
-    let mut mappers = [NIL; 16];
-    let mut n = 0;
-    let mut more = false;
-    t.for_each_mapper(file, &mut |o| {
-        if !mappers[..n].contains(&o) {
-            if n == mappers.len() {
-                more = true;
-                return false;
-            }
-            mappers[n] = o;
-            n += 1;
-        }
-        true
-    });
-    if mappers[..n].contains(&me) {
-        return MapCheck::Mapped;
-    }
-    if t.files.get(file as usize).is_some_and(|f| f.unrecorded != 0) {
-        // Mapped by some owner that the mapping table had no room for:
-        // mapped while any such owner lives.
-        // The first such owner decides: alive, the file counts as mapped;
-        // dead, it is reaped and the check runs again.
-        let mut first = None;
-        t.for_each_unrecorded(&mut |o| {
-            first = Some(o);
-            false
-        });
-        if let Some(o) = first {
-            if o == me {
-                return MapCheck::Mapped;
-            }
-            return match judge(t, wake, o, v) {
-                Judged::Alive => MapCheck::Mapped,
-                Judged::Reaped => MapCheck::Reaped,
-                Judged::Probe(p) => MapCheck::Probe(p),
-            };
-        }
-    }
-    let mut reaped = false;
-    for &o in &mappers[..n] {
-        match judge(t, wake, o, v) {
-            Judged::Alive => return MapCheck::Mapped,
-            Judged::Reaped => reaped = true,
-            Judged::Probe(p) => return MapCheck::Probe(p),
-        }
-    }
-    if reaped || more { MapCheck::Reaped } else { MapCheck::Unmapped }
-}
-
-/// With the owner table full: probes the process owners the registry cannot
-/// vouch for (outside the mutex) and reaps those found dead.
-fn reap_unvouched(reg: &Registry) {
-    let _ = reap_batch(reg, &mut 0, true);
-}
-
-/// Probes up to 64 process owners that the registry cannot vouch for, from
-/// owner slot `*from` on (outside the mutex), and reaps those found dead.
-/// Returns (probed, reaped); `*from` moves past the owners looked at.
-fn reap_batch(reg: &Registry, from: &mut u32, reap: bool) -> Result<(u32, u32), Errno> {
-    let mut tickets = [Ticket::default(); 64];
-    let n = reg.lock()?.tables().unvouched(from, &mut tickets);
-    let mut dead = [false; 64];
-    for (i, tk) in tickets[..n].iter().enumerate() {
-        dead[i] = liveness::probe(reg, tk.anchor, tk.nonce) == Verdict::Dead;
-    }
-    if !dead.iter().any(|&d| d) {
-        return Ok((n as u32, 0));
-    }
-    if !reap {
-        // Counted only when they left something: an idle dead owner's slot
-        // is reused or reaped by the next lock call that needs it.
-        let g = &mut reg.lock()?;
-        let t = g.tables();
-        let left = tickets[..n]
-            .iter()
-            .enumerate()
-            .filter(|&(i, tk)| {
-                dead[i]
-                    && t.ticket_current(tk)
-                    && t.owners.get(tk.owner as usize).is_some_and(|o| o.nlocks + o.nwaiters + o.nmaps > 0)
-            })
-            .count();
-        return Ok((n as u32, left as u32));
-    }
-    let mut g = reg.lock()?;
-    let (mut t, wake) = g.split();
-    let mut touched = WakeSet::default();
-    let mut reaped = 0;
-    for (i, tk) in tickets[..n].iter().enumerate() {
-        if dead[i] && t.ticket_current(tk) {
-            reaped += 1;
-            if t.reap_owner(tk.owner, &mut |f| touched.add(f)).is_err() {
-                t.repair(&mut |f| touched.add(f));
-            }
-        }
-    }
-    wake.absorb(&t.files, &touched);
-    Ok((n as u32, reaped))
-}
-
-/// Probes every process owner of `reg` that the registry cannot vouch for
-/// and reaps the dead (`qnxcompat doctor --reap`): 64 at a time, each batch
-/// probed with the mutex dropped; `reap` false only counts those that left
-/// locks, waits or mappings behind. Returns (probed, dead).
-pub fn reap_dead(reg: &Registry, reap: bool) -> Result<(u32, u32), Errno> {
-    let (mut from, mut probed, mut reaped) = (0, 0, 0);
-    loop {
-        let (p, r) = reap_batch(reg, &mut from, reap)?;
-        probed += p;
-        reaped += r;
-        if !reg.lock()?.tables().more_owners_after(from) {
-            return Ok((probed, reaped));
-        }
     }
 }
 

@@ -87,7 +87,8 @@ pub struct Health {
     pub _pad: u32,
 }
 
-fn kind_of(o: &OwnerSlot) -> u32 {
+/// An owner's kind, as `KIND_*`.
+pub fn kind_of(o: &OwnerSlot) -> u32 {
     match (o.kind, o.flavor) {
         (OWNER_PROCESS, _) => KIND_POSIX,
         (_, FLAVOR_LINUX_OFD) => KIND_OFD,
@@ -102,82 +103,54 @@ fn ltype_c(t: u8) -> i32 {
     }
 }
 
+/// Fills `out` with the rows `row` makes of slots `*at` on (at most `SCAN`
+/// slots, below `high`), moving `*at` past them; returns how many.
+fn scan(at: &mut usize, high: usize, out: &mut [Row], row: &dyn Fn(usize) -> Option<Row>) -> usize {
+    let mut n = 0;
+    let stop = (*at).saturating_add(SCAN).min(high);
+    while *at < stop && n < out.len() {
+        if let Some(r) = row(*at) {
+            out[n] = r;
+            n += 1;
+        }
+        *at += 1;
+    }
+    n
+}
+
 impl Tables<'_> {
     /// Copies the live records from slot `*at` on into `out` (at most
     /// `out.len()` rows, from at most `SCAN` slots) and moves `*at` past
     /// them; returns how many. `*at` reaching the high-water mark ends it.
     pub fn lock_rows(&self, at: &mut usize, out: &mut [Row]) -> usize {
-        let high = self.record_high();
-        let mut n = 0;
-        let stop = (*at).saturating_add(SCAN).min(high);
-        while *at < stop && n < out.len() {
-            let i = *at;
-            *at += 1;
-            let Some(r) = self.records.get(i) else { continue };
-            if r.state != RECORD_LIVE {
-                continue;
-            }
-            let (Some(o), Some(f)) = (self.owners.get(r.owner as usize), self.files.get(r.file as usize)) else {
-                continue;
-            };
-            out[n] = Row {
+        scan(at, self.record_high(), out, &|i| {
+            let r = self.records.get(i).filter(|r| r.state == RECORD_LIVE)?;
+            Some(Row {
                 what: ROW_LOCK,
-                kind: kind_of(o),
                 ltype: ltype_c(r.ltype),
-                pid: o.pid,
                 start: r.start,
                 end: r.end,
-                dev: f.dev,
-                ino: f.ino,
-                owner: r.owner,
-                owner_gen: o.generation,
-                alive: u32::from(o.kind == OWNER_PROCESS && owners::life_says_alive(o)),
-                blocker: u32::MAX,
-                ..Row::default()
-            };
-            n += 1;
-        }
-        n
+                ..self.row_of(r.owner, r.file)?
+            })
+        })
     }
 
     /// As `lock_rows`, for the registered waiters, each with the owner of
     /// the first lock that blocks it now.
     pub fn waiter_rows(&self, at: &mut usize, out: &mut [Row]) -> usize {
-        let high = self.waiter_high();
-        let mut n = 0;
-        let stop = (*at).saturating_add(SCAN).min(high);
-        while *at < stop && n < out.len() {
-            let i = *at;
-            *at += 1;
-            let Some(w) = self.waiters.get(i) else { continue };
-            if w.in_use == 0 {
-                continue;
-            }
-            let (Some(o), Some(f)) = (self.owners.get(w.owner as usize), self.files.get(w.file as usize)) else {
-                continue;
-            };
-            let Some(t) = LockType::from_raw(w.ltype) else { continue };
-            if w.start < 0 || w.end < w.start {
-                continue;
-            }
-            let q = Range::new(w.start, w.end);
+        scan(at, self.waiter_high(), out, &|i| {
+            let w = self.waiters.get(i).filter(|w| w.in_use != 0 && 0 <= w.start && w.start <= w.end)?;
+            let t = LockType::from_raw(w.ltype)?;
             let mut row = Row {
                 what: ROW_WAITER,
-                kind: kind_of(o),
                 ltype: ltype_c(w.ltype),
-                pid: o.pid,
                 start: w.start,
                 end: w.end,
-                dev: f.dev,
-                ino: f.ino,
-                owner: w.owner,
-                owner_gen: o.generation,
                 alive: 1,
-                blocker: u32::MAX,
-                waiter_pid: self.owners.get(w.proc_ as usize).map_or(o.pid, |p| p.pid),
-                ..Row::default()
+                ..self.row_of(w.owner, w.file)?
             };
-            if let Ok(Some(b)) = self.first_conflict(w.file, w.owner, t, q)
+            row.waiter_pid = self.owners.get(w.proc_ as usize).map_or(row.pid, |p| p.pid);
+            if let Ok(Some(b)) = self.first_conflict(w.file, w.owner, t, Range::new(w.start, w.end))
                 && let Some(rec) = self.records.get(b as usize)
                 && let Some(bo) = self.owners.get(rec.owner as usize)
             {
@@ -185,10 +158,24 @@ impl Tables<'_> {
                 row.blocker_pid = bo.pid;
                 row.blocker_kind = kind_of(bo);
             }
-            out[n] = row;
-            n += 1;
-        }
-        n
+            Some(row)
+        })
+    }
+
+    /// What a row says of its owner and file.
+    fn row_of(&self, owner: u32, file: u32) -> Option<Row> {
+        let (o, f) = (self.owners.get(owner as usize)?, self.files.get(file as usize)?);
+        Some(Row {
+            kind: kind_of(o),
+            pid: o.pid,
+            dev: f.dev,
+            ino: f.ino,
+            owner,
+            owner_gen: o.generation,
+            alive: u32::from(o.kind == OWNER_PROCESS && owners::life_says_alive(o)),
+            blocker: u32::MAX,
+            ..Row::default()
+        })
     }
 
     /// The registry's figures (what can be counted under one hold: the

@@ -247,6 +247,20 @@ EOF
     rm -f "/dev/shm/$QNXCOMPAT_REGISTRY-st"
 fi
 
+# --- a registry of the other mirror mode is listed all the same (a tool
+# only reads it)
+MO=$QNXCOMPAT_REGISTRY-mo
+QNXCOMPAT_MIRROR=off "$BIN" run --registry "$MO" -- "$WORK/lk" wr "$WORK/mo.dat" 0 10 30 >"$WORK/mo.out" &
+PIDS+=($!)
+MOP=$!
+wait_for "$WORK/mo.out" 'locked 0'
+out=$("$BIN" locks --registry "$MO" 2>&1)
+check "locks lists a QNXCOMPAT_MIRROR=off registry from a mirrored environment" \
+    "$(has "$out" "^lk +$MOP +posix +WRITE +0 +9 " && echo 0 || echo 1)" "$out"
+kill -KILL "$MOP" 2>/dev/null
+wait "$MOP" 2>/dev/null
+rm -f "/dev/shm/$MO"
+
 # --- doctor: healthy
 out=$("$BIN" doctor)
 rc=$?
@@ -256,7 +270,9 @@ check "doctor on a healthy registry: exit 0, consistent, no dead owners" \
 # --- a SIGKILLed owner: doctor reports it, --reap clears it
 kill -KILL "$WAITER" "$HOLDER"
 wait "$WAITER" "$HOLDER" 2>/dev/null
-out=$("$BIN" doctor)
+# Named with --registry, not the environment: the probes must read the
+# named registry's own file, not the default one of the loaded library.
+out=$(env -u QNXCOMPAT_REGISTRY "$BIN" doctor --registry "$QNXCOMPAT_REGISTRY")
 rc=$?
 check "doctor with SIGKILLed owners: exit 1, names the dead" \
     "$([ $rc -eq 1 ] && has "$out" 'FAIL 2 dead owners' && echo 0 || echo 1)" "$out"
